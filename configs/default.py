@@ -1,0 +1,106 @@
+"""The paper's set-up (VKD on MIMIC-CXR, as in the reference code), shared by all configs.
+
+Variants import this and override a few fields. Derived values (steps per epoch, the
+per-process batch, the vocabulary size) are computed in code, never stored here.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    # Devices of the ('data',) mesh; 0 means every visible device.
+    config.num_devices = 0
+
+    config.data = data = ml_collections.ConfigDict()
+    data.name = "mimic_cxr"  # tensorflow-datasets builder name
+    data.data_dir = ml_collections.config_dict.placeholder(str)  # None: tfds's default
+    data.image_size = 224
+    # Grayscale normalisation (x / 255 - mean) / std.
+    data.mean = 0.5
+    data.std = 0.25
+    # How raw labels (1, 0, -1 uncertain, -2 not mentioned) become targets:
+    # 'zeros' (reference: uncertain and not mentioned -> 0), 'ones', 'ignore' (masked out).
+    data.uncertainty_policy = "zeros"
+    # The reference's rule: "No Finding" = 1 when no other finding is positive.
+    data.no_finding_rule = True
+    data.shuffle_buffer = 16_384
+    data.train_split = "train"
+    data.val_split = "validation"
+    data.test_split = "test"
+    # Parameters of the synthetic_cxr builder (used only when data.name == 'synthetic_cxr').
+    data.synthetic = ml_collections.ConfigDict(dict(
+        num_train=4000, num_validation=500, num_test=1000, seed=0,
+        image_signal=1.0,  # scales every finding's visual trace
+        noise=1.0,         # scales the image noise
+    ))
+
+    config.model = model = ml_collections.ConfigDict()
+    model.kind = "vkd"  # 'vkd' | 'image_only' | 'multimodal' | 'text_only'
+    model.dtype = "float32"  # compute dtype; parameters are always float32
+    model.latent_dim = 512
+    model.hidden_dim = 512  # width of the prior, posterior and classifier MLPs
+    model.dropout = 0.5
+    model.posterior_inputs = "text"  # 'text' (the paper) | 'image_text'
+    model.text_pooling = "cls"  # report feature: 'cls' token or 'mean' over tokens
+    model.num_samples = 1  # S latent samples per example in training
+    model.eval_samples = 16  # S prior samples per image at test time
+
+    model.image_encoder = img = ml_collections.ConfigDict()
+    # DenseNet-121.
+    img.block_sizes = (6, 12, 24, 16)
+    img.growth_rate = 32
+    img.bn_size = 4
+    img.num_init_features = 64
+    img.remat = False  # recompute dense layers in the backward pass to save memory
+    img.trainable = True
+    img.lr_multiplier = 1.0
+
+    model.text_encoder = txt = ml_collections.ConfigDict()
+    # Tokenizer: a local Hugging Face directory, or 'synthetic' (built from the
+    # synthetic_cxr vocabulary). Never a hub name: nothing is downloaded.
+    txt.tokenizer = ""
+    # BERT-base (ClinicalBERT's shape).
+    txt.hidden_size = 768
+    txt.num_layers = 12
+    txt.num_heads = 12
+    txt.intermediate_size = 3072
+    txt.dropout = 0.1
+    txt.attention_dropout = 0.1
+    txt.max_position_embeddings = 512
+    txt.max_length = 256  # report tokens fed to the encoder
+    txt.remat = False
+    txt.trainable = True
+    txt.lr_multiplier = 1.0
+
+    config.train = train = ml_collections.ConfigDict()
+    train.batch_size = 32  # global, over all devices and processes
+    train.eval_batch_size = 64
+    train.num_epochs = 50
+    train.max_steps = -1  # > 0 stops after that many steps (smoke runs, tests)
+    train.kl_weight = 1e-3
+    train.kl_schedule = "cyclical"  # 'constant' | 'linear' | 'cyclical'
+    train.kl_warmup_steps = 1000  # for 'linear'
+    train.kl_cycles_per_epoch = 4.0  # for 'cyclical' (the reference: 4 per epoch, ratio 0.5)
+    train.kl_cycle_ratio = 0.5
+    # Weight of the extra BCE on prior samples (reference code); aligns training with test.
+    train.prior_weight = 1.0
+    # Per-class positive weights: 'none', 'balanced' ((1-p)/p) or 'reference' ((1-p)^2),
+    # p the class prevalence in the training split.
+    train.pos_weight = "none"
+    train.log_every_steps = 50
+    train.eval_every_steps = 0  # 0: validate (and checkpoint) once per epoch
+    train.checkpoint_every_steps = 1000  # extra saves between validations, for resuming
+
+    config.optim = optim = ml_collections.ConfigDict()
+    optim.name = "adam"  # 'adam' | 'adamw'
+    optim.learning_rate = 1e-5
+    optim.weight_decay = 0.0  # adamw only
+    optim.b1 = 0.9
+    optim.b2 = 0.999
+    optim.schedule = "cosine"  # 'cosine' | 'constant', after linear warm-up
+    optim.warmup_steps = 500
+    optim.min_lr_ratio = 0.0  # cosine floor, as a fraction of learning_rate
+    optim.grad_clip_norm = 1.0  # global-norm clipping; 0 disables
+    return config

@@ -1,0 +1,143 @@
+"""The sharded train step: 8 devices == 1 device == unsharded reference; traced once."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from configs import demo
+from vkd_jax import losses, train
+from vkd_jax.models import create_model
+
+BATCH, IMAGE, TOKENS, SAMPLES = 16, 32, 12, 2
+
+
+def _config(kind="vkd"):
+    cfg = demo.get_config()
+    cfg.model.kind = kind
+    # Dropout masks are drawn per device, so they differ between device counts; the
+    # equality tests switch dropout off (latent noise is keyed per example and stays on).
+    cfg.model.dropout = 0.0
+    cfg.model.text_encoder.dropout = 0.0
+    cfg.model.text_encoder.attention_dropout = 0.0
+    cfg.model.latent_dim = 8
+    cfg.model.hidden_dim = 16
+    cfg.model.image_encoder.block_sizes = (1, 1, 1, 1)
+    cfg.model.image_encoder.growth_rate = 4
+    cfg.model.image_encoder.num_init_features = 8
+    cfg.model.text_encoder.hidden_size = 16
+    cfg.model.text_encoder.intermediate_size = 32
+    return cfg
+
+
+def _batch(seed):
+    r = np.random.default_rng(seed)
+    attention = (np.arange(TOKENS)[None] < r.integers(3, TOKENS, size=(BATCH, 1))).astype(np.int32)
+    return {
+        "image": r.normal(size=(BATCH, IMAGE, IMAGE, 1)).astype(np.float32),
+        "input_ids": (r.integers(1, 50, size=(BATCH, TOKENS)) * attention).astype(np.int32),
+        "attention_mask": attention,
+        "labels": (r.random((BATCH, 14)) < 0.3).astype(np.float32),
+        "label_mask": (r.random((BATCH, 14)) < 0.8).astype(np.float32),
+        "mask": np.ones(BATCH, np.float32),
+    }
+
+
+def _setup(cfg, num_devices, tx, kl_schedule=lambda step: jnp.float32(0.1)):
+    mesh = train.make_mesh(num_devices)
+    model = create_model(cfg.model, num_classes=14, vocab_size=64, axis_name=train.AXIS)
+    state = train.create_train_state(model, tx, jax.random.key(0), mesh, image_size=IMAGE, max_length=TOKENS)
+    step = train.make_train_step(model, mesh, lr_fn=lambda s: 0.1, kl_schedule=kl_schedule,
+                                 num_samples=SAMPLES, prior_weight=0.5, pos_weight=None)
+    return mesh, model, state, step
+
+
+@pytest.mark.parametrize("kind", ["vkd", "image_only", "text_only"])
+def test_eight_devices_match_one_device(kind):
+    assert jax.device_count() >= 8, "tests/conftest.py should provide 8 CPU devices"
+    cfg = _config(kind)
+    # Plain SGD: unlike Adam, its update scales with the gradient, so an N-times gradient shows.
+    tx = optax.sgd(0.1)
+    results = []
+    for n in (1, 8):
+        mesh, _, state, step = _setup(cfg, n, tx)
+        batch = train.shard_batch(_batch(0), mesh)
+        assert len(batch["image"].sharding.device_set) == n
+        new_state, metrics = step(state, batch)
+        results.append(jax.device_get((new_state.params, new_state.batch_stats, metrics)))
+    (p1, bs1, m1), (p8, bs8, m8) = results
+    for key in m1:
+        np.testing.assert_allclose(m8[key], m1[key], rtol=1e-5, atol=1e-7, err_msg=key)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), p1, p8)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), bs1, bs8)
+    if kind != "text_only":
+        assert jax.tree.leaves(bs1), "BatchNorm statistics should be updated"
+
+
+def test_gradient_equals_the_unsharded_reference():
+    """The step's gradient (seen through SGD) is that of the plain whole-batch loss."""
+    cfg = _config("vkd")
+    lr = 0.1
+    mesh, _, state, step = _setup(cfg, 8, optax.sgd(lr))
+    params0, stats0 = jax.device_get((state.params, state.batch_stats))  # state is donated below
+    batch = _batch(1)
+    new_state, _ = step(state, train.shard_batch(batch, mesh))
+    # Reference: no shard_map, no axis name, same per-example noise.
+    model = create_model(cfg.model, num_classes=14, vocab_size=64, axis_name=None)
+    rng = jax.random.fold_in(jax.random.split(jax.random.key(0))[1], 0)
+    _, noise_rng = jax.random.split(rng)
+    noise = losses.per_example_normal(noise_rng, jnp.arange(BATCH), (SAMPLES, cfg.model.latent_dim))
+
+    def loss_fn(params):
+        out, _ = model.apply({"params": params, "batch_stats": stats0},
+                             batch["image"], batch["input_ids"], batch["attention_mask"], noise,
+                             train=True, mutable=["batch_stats"])
+        return losses.vkd_loss(out, batch["labels"], batch["label_mask"], batch["mask"],
+                               kl_weight=0.1, prior_weight=0.5)[0]
+
+    grads = jax.grad(loss_fn)(params0)
+    expected = jax.tree.map(lambda p, g: p - lr * g, params0, grads)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+                 jax.device_get(new_state.params), expected)
+
+
+def test_step_is_traced_once_and_devices_draw_different_noise():
+    traces = []
+
+    def kl_schedule(step):  # runs only while the step is being traced
+        traces.append(1)
+        return jnp.float32(0.1)
+
+    cfg = _config("vkd")
+    cfg.model.dropout = 0.3
+    mesh, _, state, step = _setup(cfg, 8, optax.adam(1e-3), kl_schedule)
+    losses_seen = []
+    for i in range(4):
+        state, metrics = step(state, train.shard_batch(_batch(i), mesh))
+        losses_seen.append(float(metrics["loss"]))
+    assert len(traces) == 1
+    assert int(state.step) == 4
+    assert np.all(np.isfinite(losses_seen))
+
+
+def test_eval_step_scores_each_example_with_prior_samples():
+    cfg = _config("vkd")
+    mesh, model, state, _ = _setup(cfg, 8, optax.sgd(0.1))
+    eval_step = train.make_eval_step(model, mesh, num_samples=4)
+    batch = _batch(2)
+    mean, std = eval_step(state, train.shard_batch(batch, mesh), jax.random.key(5))
+    assert mean.shape == std.shape == (BATCH, 14)
+    assert np.all((0 < np.asarray(mean)) & (np.asarray(mean) < 1))
+    assert np.all(np.asarray(std) > 0)  # samples of the prior differ
+    # The prior path never reads the report.
+    no_text = dict(batch, input_ids=np.zeros_like(batch["input_ids"]))
+    mean2, _ = eval_step(state, train.shard_batch(no_text, mesh), jax.random.key(5))
+    np.testing.assert_allclose(mean2, mean, rtol=1e-6)
+    # Same result on one device.
+    mesh1 = train.make_mesh(1)
+    state1 = train.create_train_state(model, optax.sgd(0.1), jax.random.key(0), mesh1, image_size=IMAGE,
+                                      max_length=TOKENS)
+    mean1, _ = train.make_eval_step(model, mesh1, num_samples=4)(state1, train.shard_batch(batch, mesh1),
+                                                                 jax.random.key(5))
+    np.testing.assert_allclose(mean1, mean, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,172 @@
+"""The VKD model: image encoder, text encoder, latent prior and posterior, classifier.
+
+Four variants share the parts (`kind`):
+- `vkd`: the paper. Training classifies `[z ; h(x)]` with `z ~ q(z|x,t)` and pulls the
+  image-only prior `p(z|x)` towards the posterior through the KL term; test time samples
+  `z ~ p(z|x)` and needs no report.
+- `image_only`: the same CNN and classifier MLP on `h(x)` alone (the baseline).
+- `multimodal`: `[z ; h(x)]` with `z ~ q(z|x,t)` at training and test time (an upper bound
+  that needs the report at test time).
+- `text_only`: the posterior path alone, `z ~ q(z|t)`, classified from `z`.
+
+Noise is an input (`noise`, standard normal `[S, B, D]`) rather than drawn inside, so the
+module is a pure function of its inputs and the train step decides how noise is keyed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from vkd_jax.losses import reparameterize
+
+KINDS = ("vkd", "image_only", "multimodal", "text_only")
+POSTERIOR_INPUTS = ("text", "image_text")
+TEXT_POOLING = ("cls", "mean")
+
+
+class MLP(nn.Module):
+    """Dense -> LeakyReLU -> Dropout -> Dense, as the reference's heads."""
+
+    hidden_dim: int
+    out_dim: int
+    dropout_rate: float
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        x = nn.Dense(self.hidden_dim, dtype=self.dtype, name="hidden")(x)
+        x = nn.leaky_relu(x)
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        return nn.Dense(self.out_dim, dtype=self.dtype, name="out")(x)
+
+
+class GaussianHead(nn.Module):
+    """Features `[B, F]` -> `(mu, logvar)`, each float32 `[B, D]`."""
+
+    latent_dim: int
+    hidden_dim: int
+    dropout_rate: float
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        out = MLP(self.hidden_dim, 2 * self.latent_dim, self.dropout_rate, self.dtype, name="mlp")(x, train=train)
+        mu, logvar = jnp.split(out.astype(jnp.float32), 2, axis=-1)
+        # Bounded log-variance keeps exp() finite early in training; |logvar| <= 10 still
+        # spans standard deviations from 0.007 to 150.
+        return mu, 10.0 * jnp.tanh(logvar / 10.0)
+
+
+def pool_text(hidden: jax.Array, attention_mask: jax.Array, pooling: str) -> jax.Array:
+    """`[B, L, H]` -> `[B, H]`: the [CLS] vector, or the mean over real tokens."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    mask = attention_mask[..., None].astype(hidden.dtype)
+    return jnp.sum(hidden * mask, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1.0)
+
+
+def _broadcast_samples(features: jax.Array, num_samples: int) -> jax.Array:
+    return jnp.broadcast_to(features, (num_samples, *features.shape))
+
+
+class VKDModel(nn.Module):
+    """See the module docstring. `image_encoder(x, train=)` returns `[B, C]`;
+    `text_encoder(ids, mask, deterministic=)` returns `[B, L, H]`."""
+
+    kind: str
+    image_encoder: nn.Module | None
+    text_encoder: nn.Module | None
+    num_classes: int
+    latent_dim: int
+    hidden_dim: int
+    dropout_rate: float = 0.5
+    posterior_inputs: str = "text"
+    text_pooling: str = "cls"
+    freeze_image_encoder: bool = False
+    freeze_text_encoder: bool = False
+    dtype: Any = jnp.float32
+
+    def setup(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"model.kind must be one of {KINDS}, got {self.kind!r}")
+        head = dict(hidden_dim=self.hidden_dim, dropout_rate=self.dropout_rate, dtype=self.dtype)
+        if self.kind == "vkd":
+            self.prior = GaussianHead(self.latent_dim, **head)
+        if self.kind != "image_only":
+            self.posterior = GaussianHead(self.latent_dim, **head)
+        self.classifier = MLP(out_dim=self.num_classes, **head)
+
+    @property
+    def uses_text_at_test_time(self) -> bool:
+        return self.kind in ("multimodal", "text_only")
+
+    @property
+    def uses_image(self) -> bool:
+        return self.kind != "text_only"
+
+    def encode_image(self, images, *, train: bool):
+        h = self.image_encoder(images, train=train and not self.freeze_image_encoder)
+        return jax.lax.stop_gradient(h) if self.freeze_image_encoder else h
+
+    def encode_text(self, input_ids, attention_mask, *, train: bool):
+        hidden = self.text_encoder(
+            input_ids, attention_mask, deterministic=not train or self.freeze_text_encoder
+        )
+        g = pool_text(hidden, attention_mask, self.text_pooling)
+        return jax.lax.stop_gradient(g) if self.freeze_text_encoder else g
+
+    def _posterior(self, h, g, *, train):
+        inputs = g if self.posterior_inputs == "text" or h is None else jnp.concatenate([h, g], axis=-1)
+        return self.posterior(inputs, train=train)
+
+    def _classify(self, z, h, *, train):
+        """`z` `[S, B, D]` or None, `h` `[B, C]` or None -> float32 logits `[S, B, K]`."""
+        if z is None:
+            x = h[None]
+        elif h is None:
+            x = z
+        else:
+            x = jnp.concatenate([z, _broadcast_samples(h, z.shape[0])], axis=-1)
+        return self.classifier(x.astype(self.dtype), train=train).astype(jnp.float32)
+
+    def __call__(self, images, input_ids, attention_mask, noise, *, train: bool = True):
+        """Training forward pass.
+
+        Args: `images` `[B, H, W, C]`, `input_ids` and `attention_mask` `[B, L]`, `noise`
+        standard normal `[S, B, D]`. Returns a dict for `losses.vkd_loss`: `logits`
+        `[S, B, K]` (posterior path; the image path for `image_only`), and for `vkd` also
+        `prior_logits` `[S, B, K]` (classifier on prior samples drawn with the same noise,
+        common random numbers), `prior` and `posterior` `(mu, logvar)` pairs `[B, D]`.
+        """
+        h = self.encode_image(images, train=train) if self.uses_image else None
+        if self.kind == "image_only":
+            return {"logits": self._classify(None, h, train=train)}
+        g = self.encode_text(input_ids, attention_mask, train=train)
+        posterior = self._posterior(h, g, train=train)
+        z_q = reparameterize(*posterior, noise)
+        out = {"logits": self._classify(z_q, h, train=train), "posterior": posterior}
+        if self.kind == "vkd":
+            prior = self.prior(h, train=train)
+            z_p = reparameterize(*prior, noise)
+            out.update(prior=prior, prior_logits=self._classify(z_p, h, train=train))
+        return out
+
+    def predict(self, images, input_ids=None, attention_mask=None, noise=None):
+        """Test-time logits `[S, B, K]` (S = 1 for `image_only`).
+
+        `vkd` samples the image-only prior and never touches the report; `multimodal` and
+        `text_only` need `input_ids` and `attention_mask`.
+        """
+        h = self.encode_image(images, train=False) if self.uses_image else None
+        if self.kind == "image_only":
+            return self._classify(None, h, train=False)
+        if self.kind == "vkd":
+            dist = self.prior(h, train=False)
+        else:
+            g = self.encode_text(input_ids, attention_mask, train=False)
+            dist = self._posterior(h, g, train=False)
+        return self._classify(reparameterize(*dist, noise), h, train=False)

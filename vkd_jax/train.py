@@ -1,0 +1,166 @@
+"""Train state, the data-parallel train step and the eval step.
+
+One jit-compiled function per step: `jax.jit` over `jax.shard_map` on a one-axis mesh
+`('data',)`. Parameters, optimiser state and RNG are replicated (`P()`), the batch is
+sharded over `'data'` (`P('data')`). No TensorFlow here: this module runs on accelerator
+machines that have none.
+
+Gradient semantics under `shard_map(check_vma=True)`: the loss is reduced over `'data'`
+(`psum` of sums and counts) *inside* the mapped function, so it is invariant across devices,
+and its gradient with respect to the replicated parameters is already the gradient of the
+global-batch loss. No collective is applied to the gradients: a `pmean` there, the classic
+pmap recipe, would be a no-op at best, and taking the gradient of the unreduced per-device
+loss would give N times the gradient.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from vkd_jax import losses
+from vkd_jax.models.vkd import VKDModel
+
+AXIS = "data"
+# Keys of a batch that go to the device; anything else (ids) stays on the host.
+DEVICE_KEYS = ("image", "input_ids", "attention_mask", "labels", "label_mask", "mask")
+
+
+class TrainState(struct.PyTreeNode):
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    rng: jax.Array
+    tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+    def apply_gradients(self, grads, batch_stats):
+        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+        return self.replace(
+            step=self.step + 1,
+            params=optax.apply_updates(self.params, updates),
+            batch_stats=batch_stats,
+            opt_state=opt_state,
+        )
+
+
+def make_mesh(num_devices: int | None = None) -> Mesh:
+    """A one-axis `('data',)` mesh over the first `num_devices` devices (all by default)."""
+    devices = jax.devices()
+    n = num_devices or len(devices)
+    if n > len(devices):
+        raise ValueError(f"asked for {n} devices, only {len(devices)} are visible")
+    return Mesh(np.asarray(devices[:n]), (AXIS,))
+
+
+def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+    """Places this process's part of the global batch on the mesh, sharded over `'data'`."""
+    sharding = NamedSharding(mesh, P(AXIS))
+    return {k: jax.make_array_from_process_local_data(sharding, batch[k]) for k in DEVICE_KEYS if k in batch}
+
+
+def dummy_inputs(batch_size: int, image_size: int, max_length: int, num_samples: int, latent_dim: int):
+    images = jnp.zeros((batch_size, image_size, image_size, 1), jnp.float32)
+    tokens = jnp.ones((batch_size, max_length), jnp.int32)
+    noise = jnp.zeros((num_samples, batch_size, latent_dim), jnp.float32)
+    return images, tokens, tokens, noise
+
+
+def create_train_state(model: VKDModel, tx: optax.GradientTransformation, rng: jax.Array,
+                       mesh: Mesh, *, image_size: int, max_length: int) -> TrainState:
+    """Initialises the state replicated on `mesh`, born where it lives (jit with out_shardings)."""
+    param_rng, state_rng = jax.random.split(rng)
+
+    def init(param_rng):
+        inputs = dummy_inputs(1, image_size, max_length, 1, model.latent_dim)
+        variables = model.init({"params": param_rng}, *inputs, train=False)
+        params = variables["params"]
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                          batch_stats=variables.get("batch_stats", {}),
+                          opt_state=tx.init(params), rng=state_rng, tx=tx)
+
+    replicated = NamedSharding(mesh, P())
+    abstract = jax.eval_shape(init, param_rng)
+    shardings = jax.tree.map(lambda _: replicated, abstract)
+    return jax.jit(init, out_shardings=shardings)(param_rng)
+
+
+def _example_ids(local_batch: int) -> jax.Array:
+    """Global indices of this device's examples within the global batch."""
+    return lax.axis_index(AXIS) * local_batch + jnp.arange(local_batch)
+
+
+def make_train_step(model: VKDModel, mesh: Mesh, *, lr_fn: optax.Schedule,
+                    kl_schedule: Callable, num_samples: int, prior_weight: float,
+                    pos_weight: np.ndarray | None) -> Callable:
+    """Returns `train_step(state, batch) -> (state, metrics)`, jitted, state donated."""
+    pos_weight = None if pos_weight is None else jnp.asarray(pos_weight, jnp.float32)
+
+    def step_fn(state: TrainState, batch):
+        # Fresh randomness every step, one stream per purpose; dropout masks differ per
+        # device, latent noise is keyed per example (see losses.per_example_normal).
+        rng = jax.random.fold_in(state.rng, state.step)
+        dropout_rng, noise_rng = jax.random.split(rng)
+        dropout_rng = jax.random.fold_in(dropout_rng, lax.axis_index(AXIS))
+        local_batch = batch["image"].shape[0]
+        noise = losses.per_example_normal(noise_rng, _example_ids(local_batch), (num_samples, model.latent_dim))
+        kl_weight = kl_schedule(state.step)
+
+        def loss_fn(params):
+            variables = {"params": params, "batch_stats": state.batch_stats}
+            out, updates = model.apply(variables, batch["image"], batch["input_ids"], batch["attention_mask"],
+                                       noise, train=True, rngs={"dropout": dropout_rng}, mutable=["batch_stats"])
+            loss, terms = losses.vkd_loss(out, batch["labels"], batch["label_mask"], batch["mask"],
+                                          kl_weight=kl_weight, prior_weight=prior_weight,
+                                          pos_weight=pos_weight, axis_name=AXIS)
+            return loss, (terms, updates.get("batch_stats", {}))
+
+        (_, (terms, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        new_state = state.apply_gradients(grads, batch_stats)
+        metrics = dict(terms, kl_weight=kl_weight, learning_rate=lr_fn(state.step),
+                       grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(state.params))
+        return new_state, metrics
+
+    mapped = jax.shard_map(step_fn, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()))
+    return jax.jit(mapped, donate_argnums=0)
+
+
+def make_eval_step(model: VKDModel, mesh: Mesh, *, num_samples: int) -> Callable:
+    """Returns `eval_step(state, batch, rng) -> (prob_mean, prob_std)`, each `[B, K]`.
+
+    Probabilities are averaged over `num_samples` test-time latent samples (the prior for
+    `vkd`); their standard deviation over samples is a per-class uncertainty.
+    """
+
+    def eval_fn(state: TrainState, batch, rng):
+        local_batch = batch["image"].shape[0]
+        noise = losses.per_example_normal(rng, _example_ids(local_batch), (num_samples, model.latent_dim))
+        logits = model.apply({"params": state.params, "batch_stats": state.batch_stats},
+                             batch["image"], batch["input_ids"], batch["attention_mask"], noise,
+                             method=VKDModel.predict)
+        probs = jax.nn.sigmoid(logits)
+        return probs.mean(axis=0), probs.std(axis=0)
+
+    mapped = jax.shard_map(eval_fn, mesh=mesh, in_specs=(P(), P(AXIS), P()), out_specs=(P(AXIS), P(AXIS)))
+    return jax.jit(mapped)
+
+
+@functools.cache
+def _gather_fn():
+    from jax.experimental import multihost_utils
+    return multihost_utils.process_allgather
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+    """The whole (global) array on every process's host."""
+    if jax.process_count() == 1:
+        return np.asarray(x)
+    return np.asarray(_gather_fn()(x, tiled=True))
