@@ -1,0 +1,64 @@
+"""Rejects a bad config before any work starts, naming the field and what was expected."""
+
+from __future__ import annotations
+
+from vkd_jax import optim, schedules
+from vkd_jax.models import DTYPES
+from vkd_jax.models.vkd import KINDS, POSTERIOR_INPUTS, TEXT_POOLING
+
+POS_WEIGHTS = ("none", "balanced", "reference")
+UNCERTAINTY_POLICIES = ("zeros", "ones", "ignore")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work."""
+
+
+def _choice(config, path: str, choices) -> None:
+    value = config
+    for part in path.split("."):
+        value = value[part]
+    if value not in choices:
+        raise ConfigError(f"config.{path} must be one of {tuple(choices)}, got {value!r}")
+
+
+def _positive(value, path: str) -> None:
+    if not value > 0:
+        raise ConfigError(f"config.{path} must be > 0, got {value!r}")
+
+
+def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
+    """Raises `ConfigError` for the first field that is out of range or inconsistent."""
+    _choice(config, "model.kind", KINDS)
+    _choice(config, "model.posterior_inputs", POSTERIOR_INPUTS)
+    _choice(config, "model.text_pooling", TEXT_POOLING)
+    _choice(config, "model.dtype", DTYPES)
+    _choice(config, "train.kl_schedule", schedules.KL_SCHEDULES)
+    _choice(config, "train.pos_weight", POS_WEIGHTS)
+    _choice(config, "optim.name", optim.OPTIMIZERS)
+    _choice(config, "optim.schedule", optim.LR_SCHEDULES)
+    _choice(config, "data.uncertainty_policy", UNCERTAINTY_POLICIES)
+    for path in ("model.latent_dim", "model.hidden_dim", "model.num_samples", "model.eval_samples",
+                 "train.num_epochs", "optim.learning_rate", "data.std", "train.kl_cycles_per_epoch"):
+        section, field = path.split(".")
+        _positive(config[section][field], path)
+    if not 0 <= config.model.dropout < 1:
+        raise ConfigError(f"config.model.dropout must be in [0, 1), got {config.model.dropout}")
+    if config.data.image_size < 32:
+        raise ConfigError(f"config.data.image_size must be >= 32 (DenseNet downsamples 32x), got {config.data.image_size}")
+    for field in ("batch_size", "eval_batch_size"):
+        size = config.train[field]
+        if size <= 0 or size % num_devices or size % num_processes:
+            raise ConfigError(
+                f"config.train.{field}={size} must be a positive multiple of the {num_devices} devices "
+                f"and {num_processes} processes")
+    txt = config.model.text_encoder
+    if not txt.tokenizer:
+        raise ConfigError("config.model.text_encoder.tokenizer is empty: set it to a local Hugging Face "
+                          "tokenizer directory (e.g. a downloaded Bio_ClinicalBERT) or 'synthetic'")
+    if txt.hidden_size % txt.num_heads:
+        raise ConfigError(f"config.model.text_encoder.hidden_size={txt.hidden_size} is not a multiple of "
+                          f"num_heads={txt.num_heads}")
+    if txt.max_length > txt.max_position_embeddings:
+        raise ConfigError(f"config.model.text_encoder.max_length={txt.max_length} exceeds "
+                          f"max_position_embeddings={txt.max_position_embeddings}")
