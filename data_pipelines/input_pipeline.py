@@ -1,0 +1,293 @@
+"""tf.data input pipeline: built tfds records -> host batches of numpy arrays.
+
+Every batch is a dict with exactly
+  `image`           float32 [B, H, W, 1], `(x / 255 - mean) / std`;
+  `input_ids`       int32 [B, L], the report tokenised to `max_length`;
+  `attention_mask`  int32 [B, L];
+  `labels`          float32 [B, 14], targets after the uncertainty policy;
+  `label_mask`      float32 [B, 14], 0 where a label is left out of the loss;
+  `mask`            float32 [B], 1 for real examples, 0 for padding (eval only);
+and eval batches also carry `image_id` (numpy str [B], host only).
+
+`B` is the per-process batch: each process reads its own shard of a split. Reports are
+tokenised on the host after batching (the fast tokenizers batch well, and tf.data has no
+HF tokenizer); report text is never logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import ml_collections
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from data_pipelines import labels as labels_lib
+from data_pipelines.synthetic_cxr import synthetic_cxr
+
+SYNTHETIC = "synthetic_cxr"
+_FEATURES = ("image", "report", "labels", "image_id")
+
+
+def _hide_gpus_from_tensorflow() -> None:
+    # TF would otherwise reserve accelerator memory that JAX needs.
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:  # TF devices already initialised by someone else; nothing to do.
+        pass
+
+
+_hide_gpus_from_tensorflow()
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetMeta:
+    """What the training loop needs to know about a built dataset."""
+
+    name: str
+    num_examples: dict[str, int]  # Split name -> number of examples (all processes).
+    class_names: tuple[str, ...]
+    image_size: int  # Size of the batches' images (after any resize).
+
+
+def _check_config(data_cfg: ml_collections.ConfigDict) -> None:
+    """Raises ValueError naming the first invalid field of `data_cfg`."""
+    def require(ok: bool, field: str, expected: str) -> None:
+        if not ok:
+            raise ValueError(f"data.{field} must be {expected}, got {data_cfg.get(field)!r}")
+
+    require(isinstance(data_cfg.name, str) and data_cfg.name != "", "name", "a dataset name")
+    require(data_cfg.data_dir is None or isinstance(data_cfg.data_dir, str), "data_dir",
+            "a directory or None")
+    require(isinstance(data_cfg.image_size, int) and data_cfg.image_size >= 8, "image_size",
+            "an int >= 8")
+    require(isinstance(data_cfg.mean, (int, float)), "mean", "a number")
+    require(isinstance(data_cfg.std, (int, float)) and data_cfg.std > 0, "std", "positive")
+    require(data_cfg.uncertainty_policy in labels_lib.UNCERTAINTY_POLICIES,
+            "uncertainty_policy", f"one of {labels_lib.UNCERTAINTY_POLICIES}")
+    require(isinstance(data_cfg.no_finding_rule, bool), "no_finding_rule", "a bool")
+    require(isinstance(data_cfg.shuffle_buffer, int) and data_cfg.shuffle_buffer >= 1,
+            "shuffle_buffer", "an int >= 1")
+    for field in ("train_split", "val_split", "test_split"):
+        require(isinstance(data_cfg[field], str) and data_cfg[field] != "", field, "a split name")
+
+
+def _not_built(data_cfg, looked_in: str | None = None) -> FileNotFoundError:
+    looked_in = looked_in or data_cfg.data_dir or (
+        "tfds's default data_dir (~/tensorflow_datasets, or $TFDS_DATA_DIR)")
+    return FileNotFoundError(
+        f"Dataset {data_cfg.name!r} is not built in {looked_in}. Build it from the source "
+        f"files with `python -m data_pipelines.build --dataset={data_cfg.name} "
+        f"--manual_dir=DIR --data_dir=DIR`, or point data.data_dir at where it was built."
+    )
+
+
+def _builder(data_cfg) -> tfds.core.DatasetBuilder:
+    """The tfds builder of `data_cfg` (not necessarily prepared)."""
+    if data_cfg.name == SYNTHETIC:
+        s = data_cfg.synthetic
+        config = synthetic_cxr.builder_config(
+            image_size=data_cfg.image_size, num_train=s.num_train,
+            num_validation=s.num_validation, num_test=s.num_test, seed=s.seed,
+            image_signal=s.image_signal, noise=s.noise,
+        )
+        return synthetic_cxr.SyntheticCxr(config=config, data_dir=data_cfg.data_dir)
+    try:
+        return tfds.builder(data_cfg.name, data_dir=data_cfg.data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise _not_built(data_cfg) from None
+
+
+def _prepared_builder(data_cfg) -> tfds.core.DatasetBuilder:
+    _check_config(data_cfg)
+    builder = _builder(data_cfg)
+    if not builder.is_prepared():
+        raise _not_built(data_cfg, str(builder.data_dir))
+    metadata = builder.info.metadata or {}
+    class_names = tuple(metadata.get("class_names", labels_lib.CLASS_NAMES))
+    if class_names != labels_lib.CLASS_NAMES:
+        raise ValueError(f"{data_cfg.name}: stored class order {class_names} differs from "
+                         f"data_pipelines.labels.CLASS_NAMES")
+    return builder
+
+
+def prepare(data_cfg: ml_collections.ConfigDict) -> DatasetMeta:
+    """Makes sure the dataset is built (generating `synthetic_cxr` if need be)."""
+    _check_config(data_cfg)
+    if data_cfg.name == SYNTHETIC:
+        builder = _builder(data_cfg)
+        if not builder.is_prepared():
+            print(f"Generating {SYNTHETIC}/{builder.builder_config.name} in {builder.data_dir}")
+            builder.download_and_prepare()
+    builder = _prepared_builder(data_cfg)
+    return DatasetMeta(
+        name=data_cfg.name,
+        num_examples={name: s.num_examples for name, s in builder.info.splits.items()},
+        class_names=labels_lib.CLASS_NAMES,
+        image_size=data_cfg.image_size,
+    )
+
+
+def _read(builder, split, *, drop_remainder: bool, process_index: int, process_count: int):
+    """This process's shard of `split` with encoded images; and every shard's size."""
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+    shards = tfds.even_splits(split, n=process_count, drop_remainder=drop_remainder)
+    ds = builder.as_dataset(
+        split=shards[process_index],
+        shuffle_files=False,
+        decoders={"image": tfds.decode.SkipDecoding()},  # Decode after any skip.
+        read_config=tfds.ReadConfig(try_autocache=False),
+    )
+    ds = ds.map(lambda ex: {k: ex[k] for k in _FEATURES})
+    return ds, [builder.info.splits[s].num_examples for s in shards]
+
+
+def _decode_fn(data_cfg, stored_size: int):
+    """Decodes, resizes (if the stored size differs) and normalises one example's image."""
+    size = data_cfg.image_size
+
+    def decode(ex):
+        image = tf.io.decode_image(ex["image"], channels=1, expand_animations=False)
+        image = tf.cast(tf.ensure_shape(image, [stored_size, stored_size, 1]), tf.float32)
+        if stored_size != size:
+            image = tf.image.resize(image, [size, size], antialias=True)
+        image = (image / 255.0 - data_cfg.mean) / data_cfg.std
+        return ex | {"image": image}
+
+    return decode
+
+
+def _options() -> tf.data.Options:
+    options = tf.data.Options()
+    options.deterministic = True
+    return options
+
+
+def _host_batch(batch, data_cfg, tokenizer, max_length: int, batch_size: int) -> dict:
+    """Tokenises, applies the label policy and pads a tf.data batch to `batch_size` rows."""
+    n = len(batch["report"])
+    pad = batch_size - n
+    # Padding rows get an empty report: its [CLS] [SEP] keeps their attention unmasked.
+    reports = [r.decode("utf-8") for r in batch["report"]] + [""] * pad
+    tokens = tokenizer(reports, padding="max_length", truncation=True, max_length=max_length,
+                       return_tensors="np")
+    raw = np.concatenate([batch["labels"], np.full((pad, labels_lib.NUM_CLASSES),
+                                                   labels_lib.NOT_MENTIONED, np.int8)])
+    targets, label_mask = labels_lib.apply_uncertainty_policy(
+        raw, data_cfg.uncertainty_policy, data_cfg.no_finding_rule)
+    mask = (np.arange(batch_size) < n).astype(np.float32)
+    image = np.asarray(batch["image"], np.float32)
+    return {
+        "image": np.concatenate([image, np.zeros((pad,) + image.shape[1:], np.float32)]),
+        "input_ids": tokens["input_ids"].astype(np.int32),
+        "attention_mask": tokens["attention_mask"].astype(np.int32),
+        "labels": targets * mask[:, None],
+        "label_mask": label_mask * mask[:, None],
+        "mask": mask,
+    }
+
+
+def _epoch_seed(seed: int, epoch):
+    """A shuffle seed (int64 scalar tensor) that is a fixed function of (seed, epoch)."""
+    pair = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    return tf.random.stateless_uniform([], pair, minval=0, maxval=2**31 - 1, dtype=tf.int64)
+
+
+def train_batches(
+    data_cfg: ml_collections.ConfigDict,
+    *,
+    batch_size: int,
+    tokenizer,
+    max_length: int,
+    seed: int,
+    start_step: int = 0,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Endless training batches of `batch_size` (per process), epoch after epoch.
+
+    Epoch `e` is this process's shard shuffled with a seed derived from `(seed, e)`, cut
+    to whole batches. `start_step=k` yields exactly what an uninterrupted iterator yields
+    from its k-th batch on, skipping records before their images are decoded. (tf.data
+    mixes TF's global seed into shuffles; nothing here may call `tf.random.set_seed`.)
+    """
+    builder = _prepared_builder(data_cfg)
+    ds, shard_sizes = _read(builder, data_cfg.train_split, drop_remainder=True,
+                            process_index=process_index, process_count=process_count)
+    steps_per_epoch = shard_sizes[process_index] // batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{data_cfg.train_split} has {shard_sizes[process_index]} examples per "
+                         f"process, fewer than one batch of {batch_size}")
+    start_epoch, offset = divmod(start_step, steps_per_epoch)
+
+    def epoch(e):
+        shuffled = ds.shuffle(data_cfg.shuffle_buffer, seed=_epoch_seed(seed, e),
+                              reshuffle_each_iteration=False)
+        return shuffled.take(steps_per_epoch * batch_size)
+
+    stream = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max).flat_map(epoch)
+    stream = stream.skip(offset * batch_size)
+    stream = stream.map(_decode_fn(data_cfg, _stored_size(builder)),
+                        num_parallel_calls=tf.data.AUTOTUNE)
+    stream = stream.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    for batch in stream.with_options(_options()).as_numpy_iterator():
+        yield _host_batch(batch, data_cfg, tokenizer, max_length, batch_size)
+
+
+def eval_batches(
+    data_cfg: ml_collections.ConfigDict,
+    split: str,
+    *,
+    batch_size: int,
+    tokenizer,
+    max_length: int,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Every example of this process's shard of `split` once, in order, in padded batches.
+
+    All processes yield the same number of batches (the largest shard's), so collective
+    steps stay in lockstep; padding rows have `mask` 0 and `image_id` "".
+    """
+    builder = _prepared_builder(data_cfg)
+    ds, shard_sizes = _read(builder, split, drop_remainder=False,
+                            process_index=process_index, process_count=process_count)
+    ds = ds.map(_decode_fn(data_cfg, _stored_size(builder)), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(_options())
+    num_batches = -(-max(shard_sizes) // batch_size)
+    batches = ds.as_numpy_iterator()
+    for _ in range(num_batches):
+        batch = next(batches, None)
+        if batch is None:  # This shard is shorter: a batch of padding only.
+            batch = _empty_batch(data_cfg, _stored_size(builder))
+        out = _host_batch(batch, data_cfg, tokenizer, max_length, batch_size)
+        ids = [i.decode("utf-8") for i in batch["image_id"]]
+        out["image_id"] = np.array(ids + [""] * (batch_size - len(ids)))
+        yield out
+
+
+def _empty_batch(data_cfg, stored_size: int) -> dict:
+    size = data_cfg.image_size
+    return {"image": np.zeros((0, size, size, 1), np.float32), "report": [],
+            "labels": np.zeros((0, labels_lib.NUM_CLASSES), np.int8), "image_id": []}
+
+
+def _stored_size(builder) -> int:
+    return builder.info.features["image"].shape[0]
+
+
+def label_prevalence(data_cfg: ml_collections.ConfigDict, split: str = "train") -> np.ndarray:
+    """Fraction of positive targets per class, float32 [14], after the uncertainty policy.
+
+    Over the examples whose label is kept (`label_mask` 1); reads labels only.
+    """
+    builder = _prepared_builder(data_cfg)
+    ds = builder.as_dataset(split=split, decoders=tfds.decode.PartialDecoding({"labels": True}))
+    raw = np.concatenate([np.zeros((0, labels_lib.NUM_CLASSES), np.int8)]
+                         + [b["labels"] for b in ds.batch(8192).as_numpy_iterator()])
+    targets, mask = labels_lib.apply_uncertainty_policy(
+        raw, data_cfg.uncertainty_policy, data_cfg.no_finding_rule)
+    return ((targets * mask).sum(0) / np.maximum(mask.sum(0), 1)).astype(np.float32)
