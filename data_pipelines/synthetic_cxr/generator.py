@@ -24,7 +24,11 @@ DEFAULT_IMAGE_SIZE = 64
 DEFAULT_IMAGE_SIGNAL = 1.0
 DEFAULT_NOISE = 1.0
 DEFAULT_STRENGTHS = render.DEFAULT_STRENGTHS
-vocabulary = report_lib.vocabulary
+
+
+def vocabulary() -> list[str]:
+    """Every lowercase word and punctuation token a report can contain, sorted."""
+    return report_lib.vocabulary()
 
 
 def _streams(seed: int, index: int) -> tuple[np.random.Generator, ...]:
