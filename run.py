@@ -27,6 +27,8 @@ class _LibraryInfoFilter(std_logging.Filter):
     NOISY = (f"{os.sep}orbax{os.sep}", f"{os.sep}tensorflow_datasets{os.sep}", f"{os.sep}jax{os.sep}")
 
     def filter(self, record):
+        if "Using custom data configuration" in str(record.msg):  # tfds, once per split read
+            return False
         return record.levelno >= std_logging.WARNING or not any(s in record.pathname for s in self.NOISY)
 
 

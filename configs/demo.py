@@ -36,8 +36,9 @@ def get_config():
     train = config.train
     train.batch_size = 64
     train.eval_batch_size = 128
-    train.num_epochs = 6
-    train.kl_weight = 1e-2
+    train.num_epochs = 12
+    # The BCE is a mean over labels, so this is beta relative to a per-label data term.
+    train.kl_weight = 1.0
     train.log_every_steps = 20
 
     optim = config.optim

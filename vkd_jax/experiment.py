@@ -12,7 +12,6 @@ import time
 from typing import Any, Iterator
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
@@ -38,7 +37,7 @@ def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
     return {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
 
 
-def evaluate(state, eval_step, batches: Iterator[dict], mesh, rng, class_names, num_samples_label=""):
+def evaluate(state, eval_step, batches: Iterator[dict], mesh, rng, class_names) -> dict:
     """Scores every example of a split exactly once (padding rows dropped by their mask)."""
     probs, spreads, labels, label_masks = [], [], [], []
     for i, host_batch in enumerate(batches):
