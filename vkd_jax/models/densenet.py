@@ -24,139 +24,165 @@ _conv_init = nn.initializers.variance_scaling(2.0, 'fan_in', 'normal')
 
 
 class _Layers(nn.Module):
-  """Shared constructors so every conv / BN gets the same dtype and BN settings."""
+    """Shared constructors so every conv / BN gets the same dtype and BN settings."""
 
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
-  bn_axis_name: str | None = None
-  bn_momentum: float = 0.9
-  bn_epsilon: float = 1e-5
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    bn_axis_name: str | None = None
+    bn_momentum: float = 0.9
+    bn_epsilon: float = 1e-5
 
-  def _norm(self, name: str, train: bool) -> nn.BatchNorm:
-    return nn.BatchNorm(
-        use_running_average=not train, momentum=self.bn_momentum,
-        epsilon=self.bn_epsilon, axis_name=self.bn_axis_name, dtype=self.dtype,
-        param_dtype=self.param_dtype, name=name)
+    def _norm(self, name: str, train: bool) -> nn.BatchNorm:
+        return nn.BatchNorm(
+            use_running_average=not train,
+            momentum=self.bn_momentum,
+            epsilon=self.bn_epsilon,
+            axis_name=self.bn_axis_name,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name=name,
+        )
 
-  def _conv(self, name: str, features: int, kernel: int, stride: int = 1,
-            padding: int = 0) -> nn.Conv:
-    return nn.Conv(
-        features, (kernel, kernel), strides=(stride, stride),
-        padding=((padding, padding), (padding, padding)), use_bias=False,
-        kernel_init=_conv_init, dtype=self.dtype, param_dtype=self.param_dtype,
-        name=name)
+    def _conv(self, name: str, features: int, kernel: int, stride: int = 1, padding: int = 0) -> nn.Conv:
+        return nn.Conv(
+            features,
+            (kernel, kernel),
+            strides=(stride, stride),
+            padding=((padding, padding), (padding, padding)),
+            use_bias=False,
+            kernel_init=_conv_init,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name=name,
+        )
 
 
 class _DenseLayer(_Layers):
-  """BN-ReLU-Conv1x1-BN-ReLU-Conv3x3; returns only the `growth_rate` new channels."""
+    """BN-ReLU-Conv1x1-BN-ReLU-Conv3x3; returns only the `growth_rate` new channels."""
 
-  growth_rate: int = 32
-  bn_size: int = 4
+    growth_rate: int = 32
+    bn_size: int = 4
 
-  @nn.compact
-  def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
-    # `train` is positional so that nn.remat can mark it static (argnum 2).
-    y = nn.relu(self._norm('norm1', train)(x))
-    y = self._conv('conv1', self.bn_size * self.growth_rate, 1)(y)
-    y = nn.relu(self._norm('norm2', train)(y))
-    return self._conv('conv2', self.growth_rate, 3, padding=1)(y)
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+        # `train` is positional so that nn.remat can mark it static (argnum 2).
+        y = nn.relu(self._norm('norm1', train)(x))
+        y = self._conv('conv1', self.bn_size * self.growth_rate, 1)(y)
+        y = nn.relu(self._norm('norm2', train)(y))
+        return self._conv('conv2', self.growth_rate, 3, padding=1)(y)
 
 
 class _DenseBlock(_Layers):
-  """`num_layers` dense layers, each fed the concatenation of all previous outputs."""
+    """`num_layers` dense layers, each fed the concatenation of all previous outputs."""
 
-  num_layers: int = 6
-  growth_rate: int = 32
-  bn_size: int = 4
-  remat: bool = False
+    num_layers: int = 6
+    growth_rate: int = 32
+    bn_size: int = 4
+    remat: bool = False
 
-  @nn.compact
-  def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
-    layer_cls = nn.remat(_DenseLayer, static_argnums=(2,)) if self.remat else _DenseLayer
-    for j in range(1, self.num_layers + 1):
-      new = layer_cls(
-          growth_rate=self.growth_rate, bn_size=self.bn_size, dtype=self.dtype,
-          param_dtype=self.param_dtype, bn_axis_name=self.bn_axis_name,
-          bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
-          name=f'denselayer{j}')(x, train)
-      x = jnp.concatenate([x, new], axis=-1)
-    return x
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+        layer_cls = nn.remat(_DenseLayer, static_argnums=(2,)) if self.remat else _DenseLayer
+        for j in range(1, self.num_layers + 1):
+            new = layer_cls(
+                growth_rate=self.growth_rate,
+                bn_size=self.bn_size,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                bn_axis_name=self.bn_axis_name,
+                bn_momentum=self.bn_momentum,
+                bn_epsilon=self.bn_epsilon,
+                name=f'denselayer{j}',
+            )(x, train)
+            x = jnp.concatenate([x, new], axis=-1)
+        return x
 
 
 class _Transition(_Layers):
-  """BN-ReLU-Conv1x1-AvgPool2x2 between dense blocks."""
+    """BN-ReLU-Conv1x1-AvgPool2x2 between dense blocks."""
 
-  features: int = 0
+    features: int = 0
 
-  @nn.compact
-  def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
-    x = nn.relu(self._norm('norm', train)(x))
-    x = self._conv('conv', self.features, 1)(x)
-    return nn.avg_pool(x, (2, 2), strides=(2, 2))
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+        x = nn.relu(self._norm('norm', train)(x))
+        x = self._conv('conv', self.features, 1)(x)
+        return nn.avg_pool(x, (2, 2), strides=(2, 2))
 
 
 class DenseNet(_Layers):
-  """torchvision DenseNet without its classifier.
+    """torchvision DenseNet without its classifier.
 
-  Attributes:
-    block_sizes: dense layers per block ((6, 12, 24, 16) for DenseNet-121).
-    growth_rate: channels added by each dense layer.
-    bn_size: bottleneck width multiplier (1x1 conv has bn_size * growth_rate outputs).
-    num_init_features: channels of the stem convolution.
-    compression: transitions keep floor(C * compression) channels.
-    dtype / param_dtype: compute and parameter dtypes; features are returned in float32.
-    bn_axis_name: mapped axis (e.g. 'data' inside shard_map) over which BatchNorm
-      averages batch statistics, so they are those of the global batch.
-    bn_momentum / bn_epsilon: Flax convention (torch momentum 0.1 == Flax 0.9).
-    remat: rematerialise each dense layer in the backward pass to save memory.
-  """
-
-  block_sizes: Sequence[int] = (6, 12, 24, 16)
-  growth_rate: int = 32
-  bn_size: int = 4
-  num_init_features: int = 64
-  compression: float = 0.5
-  remat: bool = False
-
-  @nn.compact
-  def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
-    """Maps images [B, H, W, C_in] (any C_in) to pooled features [B, C] float32.
-
-    C is 1024 for DenseNet-121. Spatial size is reduced 32x before pooling.
-    Running statistics live in the `batch_stats` collection; with train=True they
-    must be marked mutable.
+    Attributes:
+      block_sizes: dense layers per block ((6, 12, 24, 16) for DenseNet-121).
+      growth_rate: channels added by each dense layer.
+      bn_size: bottleneck width multiplier (1x1 conv has bn_size * growth_rate outputs).
+      num_init_features: channels of the stem convolution.
+      compression: transitions keep floor(C * compression) channels.
+      dtype / param_dtype: compute and parameter dtypes; features are returned in float32.
+      bn_axis_name: mapped axis (e.g. 'data' inside shard_map) over which BatchNorm
+        averages batch statistics, so they are those of the global batch.
+      bn_momentum / bn_epsilon: Flax convention (torch momentum 0.1 == Flax 0.9).
+      remat: rematerialise each dense layer in the backward pass to save memory.
     """
-    x = jnp.asarray(x, self.dtype)
-    x = self._conv('conv0', self.num_init_features, 7, stride=2, padding=3)(x)
-    x = nn.relu(self._norm('norm0', train)(x))
-    # Padding is -inf for max pooling, as in torch.
-    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
 
-    for i, num_layers in enumerate(self.block_sizes, start=1):
-      x = _DenseBlock(
-          num_layers=num_layers, growth_rate=self.growth_rate, bn_size=self.bn_size,
-          remat=self.remat, dtype=self.dtype, param_dtype=self.param_dtype,
-          bn_axis_name=self.bn_axis_name, bn_momentum=self.bn_momentum,
-          bn_epsilon=self.bn_epsilon, name=f'denseblock{i}')(x, train)
-      if i != len(self.block_sizes):
-        x = _Transition(
-            features=int(x.shape[-1] * self.compression), dtype=self.dtype,
-            param_dtype=self.param_dtype, bn_axis_name=self.bn_axis_name,
-            bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
-            name=f'transition{i}')(x, train)
+    block_sizes: Sequence[int] = (6, 12, 24, 16)
+    growth_rate: int = 32
+    bn_size: int = 4
+    num_init_features: int = 64
+    compression: float = 0.5
+    remat: bool = False
 
-    x = nn.relu(self._norm('norm5', train)(x))
-    # Mean in float32: a bf16 sum over H*W positions loses precision.
-    return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+        """Maps images [B, H, W, C_in] (any C_in) to pooled features [B, C] float32.
+
+        C is 1024 for DenseNet-121. Spatial size is reduced 32x before pooling.
+        Running statistics live in the `batch_stats` collection; with train=True they
+        must be marked mutable.
+        """
+        x = jnp.asarray(x, self.dtype)
+        x = self._conv('conv0', self.num_init_features, 7, stride=2, padding=3)(x)
+        x = nn.relu(self._norm('norm0', train)(x))
+        # Padding is -inf for max pooling, as in torch.
+        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+
+        for i, num_layers in enumerate(self.block_sizes, start=1):
+            x = _DenseBlock(
+                num_layers=num_layers,
+                growth_rate=self.growth_rate,
+                bn_size=self.bn_size,
+                remat=self.remat,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                bn_axis_name=self.bn_axis_name,
+                bn_momentum=self.bn_momentum,
+                bn_epsilon=self.bn_epsilon,
+                name=f'denseblock{i}',
+            )(x, train)
+            if i != len(self.block_sizes):
+                x = _Transition(
+                    features=int(x.shape[-1] * self.compression),
+                    dtype=self.dtype,
+                    param_dtype=self.param_dtype,
+                    bn_axis_name=self.bn_axis_name,
+                    bn_momentum=self.bn_momentum,
+                    bn_epsilon=self.bn_epsilon,
+                    name=f'transition{i}',
+                )(x, train)
+
+        x = nn.relu(self._norm('norm5', train)(x))
+        # Mean in float32: a bf16 sum over H*W positions loses precision.
+        return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 
 
 DenseNet121 = functools.partial(
-    DenseNet, block_sizes=(6, 12, 24, 16), growth_rate=32, bn_size=4,
-    num_init_features=64)
+    DenseNet, block_sizes=(6, 12, 24, 16), growth_rate=32, bn_size=4, num_init_features=64
+)
 # Same topology at a size that runs in tests on a laptop CPU (final C = 47).
 DenseNetTiny = functools.partial(
-    DenseNet, block_sizes=(2, 2, 2, 2), growth_rate=12, bn_size=4,
-    num_init_features=16)
+    DenseNet, block_sizes=(2, 2, 2, 2), growth_rate=12, bn_size=4, num_init_features=16
+)
 
 
 # ----------------------------------------------------------------------------
@@ -172,49 +198,49 @@ _TORCH_LEAF = {
 
 
 def torch_key(path: Sequence[str], collection: str) -> str:
-  """Torchvision state-dict key of a Flax variable.
+    """Torchvision state-dict key of a Flax variable.
 
-  E.g. (('denseblock1', 'denselayer1', 'conv1', 'kernel'), 'params') ->
-  'features.denseblock1.denselayer1.conv1.weight'; (('norm0', 'mean'),
-  'batch_stats') -> 'features.norm0.running_mean'.
-  """
-  *modules, leaf = path
-  try:
-    torch_leaf = _TORCH_LEAF[(collection, leaf)]
-  except KeyError:
-    raise ValueError(f'No torchvision key for {collection}/{"/".join(path)}') from None
-  return '.'.join(['features', *modules, torch_leaf])
+    E.g. (('denseblock1', 'denselayer1', 'conv1', 'kernel'), 'params') ->
+    'features.denseblock1.denselayer1.conv1.weight'; (('norm0', 'mean'),
+    'batch_stats') -> 'features.norm0.running_mean'.
+    """
+    *modules, leaf = path
+    try:
+        torch_leaf = _TORCH_LEAF[(collection, leaf)]
+    except KeyError:
+        raise ValueError(f'No torchvision key for {collection}/{"/".join(path)}') from None
+    return '.'.join(['features', *modules, torch_leaf])
 
 
 def torch_to_flax_kernel(w: np.ndarray) -> np.ndarray:
-  """Conv weight [O, I, kH, kW] (torch) -> kernel [kH, kW, I, O] (Flax)."""
-  return np.transpose(w, (2, 3, 1, 0))
+    """Conv weight [O, I, kH, kW] (torch) -> kernel [kH, kW, I, O] (Flax)."""
+    return np.transpose(w, (2, 3, 1, 0))
 
 
-def load_torch_state_dict(
-    variables: Mapping[str, Any], state_dict: Mapping[str, Any]) -> dict[str, Any]:
-  """Fills `variables` (e.g. from `jax.eval_shape(model.init, ...)`) from torch.
+def load_torch_state_dict(variables: Mapping[str, Any], state_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """Fills `variables` (e.g. from `jax.eval_shape(model.init, ...)`) from torch.
 
-  Args:
-    variables: {'params': ..., 'batch_stats': ...} pytree giving names and shapes.
-    state_dict: torchvision key -> array (numpy or anything np.asarray accepts).
-      Extra keys (classifier.*, num_batches_tracked) are ignored.
+    Args:
+      variables: {'params': ..., 'batch_stats': ...} pytree giving names and shapes.
+      state_dict: torchvision key -> array (numpy or anything np.asarray accepts).
+        Extra keys (classifier.*, num_batches_tracked) are ignored.
 
-  Returns:
-    Nested dict of numpy arrays with the structure of `variables`, in their dtypes.
-    Raises KeyError on a missing key and ValueError on a shape mismatch.
-  """
-  def convert(collection, path, leaf):
-    w = np.asarray(state_dict[torch_key(path, collection)])
-    if path[-1] == 'kernel':
-      w = torch_to_flax_kernel(w)
-    if w.shape != tuple(leaf.shape):
-      raise ValueError(f'{"/".join(path)}: torch {w.shape} vs flax {leaf.shape}')
-    return w.astype(leaf.dtype)
+    Returns:
+      Nested dict of numpy arrays with the structure of `variables`, in their dtypes.
+      Raises KeyError on a missing key and ValueError on a shape mismatch.
+    """
 
-  def walk(collection, tree, prefix):
-    if isinstance(tree, Mapping):
-      return {k: walk(collection, v, prefix + (k,)) for k, v in tree.items()}
-    return convert(collection, prefix, tree)
+    def convert(collection, path, leaf):
+        w = np.asarray(state_dict[torch_key(path, collection)])
+        if path[-1] == 'kernel':
+            w = torch_to_flax_kernel(w)
+        if w.shape != tuple(leaf.shape):
+            raise ValueError(f'{"/".join(path)}: torch {w.shape} vs flax {leaf.shape}')
+        return w.astype(leaf.dtype)
 
-  return {c: walk(c, tree, ()) for c, tree in variables.items()}
+    def walk(collection, tree, prefix):
+        if isinstance(tree, Mapping):
+            return {k: walk(collection, v, prefix + (k,)) for k, v in tree.items()}
+        return convert(collection, prefix, tree)
+
+    return {c: walk(c, tree, ()) for c, tree in variables.items()}
