@@ -4,7 +4,6 @@ Any config field can be overridden on the command line, e.g. `--config.train.bat
 Running again on an existing workdir resumes from its latest checkpoint.
 """
 
-import logging as std_logging
 import os
 import sys
 
@@ -21,22 +20,12 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, summaries and r
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-class _LibraryInfoFilter(std_logging.Filter):
-    """Keeps the libraries' warnings but drops their per-step INFO lines (orbax logs ~30 per save)."""
-
-    NOISY = (f"{os.sep}orbax{os.sep}", f"{os.sep}tensorflow_datasets{os.sep}", f"{os.sep}jax{os.sep}")
-
-    def filter(self, record):
-        if "Using custom data configuration" in str(record.msg):  # tfds, once per split read
-            return False
-        return record.levelno >= std_logging.WARNING or not any(s in record.pathname for s in self.NOISY)
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.get_absl_handler().addFilter(_LibraryInfoFilter())
-    from vkd_jax import config_checks, experiment  # after flag parsing: keeps --help fast
+    from vkd_jax import config_checks, experiment, log  # after flag parsing: keeps --help fast
+
+    log.quiet_library_logs()
 
     try:
         experiment.train_and_evaluate(FLAGS.config, FLAGS.workdir)

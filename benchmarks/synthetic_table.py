@@ -10,10 +10,14 @@ Config fields can be overridden as in run.py (`--config.train.num_epochs=3`).
 
 import json
 import os
+import sys
 
 import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+# The config files import `configs.default` from the repository root.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/demo.py", "Config file.", lock_config=False)
@@ -56,6 +60,9 @@ def table(results: dict[str, list[dict]]) -> str:
 
 def main(argv):
     del argv
+    from vkd_jax import log
+
+    log.quiet_library_logs()
     results = {kind: [run_one(kind, int(s)) for s in FLAGS.seeds] for kind in FLAGS.kinds}
     text = table(results)
     os.makedirs(FLAGS.workdir, exist_ok=True)
