@@ -1,5 +1,6 @@
 """The sharded train step: 8 devices == 1 device == unsharded reference; traced once."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -69,8 +70,8 @@ def test_eight_devices_match_one_device(kind):
     (p1, bs1, m1), (p8, bs8, m8) = results
     for key in m1:
         np.testing.assert_allclose(m8[key], m1[key], rtol=1e-5, atol=1e-7, err_msg=key)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), p1, p8)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), bs1, bs8)
+    chex.assert_trees_all_close(p8, p1, rtol=1e-4, atol=1e-6)
+    chex.assert_trees_all_close(bs8, bs1, rtol=1e-4, atol=1e-6)
     if kind != "text_only":
         assert jax.tree.leaves(bs1), "BatchNorm statistics should be updated"
 
@@ -98,8 +99,7 @@ def test_gradient_equals_the_unsharded_reference():
 
     grads = jax.grad(loss_fn)(params0)
     expected = jax.tree.map(lambda p, g: p - lr * g, params0, grads)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
-                 jax.device_get(new_state.params), expected)
+    chex.assert_trees_all_close(jax.device_get(new_state.params), expected, rtol=1e-4, atol=1e-6)
 
 
 def test_step_is_traced_once_and_devices_draw_different_noise():
