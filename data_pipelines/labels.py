@@ -62,3 +62,79 @@ def apply_uncertainty_policy(
         targets[..., NO_FINDING] = np.where(others, 1.0, targets[..., NO_FINDING])
         mask[..., NO_FINDING] = np.where(others, 1.0, mask[..., NO_FINDING])
     return targets, mask
+
+
+# NIH ChestX-ray14's 14 findings, in the order of the `nih_labels` feature of `chestxray14`.
+NIH_CLASS_NAMES: tuple[str, ...] = (
+    "Atelectasis",
+    "Cardiomegaly",
+    "Consolidation",
+    "Edema",
+    "Effusion",
+    "Emphysema",
+    "Fibrosis",
+    "Hernia",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pleural_Thickening",
+    "Pneumonia",
+    "Pneumothorax",
+)
+NIH_NO_FINDING = "No Finding"  # A `Finding Labels` value, not one of the 14 classes.
+
+# NIH name -> CheXpert name, only where the two name the same finding. Left out on
+# purpose: Infiltration (~ Lung Opacity), Mass and Nodule (~ Lung Lesion) and
+# Pleural_Thickening (~ Pleural Other) are narrower than their CheXpert neighbours, and
+# Emphysema, Fibrosis and Hernia have none. "No Finding" means none of the 14 NIH
+# findings, which is close to, not the same as, CheXpert's (support devices allowed).
+NIH_TO_CHEXPERT: dict[str, str] = {
+    "Atelectasis": "Atelectasis",
+    "Cardiomegaly": "Cardiomegaly",
+    "Consolidation": "Consolidation",
+    "Edema": "Edema",
+    "Effusion": "Pleural Effusion",
+    "Pneumonia": "Pneumonia",
+    "Pneumothorax": "Pneumothorax",
+    NIH_NO_FINDING: "No Finding",
+}
+
+LABEL_SETS = ("chexpert", "nih")
+
+
+def class_names(label_set: str = "chexpert") -> tuple[str, ...]:
+    """Class names, in order, of a label set: 'chexpert' (`labels`) or 'nih' (`nih_labels`)."""
+    if label_set not in LABEL_SETS:
+        raise ValueError(f"label set must be one of {LABEL_SETS}, got {label_set!r}")
+    return CLASS_NAMES if label_set == "chexpert" else NIH_CLASS_NAMES
+
+
+def nih_findings_to_labels(findings: set[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A ChestX-ray14 image's findings -> `(labels, nih_labels)`, both int8 [14].
+
+    `nih_labels` is 1/0 in `NIH_CLASS_NAMES` order. `labels` is in CheXpert order: 1/0 for
+    the classes of `NIH_TO_CHEXPERT` (the NLP-mined NIH labels have no uncertain value) and
+    NOT_MENTIONED for the rest, so a MIMIC-trained model is scored on the shared findings
+    only under the 'ignore' policy.
+    """
+    unknown = findings - set(NIH_CLASS_NAMES) - {NIH_NO_FINDING}
+    if unknown:
+        raise ValueError(f"unknown ChestX-ray14 findings {sorted(unknown)}; expected names "
+                         f"from {NIH_CLASS_NAMES} or {NIH_NO_FINDING!r}")
+    nih = np.array([name in findings for name in NIH_CLASS_NAMES], np.int8)
+    labels = np.full(NUM_CLASSES, NOT_MENTIONED, np.int8)
+    for nih_name, name in NIH_TO_CHEXPERT.items():
+        labels[CLASS_NAMES.index(name)] = POSITIVE if nih_name in findings else NEGATIVE
+    labels[NO_FINDING] = POSITIVE if not nih.any() else NEGATIVE
+    return labels, nih
+
+
+def parse_chexpert_value(value: str | None) -> int:
+    """A CheXpert-labeler CSV cell ('1.0', '0.0', '-1.0' or empty) -> a label code."""
+    value = (value or "").strip()
+    if value == "":
+        return NOT_MENTIONED
+    code = int(float(value))
+    if code not in (POSITIVE, NEGATIVE, UNCERTAIN):
+        raise ValueError(f"a CheXpert label is 1, 0, -1 or empty, got {value!r}")
+    return code
