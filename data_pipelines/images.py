@@ -1,0 +1,59 @@
+"""Source image -> the stored image: 8-bit grayscale, shorter side resized, centre-cropped.
+
+Runs in build worker processes, so it imports neither TensorFlow nor tfds.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+# Corrupt files must fail loudly, so the build can skip and report them.
+Image.LOAD_TRUNCATED_IMAGES = False
+
+
+class ImageError(ValueError):
+    """A source image that cannot be decoded."""
+
+
+def _to_gray(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit sources: stretch their own range to 8 bits (PIL's 'L' would clip).
+        pixels = np.asarray(image, np.float64)
+        lo, hi = pixels.min(), pixels.max()
+        scaled = (pixels - lo) * (255.0 / max(hi - lo, 1.0))
+        return Image.fromarray(np.round(scaled).astype(np.uint8), "L")
+    return image.convert("L")
+
+
+def square_gray(source: str | bytes, size: int) -> np.ndarray:
+    """Decodes `source` (a path or encoded bytes) -> uint8 [size, size, 1].
+
+    The shorter side is resized to `size` (Lanczos) and the longer one centre-cropped.
+    Raises ImageError naming the problem for a corrupt or unreadable image.
+    """
+    try:
+        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        # JPEG: decode at a reduced DCT scale (>= 2x the target) instead of full size;
+        # full-size MIMIC JPEGs are about 2500x3000.
+        image.draft("L", (2 * size, 2 * size))
+        image.load()
+        image = _to_gray(image)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageError(f"{type(e).__name__}: {e}") from None
+    width, height = image.size
+    scale = size / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    image = image.resize((new_w, new_h), Image.Resampling.LANCZOS)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    image = image.crop((left, top, left + size, top + size))
+    return np.asarray(image, np.uint8)[:, :, None]
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """uint8 [H, W, 1] -> PNG bytes."""
+    out = io.BytesIO()
+    Image.fromarray(image[:, :, 0], "L").save(out, format="PNG")
+    return out.getvalue()

@@ -1,0 +1,198 @@
+"""The shared tfds builder of the real datasets, built from a user's manual download.
+
+A dataset module only indexes its source files into `Entry`s (ids, split, report text,
+raw labels, where the image is); this base class preprocesses the images in parallel
+into a restartable cache (`image_cache`), writes the records, and keeps a build report
+(examples per split, files skipped and why) that `data_pipelines.build` prints and saves.
+Records (all datasets):
+  image       uint8 [S, S, 1] PNG, S the config's `image_size`;
+  report      text ("" where there is none);
+  labels      int8 [14], CheXpert order (`labels.CLASS_NAMES`), codes 1/0/-1/-2;
+  subject_id, study_id, image_id, view   text;
+plus dataset-specific features (`EXTRA_FEATURES`).
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import dataclasses
+import hashlib
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+
+from data_pipelines import image_cache
+from data_pipelines import labels as labels_lib
+from data_pipelines import source_files
+
+SPLITS = ("train", "validation", "test")
+_LISTED = 20  # Files listed per skip reason in the report (all are counted).
+
+
+@dataclasses.dataclass
+class Entry:
+    """One image to write; `source` is a path, or a key `_image_sources` resolves."""
+
+    split: str
+    image_id: str
+    source: str
+    subject_id: str
+    study_id: str
+    view: str
+    report: str
+    labels: np.ndarray  # int8 [14]
+    extra: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Index:
+    """What a dataset module found: entries to write, and what it left out or noticed."""
+
+    entries: list[Entry] = dataclasses.field(default_factory=list)
+    skipped: dict[str, list[str]] = dataclasses.field(
+        default_factory=lambda: collections.defaultdict(list))  # reason -> ids or files
+    notes: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+
+    def skip(self, reason: str, what: str) -> None:
+        self.skipped[reason].append(what)
+
+
+@dataclasses.dataclass(eq=False)
+class ManualConfig(tfds.core.BuilderConfig):
+    image_size: int = 224
+
+
+class ManualBuilder(tfds.core.GeneratorBasedBuilder):
+    """Base of the `mimic_cxr`, `openi` and `chestxray14` builders (not registered)."""
+
+    EXTRA_FEATURES: dict = {}
+    EXTRA_METADATA: dict = {}
+    code_path = epath.Path(__file__)  # tfds 4.9.10 otherwise imports importlib_resources.
+
+    def __init__(self, *, workers: int = 1, **kwargs):
+        self.workers = workers  # Image preprocessing processes; not part of the dataset.
+        self.build_report: dict | None = None
+        super().__init__(**kwargs)
+
+    @abc.abstractmethod  # Also keeps this base class out of tfds's registry.
+    def _index(self, manual_dir: str) -> Index:
+        """Finds the entries to write in `manual_dir`."""
+
+    def _image_sources(self, entries: list[Entry], manual_dir: str
+                       ) -> Iterator[tuple[str, str | bytes]]:
+        """(image_id, path or bytes) for `entries`; by default `source` is a path."""
+        del manual_dir
+        for e in entries:
+            yield e.image_id, e.source
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        size = self.builder_config.image_size
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=self.__doc__,
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(
+                    shape=(size, size, 1), dtype=np.uint8, encoding_format="png"),
+                "report": tfds.features.Text(),
+                "labels": tfds.features.Tensor(shape=(labels_lib.NUM_CLASSES,), dtype=np.int8),
+                "subject_id": tfds.features.Text(),
+                "study_id": tfds.features.Text(),
+                "image_id": tfds.features.Text(),
+                "view": tfds.features.Text(),
+                **self.EXTRA_FEATURES,
+            }),
+            metadata=tfds.core.MetadataDict(
+                class_names=list(labels_lib.CLASS_NAMES), **self.EXTRA_METADATA),
+        )
+
+    def cache_dir(self) -> str:
+        """Preprocessed PNGs of this image size, shared by every config of the dataset."""
+        root = os.fspath(self._data_dir_root)
+        return os.path.join(root, "_build_cache", self.name, f"s{self.builder_config.image_size}")
+
+    def _split_generators(self, dl_manager):
+        manual_dir = source_files.require_dir(
+            dl_manager.manual_dir, self.name, self.MANUAL_DOWNLOAD_INSTRUCTIONS)
+        index = self._index(manual_dir)
+        entries = _unique(index)
+        cache = self.cache_dir()
+        pending = [e for e in entries if not image_cache.is_cached(cache, e.image_id)]
+        print(f"{self.name}: {len(entries)} images indexed, {len(entries) - len(pending)} "
+              f"already preprocessed in {cache}", flush=True)
+        errors = image_cache.cache_images(
+            self._image_sources(pending, manual_dir), len(pending), cache_dir=cache,
+            size=self.builder_config.image_size, workers=self.workers, name=self.name)
+        # Paths relative to manual_dir: shorter, and the same wherever the data is mounted.
+        sources = {e.image_id: e.source.removeprefix(manual_dir.rstrip(os.sep) + os.sep)
+                   for e in entries}
+        for key in sorted(errors):
+            index.skip("unreadable image", f"{sources[key]} ({errors[key]})")
+        kept = [e for e in entries if e.image_id not in errors]
+        by_split = {split: [e for e in kept if e.split == split] for split in SPLITS}
+        self.build_report = _report(self.name, by_split, index)
+        return {split: self._generate_examples(es, cache) for split, es in by_split.items()}
+
+    def _generate_examples(self, entries: list[Entry], cache: str):
+        for e in entries:
+            yield e.image_id, {
+                "image": image_cache.path(cache, e.image_id),
+                "report": e.report,
+                "labels": e.labels,
+                "subject_id": e.subject_id,
+                "study_id": e.study_id,
+                "image_id": e.image_id,
+                "view": e.view,
+                **e.extra,
+            }
+
+
+def _unique(index: Index) -> list[Entry]:
+    """Entries with duplicate image ids dropped (the first is kept) and reported."""
+    seen, unique = set(), []
+    for e in index.entries:
+        if e.image_id in seen:
+            index.skip("duplicate image id", e.image_id)
+            continue
+        seen.add(e.image_id)
+        unique.append(e)
+    return unique
+
+
+def _report(name: str, by_split: dict[str, list[Entry]], index: Index) -> dict:
+    """Counts and ids only: never report text or other patient data."""
+    return {
+        "dataset": name,
+        "examples": {split: len(es) for split, es in by_split.items()},
+        "subjects": {split: len({e.subject_id for e in es}) for split, es in by_split.items()},
+        "skipped": {reason: {"count": len(items), "first": sorted(items)[:_LISTED]}
+                    for reason, items in sorted(index.skipped.items())},
+        "notes": dict(sorted(index.notes.items())),
+    }
+
+
+def format_report(report: dict) -> str:
+    """The build report as a few human-readable lines."""
+    lines = [f"{report['dataset']}: examples written "
+             + ", ".join(f"{s} {n}" for s, n in report["examples"].items())]
+    for reason, info in report["skipped"].items():
+        lines.append(f"  skipped {info['count']} ({reason}), e.g. {', '.join(info['first'][:5])}")
+    for note, count in report["notes"].items():
+        lines.append(f"  {note}: {count}")
+    return "\n".join(lines)
+
+
+def seeded_split(subject_id: str, seed: int, fractions: dict[str, float]) -> str:
+    """A patient's split, a fixed function of (seed, subject_id): every image of a patient
+    lands in the same split, whatever else is in the dataset. `fractions` sum to 1."""
+    digest = hashlib.sha256(f"{seed}:{subject_id}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    total = 0.0
+    for split, fraction in fractions.items():
+        total += fraction
+        if u < total:
+            return split
+    return split  # Rounding of the fractions' sum.
