@@ -1,0 +1,1 @@
+"""MIMIC-CXR (JPG images, CheXpert/NegBio labels, free-text reports): tfds builder `mimic_cxr`."""

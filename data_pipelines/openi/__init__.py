@@ -1,0 +1,1 @@
+"""OpenI / Indiana University chest X-ray collection (PNG images, XML reports): builder `openi`."""
