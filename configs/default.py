@@ -29,6 +29,41 @@ def get_config() -> ml_collections.ConfigDict:
     data.train_split = "train"
     data.val_split = "validation"
     data.test_split = "test"
+    # Stored image size of the build to read (its builder config s<N>); None: image_size.
+    # Images are resized from it to image_size in the pipeline.
+    data.build_size = ml_collections.config_dict.placeholder(int)
+    data.channels = 1  # 1, or 3 (the gray image repeated) for RGB-pretrained encoders
+    # 'scalar' ((x / 255 - mean) / std above) or 'imagenet' (per-channel ImageNet
+    # statistics, needs channels=3).
+    data.normalization = "scalar"
+    # Labels to train on: 'chexpert' (the 14 CheXpert findings, every dataset) or 'nih'
+    # (ChestX-ray14's own 14; needs no_finding_rule=False).
+    data.label_set = "chexpert"
+    # Training-only augmentation; all zero / False is off. Ranges of uniform draws:
+    data.augment = ml_collections.ConfigDict(dict(
+        rotation=0.0,    # +- degrees
+        scale=0.0,       # +- relative zoom
+        translate=0.0,   # +- fraction of the image side
+        brightness=0.0,  # +- fraction of the full intensity range
+        contrast=0.0,    # +- relative contrast change
+        hflip=False,     # left-right flips move the heart; off unless asked
+    ))
+    # Build options of the real datasets (data_pipelines/<name>/), used when data.name is
+    # that dataset; they pick the build (its tfds config) and must match the build command.
+    data.mimic_cxr = ml_collections.ConfigDict(dict(
+        views="frontal",  # 'frontal' (ViewPosition PA/AP, the reference's) | 'all'
+        labeler="chexpert",  # 'chexpert' | 'negbio'
+        sections="findings_impression",  # | 'impression' | 'findings' | 'full'
+    ))
+    data.openi = ml_collections.ConfigDict(dict(
+        labels_csv="",  # '' -> labels from MeSH terms; else a CheXpert/CheXbert labeler CSV
+        split_seed=0,  # seeded patient-level 70/10/20 split
+        sections="findings_impression",
+    ))
+    data.chestxray14 = ml_collections.ConfigDict(dict(
+        val_fraction=0.1,  # of train_val_list.txt, by patient
+        split_seed=0,
+    ))
     # Parameters of the synthetic_cxr builder (used only when data.name == 'synthetic_cxr').
     data.synthetic = ml_collections.ConfigDict(dict(
         num_train=4000, num_validation=500, num_test=1000, seed=0,

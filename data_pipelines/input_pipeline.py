@@ -1,14 +1,18 @@
 """tf.data input pipeline: built tfds records -> host batches of numpy arrays.
 
 Every batch is a dict with exactly
-  `image`           float32 [B, H, W, 1], `(x / 255 - mean) / std`;
+  `image`           float32 [B, H, W, C], C = `data.channels` (the gray image repeated),
+                    normalised `(x / 255 - mean) / std` with `data.mean`/`data.std`, or
+                    per channel with ImageNet statistics (`data.normalization`);
   `input_ids`       int32 [B, L], the report tokenised to `max_length`;
   `attention_mask`  int32 [B, L];
-  `labels`          float32 [B, 14], targets after the uncertainty policy;
+  `labels`          float32 [B, 14], targets after the uncertainty policy, of the
+                    `data.label_set` (CheXpert's 14, or ChestX-ray14's own);
   `label_mask`      float32 [B, 14], 0 where a label is left out of the loss;
   `mask`            float32 [B], 1 for real examples, 0 for padding (eval only);
 and eval batches also carry `image_id` (numpy str [B], host only).
 
+Training batches are augmented when `data.augment` asks (`augment.py`); eval never is.
 `B` is the per-process batch: each process reads its own shard of a split. Reports are
 tokenised on the host after batching (the fast tokenizers batch well, and tf.data has no
 HF tokenizer); report text is never logged.
@@ -24,11 +28,16 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from data_pipelines import augment as augment_lib
+from data_pipelines import datasets
 from data_pipelines import labels as labels_lib
-from data_pipelines.synthetic_cxr import synthetic_cxr
 
-SYNTHETIC = "synthetic_cxr"
+SYNTHETIC = datasets.SYNTHETIC
 _FEATURES = ("image", "report", "labels", "image_id")
+NORMALIZATIONS = ("scalar", "imagenet")
+# ImageNet RGB statistics, for encoders pretrained on it (the gray image in each channel).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _hide_gpus_from_tensorflow() -> None:
@@ -50,6 +59,13 @@ class DatasetMeta:
     num_examples: dict[str, int]  # Split name -> number of examples (all processes).
     class_names: tuple[str, ...]
     image_size: int  # Size of the batches' images (after any resize).
+    channels: int = 1  # Channels of the batches' images.
+
+
+def _opt(data_cfg, field: str, default):
+    """`data_cfg.<field>`, or `default` for configs that predate the field."""
+    value = data_cfg.get(field)
+    return default if value is None else value
 
 
 def _check_config(data_cfg: ml_collections.ConfigDict) -> None:
@@ -72,6 +88,20 @@ def _check_config(data_cfg: ml_collections.ConfigDict) -> None:
             "shuffle_buffer", "an int >= 1")
     for field in ("train_split", "val_split", "test_split"):
         require(isinstance(data_cfg[field], str) and data_cfg[field] != "", field, "a split name")
+    channels, norm = _opt(data_cfg, "channels", 1), _opt(data_cfg, "normalization", "scalar")
+    require(channels in (1, 3), "channels", "1 or 3")
+    require(norm in NORMALIZATIONS, "normalization", f"one of {NORMALIZATIONS}")
+    require(norm != "imagenet" or channels == 3, "normalization",
+            "'scalar' with data.channels=1 (ImageNet statistics are per RGB channel)")
+    label_set = _opt(data_cfg, "label_set", "chexpert")
+    require(label_set in labels_lib.LABEL_SETS, "label_set", f"one of {labels_lib.LABEL_SETS}")
+    require(label_set == "chexpert" or not data_cfg.no_finding_rule, "no_finding_rule",
+            "False with data.label_set='nih' (its 14 classes have no 'No Finding')")
+    build_size = data_cfg.get("build_size")
+    require(build_size is None or (isinstance(build_size, int) and build_size >= 8),
+            "build_size", "None or an int >= 8")
+    if data_cfg.get("augment") is not None:
+        augment_lib.check(data_cfg.augment)
 
 
 def _not_built(data_cfg, looked_in: str | None = None) -> FileNotFoundError:
@@ -86,16 +116,8 @@ def _not_built(data_cfg, looked_in: str | None = None) -> FileNotFoundError:
 
 def _builder(data_cfg) -> tfds.core.DatasetBuilder:
     """The tfds builder of `data_cfg` (not necessarily prepared)."""
-    if data_cfg.name == SYNTHETIC:
-        s = data_cfg.synthetic
-        config = synthetic_cxr.builder_config(
-            image_size=data_cfg.image_size, num_train=s.num_train,
-            num_validation=s.num_validation, num_test=s.num_test, seed=s.seed,
-            image_signal=s.image_signal, noise=s.noise,
-        )
-        return synthetic_cxr.SyntheticCxr(config=config, data_dir=data_cfg.data_dir)
     try:
-        return tfds.builder(data_cfg.name, data_dir=data_cfg.data_dir)
+        return datasets.builder(data_cfg)
     except tfds.core.registered.DatasetNotFoundError:
         raise _not_built(data_cfg) from None
 
@@ -110,7 +132,15 @@ def _prepared_builder(data_cfg) -> tfds.core.DatasetBuilder:
     if class_names != labels_lib.CLASS_NAMES:
         raise ValueError(f"{data_cfg.name}: stored class order {class_names} differs from "
                          f"data_pipelines.labels.CLASS_NAMES")
+    if _label_key(data_cfg) not in builder.info.features:
+        raise ValueError(f"data.label_set={_opt(data_cfg, 'label_set', None)!r} needs a "
+                         f"'{_label_key(data_cfg)}' feature, which {data_cfg.name} lacks")
     return builder
+
+
+def _label_key(data_cfg) -> str:
+    """The record feature holding the labels of `data.label_set`."""
+    return "nih_labels" if _opt(data_cfg, "label_set", "chexpert") == "nih" else "labels"
 
 
 def prepare(data_cfg: ml_collections.ConfigDict) -> DatasetMeta:
@@ -125,12 +155,14 @@ def prepare(data_cfg: ml_collections.ConfigDict) -> DatasetMeta:
     return DatasetMeta(
         name=data_cfg.name,
         num_examples={name: s.num_examples for name, s in builder.info.splits.items()},
-        class_names=labels_lib.CLASS_NAMES,
+        class_names=labels_lib.class_names(_opt(data_cfg, "label_set", "chexpert")),
         image_size=data_cfg.image_size,
+        channels=_opt(data_cfg, "channels", 1),
     )
 
 
-def _read(builder, split, *, drop_remainder: bool, process_index: int, process_count: int):
+def _read(builder, data_cfg, split, *, drop_remainder: bool, process_index: int,
+          process_count: int):
     """This process's shard of `split` with encoded images; and every shard's size."""
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index {process_index} not in [0, {process_count})")
@@ -141,23 +173,55 @@ def _read(builder, split, *, drop_remainder: bool, process_index: int, process_c
         decoders={"image": tfds.decode.SkipDecoding()},  # Decode after any skip.
         read_config=tfds.ReadConfig(try_autocache=False),
     )
-    ds = ds.map(lambda ex: {k: ex[k] for k in _FEATURES})
+    label_key = _label_key(data_cfg)
+    ds = ds.map(lambda ex: {k: ex[label_key if k == "labels" else k] for k in _FEATURES})
     return ds, [builder.info.splits[s].num_examples for s in shards]
 
 
-def _decode_fn(data_cfg, stored_size: int):
-    """Decodes, resizes (if the stored size differs) and normalises one example's image."""
+def _normaliser(data_cfg):
+    """(mean, std) broadcastable to [H, W, C], for pixels scaled to [0, 1]."""
+    if _opt(data_cfg, "normalization", "scalar") == "imagenet":
+        return tf.constant(IMAGENET_MEAN), tf.constant(IMAGENET_STD)
+    return tf.constant(float(data_cfg.mean)), tf.constant(float(data_cfg.std))
+
+
+def _decode_fn(data_cfg, stored_size: int, train: bool = False):
+    """Decodes, resizes (if the stored size differs) and augments (`train` only) one
+    example's image -> float32 [H, W, 1] in [0, 255]. Training examples carry `aug_seed`."""
     size = data_cfg.image_size
+    aug_cfg = data_cfg.get("augment")
+    augment = train and augment_lib.is_enabled(aug_cfg)
 
     def decode(ex):
+        ex = dict(ex)
+        seed = ex.pop("aug_seed", None)
         image = tf.io.decode_image(ex["image"], channels=1, expand_animations=False)
         image = tf.cast(tf.ensure_shape(image, [stored_size, stored_size, 1]), tf.float32)
         if stored_size != size:
             image = tf.image.resize(image, [size, size], antialias=True)
-        image = (image / 255.0 - data_cfg.mean) / data_cfg.std
+        if augment:
+            image = augment_lib.augment(image, seed, aug_cfg)
         return ex | {"image": image}
 
     return decode
+
+
+def _normalise_fn(data_cfg):
+    """Repeats the gray channel and normalises a batch of images [B, H, W, 1] in [0, 255].
+
+    Applied after batching: one vectorised op per batch is cheaper than one per example,
+    which matters most for 3-channel 224-px images.
+    """
+    channels = _opt(data_cfg, "channels", 1)
+    mean, std = _normaliser(data_cfg)
+
+    def normalise(batch):
+        image = batch["image"]
+        if channels != 1:
+            image = tf.repeat(image, channels, axis=-1)
+        return batch | {"image": (image / 255.0 - mean) / std}
+
+    return normalise
 
 
 def _options() -> tf.data.Options:
@@ -180,8 +244,10 @@ def _host_batch(batch, data_cfg, tokenizer, max_length: int, batch_size: int) ->
         raw, data_cfg.uncertainty_policy, data_cfg.no_finding_rule)
     mask = (np.arange(batch_size) < n).astype(np.float32)
     image = np.asarray(batch["image"], np.float32)
+    if pad:  # Eval only; a training batch is never copied (3-channel 224-px batches are big).
+        image = np.concatenate([image, np.zeros((pad,) + image.shape[1:], np.float32)])
     return {
-        "image": np.concatenate([image, np.zeros((pad,) + image.shape[1:], np.float32)]),
+        "image": image,
         "input_ids": tokens["input_ids"].astype(np.int32),
         "attention_mask": tokens["attention_mask"].astype(np.int32),
         "labels": targets * mask[:, None],
@@ -215,7 +281,7 @@ def train_batches(
     mixes TF's global seed into shuffles; nothing here may call `tf.random.set_seed`.)
     """
     builder = _prepared_builder(data_cfg)
-    ds, shard_sizes = _read(builder, data_cfg.train_split, drop_remainder=True,
+    ds, shard_sizes = _read(builder, data_cfg, data_cfg.train_split, drop_remainder=True,
                             process_index=process_index, process_count=process_count)
     steps_per_epoch = shard_sizes[process_index] // batch_size
     if steps_per_epoch == 0:
@@ -226,13 +292,17 @@ def train_batches(
     def epoch(e):
         shuffled = ds.shuffle(data_cfg.shuffle_buffer, seed=_epoch_seed(seed, e),
                               reshuffle_each_iteration=False)
-        return shuffled.take(steps_per_epoch * batch_size)
+        # Augmentation seed: a fixed function of (seed, epoch, position in the epoch).
+        return shuffled.take(steps_per_epoch * batch_size).enumerate().map(
+            lambda i, ex: ex | {"aug_seed": tf.stack([_epoch_seed(seed, e), i])})
 
     stream = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max).flat_map(epoch)
     stream = stream.skip(offset * batch_size)
-    stream = stream.map(_decode_fn(data_cfg, _stored_size(builder)),
+    stream = stream.map(_decode_fn(data_cfg, _stored_size(builder), train=True),
                         num_parallel_calls=tf.data.AUTOTUNE)
-    stream = stream.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    stream = stream.batch(batch_size, drop_remainder=True)
+    stream = stream.map(_normalise_fn(data_cfg), num_parallel_calls=tf.data.AUTOTUNE)
+    stream = stream.prefetch(tf.data.AUTOTUNE)
     for batch in stream.with_options(_options()).as_numpy_iterator():
         yield _host_batch(batch, data_cfg, tokenizer, max_length, batch_size)
 
@@ -253,10 +323,11 @@ def eval_batches(
     steps stay in lockstep; padding rows have `mask` 0 and `image_id` "".
     """
     builder = _prepared_builder(data_cfg)
-    ds, shard_sizes = _read(builder, split, drop_remainder=False,
+    ds, shard_sizes = _read(builder, data_cfg, split, drop_remainder=False,
                             process_index=process_index, process_count=process_count)
     ds = ds.map(_decode_fn(data_cfg, _stored_size(builder)), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(_options())
+    ds = ds.batch(batch_size).map(_normalise_fn(data_cfg), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
     num_batches = -(-max(shard_sizes) // batch_size)
     batches = ds.as_numpy_iterator()
     for _ in range(num_batches):
@@ -271,7 +342,8 @@ def eval_batches(
 
 def _empty_batch(data_cfg, stored_size: int) -> dict:
     size = data_cfg.image_size
-    return {"image": np.zeros((0, size, size, 1), np.float32), "report": [],
+    channels = _opt(data_cfg, "channels", 1)
+    return {"image": np.zeros((0, size, size, channels), np.float32), "report": [],
             "labels": np.zeros((0, labels_lib.NUM_CLASSES), np.int8), "image_id": []}
 
 
@@ -285,9 +357,10 @@ def label_prevalence(data_cfg: ml_collections.ConfigDict, split: str = "train") 
     Over the examples whose label is kept (`label_mask` 1); reads labels only.
     """
     builder = _prepared_builder(data_cfg)
-    ds = builder.as_dataset(split=split, decoders=tfds.decode.PartialDecoding({"labels": True}))
+    key = _label_key(data_cfg)
+    ds = builder.as_dataset(split=split, decoders=tfds.decode.PartialDecoding({key: True}))
     raw = np.concatenate([np.zeros((0, labels_lib.NUM_CLASSES), np.int8)]
-                         + [b["labels"] for b in ds.batch(8192).as_numpy_iterator()])
+                         + [b[key] for b in ds.batch(8192).as_numpy_iterator()])
     targets, mask = labels_lib.apply_uncertainty_policy(
         raw, data_cfg.uncertainty_policy, data_cfg.no_finding_rule)
     return ((targets * mask).sum(0) / np.maximum(mask.sum(0), 1)).astype(np.float32)
