@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from transformers import BertConfig
 
+from vkd_jax import weights
 from vkd_jax.models import bert
 
 B, L = 3, 8
@@ -289,11 +290,12 @@ def test_load_torch_state_dict(model_and_params):
         key = 'bert.' + bert.torch_key(path)
         key = key.replace('LayerNorm.weight', 'LayerNorm.gamma').replace('LayerNorm.bias', 'LayerNorm.beta')
         state_dict[key] = bert.torch_to_flax(path, np.asarray(leaf))
-    loaded = bert.load_torch_state_dict(params['params'], state_dict)
+    loaded, report = weights.bert_params_from_state_dict(params['params'], state_dict)
     jax.tree.map(np.testing.assert_array_equal, loaded, jax.device_get(params['params']))
+    assert report.unused == ('cls.predictions.bias',)
     del state_dict['bert.pooler.dense.bias']
-    with pytest.raises(KeyError):
-        bert.load_torch_state_dict(params['params'], state_dict)
+    with pytest.raises(weights.WeightsError, match='pooler.dense.bias'):
+        weights.bert_params_from_state_dict(params['params'], state_dict)
 
 
 def test_matches_transformers_bert_model(model_and_params, batch):

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from vkd_jax import weights
 from vkd_jax.models import densenet
 
 TINY_FEATURES = 47  # 16 -> +24 -> 20 -> +24 -> 22 -> +24 -> 23 -> +24
@@ -143,13 +144,13 @@ def test_load_torch_state_dict_round_trip(tiny):
             if path[-1] == 'kernel':
                 w = np.transpose(w, (3, 2, 0, 1))
             state_dict[densenet.torch_key(path, collection)] = w
-    loaded = densenet.load_torch_state_dict(variables, state_dict)
+    loaded, _ = weights.densenet_variables_from_state_dict(variables, state_dict)
     jax.tree.map(np.testing.assert_array_equal, loaded, jax.device_get(variables))
     np.testing.assert_array_equal(_apply(model, loaded, x), _apply(model, variables, x))
 
     state_dict['features.conv0.weight'] = state_dict['features.conv0.weight'][:, :, :3]
-    with pytest.raises(ValueError):
-        densenet.load_torch_state_dict(variables, state_dict)
+    with pytest.raises(weights.WeightsError, match='features.conv0.weight'):
+        weights.densenet_variables_from_state_dict(variables, state_dict)
 
 
 def test_tiny_output_shape():

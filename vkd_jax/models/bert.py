@@ -12,7 +12,7 @@ instead; the two agree when no dropout is applied.
 """
 
 import functools
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -266,30 +266,3 @@ def torch_to_flax(path: Sequence[str], array: np.ndarray) -> np.ndarray:
     The transpose is its own inverse, so this also maps Flax -> torch.
     """
     return np.transpose(array) if path[-1] == 'kernel' else np.asarray(array)
-
-
-def load_torch_state_dict(params: Mapping[str, Any], state_dict: Mapping[str, Any]) -> dict[str, Any]:
-    """Fills `params` (e.g. from `jax.eval_shape`) from a PyTorch BERT state dict.
-
-    Accepts `BertModel` keys as well as those of pre-training checkpoints (prefix 'bert.',
-    old `LayerNorm.gamma/beta` names); extra keys (heads, position_ids) are ignored.
-    Returns nested numpy arrays in the dtypes of `params`; raises KeyError on a missing
-    key and ValueError on a shape mismatch.
-    """
-
-    def lookup(key: str):
-        old = key.replace('LayerNorm.weight', 'LayerNorm.gamma').replace('LayerNorm.bias', 'LayerNorm.beta')
-        for candidate in (key, 'bert.' + key, old, 'bert.' + old):
-            if candidate in state_dict:
-                return state_dict[candidate]
-        raise KeyError(key)
-
-    def walk(tree, prefix):
-        if isinstance(tree, Mapping):
-            return {k: walk(v, prefix + (k,)) for k, v in tree.items()}
-        w = torch_to_flax(prefix, np.asarray(lookup(torch_key(prefix))))
-        if w.shape != tuple(tree.shape):
-            raise ValueError(f'{"/".join(prefix)}: torch {w.shape} vs flax {tree.shape}')
-        return w.astype(tree.dtype)
-
-    return walk(params, ())

@@ -11,7 +11,7 @@ train mode (which normalise with the biased variance in both) are unaffected.
 """
 
 import functools
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -215,32 +215,3 @@ def torch_key(path: Sequence[str], collection: str) -> str:
 def torch_to_flax_kernel(w: np.ndarray) -> np.ndarray:
     """Conv weight [O, I, kH, kW] (torch) -> kernel [kH, kW, I, O] (Flax)."""
     return np.transpose(w, (2, 3, 1, 0))
-
-
-def load_torch_state_dict(variables: Mapping[str, Any], state_dict: Mapping[str, Any]) -> dict[str, Any]:
-    """Fills `variables` (e.g. from `jax.eval_shape(model.init, ...)`) from torch.
-
-    Args:
-      variables: {'params': ..., 'batch_stats': ...} pytree giving names and shapes.
-      state_dict: torchvision key -> array (numpy or anything np.asarray accepts).
-        Extra keys (classifier.*, num_batches_tracked) are ignored.
-
-    Returns:
-      Nested dict of numpy arrays with the structure of `variables`, in their dtypes.
-      Raises KeyError on a missing key and ValueError on a shape mismatch.
-    """
-
-    def convert(collection, path, leaf):
-        w = np.asarray(state_dict[torch_key(path, collection)])
-        if path[-1] == 'kernel':
-            w = torch_to_flax_kernel(w)
-        if w.shape != tuple(leaf.shape):
-            raise ValueError(f'{"/".join(path)}: torch {w.shape} vs flax {leaf.shape}')
-        return w.astype(leaf.dtype)
-
-    def walk(collection, tree, prefix):
-        if isinstance(tree, Mapping):
-            return {k: walk(collection, v, prefix + (k,)) for k, v in tree.items()}
-        return convert(collection, prefix, tree)
-
-    return {c: walk(c, tree, ()) for c, tree in variables.items()}

@@ -1,0 +1,213 @@
+"""Pretrained encoders from local files: BERT checkpoints and DenseNet-121 ImageNet weights.
+
+Nothing is ever fetched from a hub. Safe formats (safetensors, Flax msgpack) load as they
+are; PyTorch pickles (`pytorch_model.bin`, `.pth`) need torch and unpickling, and load only
+with `allow_pickle=True`, since unpickling a file can run code from it. Keras `.h5` weights
+load through Keras (TensorFlow), imported only when such a file is asked for.
+
+Every loader checks the file against the Flax model's variables: a missing key or a shape
+mismatch is an error naming the key; unused keys are reported by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import transformers
+from absl import logging
+from flax import serialization, traverse_util
+
+from vkd_jax.models import bert as bert_lib
+from vkd_jax.models import densenet as densenet_lib
+
+BERT_FILES = ("model.safetensors", "flax_model.msgpack", "pytorch_model.bin")
+PICKLE_SUFFIXES = (".bin", ".pth", ".pt")
+
+
+class WeightsError(ValueError):
+    """A checkpoint that does not fit the model (missing key, wrong shape, bad format)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadReport:
+    path: str
+    num_params: int
+    unused: tuple[str, ...]
+
+    def log(self, what: str) -> None:
+        logging.info("%s: loaded %s (%d parameters)", what, self.path, self.num_params)
+        if self.unused:
+            logging.warning("%s: %d unused keys in %s: %s", what, len(self.unused), self.path,
+                            ", ".join(self.unused))
+
+
+def read_torch_file(path: str, *, allow_pickle: bool = False) -> dict[str, np.ndarray]:
+    """A PyTorch-style state dict (key -> numpy array) from `.safetensors` or, with
+    `allow_pickle`, a torch pickle (`.bin`, `.pth`, `.pt`)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no weights file at {path}")
+    if path.endswith(".safetensors"):
+        from safetensors.numpy import load_file
+        return load_file(path)
+    if path.endswith(PICKLE_SUFFIXES):
+        if not allow_pickle:
+            raise WeightsError(
+                f"{path} is a PyTorch pickle: loading it needs torch and unpickling, which can run code "
+                "from the file. Convert it to safetensors, or pass allow_pickle=True "
+                "(config: init_allow_pickle=True) if you trust the file.")
+        import torch  # only for this explicitly allowed path
+        logging.warning("unpickling %s with torch (allowed explicitly)", path)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state)
+        return {k: v.float().numpy() if v.is_floating_point() else v.numpy() for k, v in state.items()}
+    raise WeightsError(f"{path}: expected a .safetensors file{' or ' + '/'.join(PICKLE_SUFFIXES)}")
+
+
+def _fill(abstract: Mapping, state: Mapping[str, np.ndarray], key_fn: Callable, convert: Callable,
+          ignore: Callable[[str], bool], path: str) -> tuple[dict, LoadReport]:
+    """Fills every leaf of `abstract` (ShapeDtypeStructs, flattened by path) from `state`."""
+    flat = traverse_util.flatten_dict(abstract)
+    out, used = {}, set()
+    for flax_path, leaf in flat.items():
+        key = key_fn(flax_path)
+        if key not in state:
+            raise WeightsError(f"{path}: missing key {key!r} (for {'/'.join(flax_path)})")
+        value = convert(flax_path, np.asarray(state[key]))
+        if value.shape != tuple(leaf.shape):
+            raise WeightsError(f"{path}: {key!r} has shape {value.shape}, the model expects {tuple(leaf.shape)} "
+                               f"(after conversion to the Flax layout)")
+        out[flax_path] = value.astype(leaf.dtype)
+        used.add(key)
+    unused = tuple(sorted(k for k in state if k not in used and not ignore(k)))
+    return traverse_util.unflatten_dict(out), LoadReport(path, sum(v.size for v in out.values()), unused)
+
+
+# ----------------------------------------------------------------------------- BERT
+
+_BERT_OLD_NAMES = (("LayerNorm.weight", "LayerNorm.gamma"), ("LayerNorm.bias", "LayerNorm.beta"))
+
+
+def _canonical_bert_keys(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`BertModel` keys from checkpoints of `BertForPreTraining` & co (`bert.` prefix, gamma/beta)."""
+    out = {}
+    for key, value in state.items():
+        key = key.removeprefix("bert.")
+        for new, old in _BERT_OLD_NAMES:
+            key = key.replace(old, new)
+        out[key] = value
+    return out
+
+
+def _bert_abstract_params(cfg: transformers.BertConfig, add_pooling_layer: bool):
+    model = bert_lib.Bert(cfg, add_pooling_layer=add_pooling_layer)
+    ids = jnp.ones((1, 2), jnp.int32)
+    return jax.eval_shape(lambda: model.init(jax.random.key(0), ids, ids))["params"]
+
+
+def load_bert(path: str, *, allow_pickle: bool = False, add_pooling_layer: bool = False,
+              ) -> tuple[transformers.BertConfig, dict[str, Any]]:
+    """`(config, params)` of the BERT checkpoint directory `path` (Hugging Face layout:
+    `config.json` and `model.safetensors`, `flax_model.msgpack` or `pytorch_model.bin`).
+
+    `vkd_jax.models.bert.Bert(config).apply({'params': params}, input_ids, attention_mask)`
+    then returns the last hidden state `[B, L, H]`. Pooler and pre-training heads in the
+    file are reported as unused unless `add_pooling_layer`.
+    """
+    loaded, _ = _load_bert_with_report(path, allow_pickle=allow_pickle, add_pooling_layer=add_pooling_layer)
+    return loaded
+
+
+def _load_bert_with_report(path, *, allow_pickle, add_pooling_layer):
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise FileNotFoundError(f"{path}: expected a Hugging Face BERT directory with config.json and one of "
+                                f"{', '.join(BERT_FILES)}")
+    cfg = transformers.BertConfig.from_pretrained(path, local_files_only=True)
+    abstract = _bert_abstract_params(cfg, add_pooling_layer)
+    files = [f for f in BERT_FILES if os.path.isfile(os.path.join(path, f))]
+    if not files:
+        raise FileNotFoundError(f"{path}: no weights file; expected one of {', '.join(BERT_FILES)}")
+    file = os.path.join(path, files[0])
+    if file.endswith(".msgpack"):
+        with open(file, "rb") as f:
+            tree = serialization.msgpack_restore(f.read())
+        tree = tree.get("bert", tree)  # pre-training checkpoints nest the encoder
+        state = {"/".join(k): v for k, v in traverse_util.flatten_dict(tree).items()}
+        params, report = _fill(abstract, state, lambda p: "/".join(p), lambda p, v: v, lambda k: False, file)
+    else:
+        params, report = bert_params_from_state_dict(abstract, read_torch_file(file, allow_pickle=allow_pickle), file)
+    return (cfg, params), report
+
+
+def bert_params_from_state_dict(abstract_params, state: Mapping[str, np.ndarray], source: str = "state dict"):
+    """`(params, LoadReport)` from a PyTorch BERT state dict (`BertModel` keys, or those of
+    pre-training checkpoints: `bert.` prefix, LayerNorm `gamma`/`beta`)."""
+    ignore = lambda k: k.endswith("position_ids")  # a buffer, not a parameter
+    return _fill(abstract_params, _canonical_bert_keys(state), bert_lib.torch_key, bert_lib.torch_to_flax,
+                 ignore, source)
+
+
+def load_bert_tokenizer(path: str) -> transformers.PreTrainedTokenizerFast:
+    """The fast tokenizer saved beside a checkpoint, from local files only."""
+    return transformers.AutoTokenizer.from_pretrained(path, local_files_only=True, use_fast=True)
+
+
+# ----------------------------------------------------------------------------- DenseNet-121
+
+# Old torchvision checkpoints name dense-layer modules 'norm.1' instead of 'norm1'.
+_OLD_TORCHVISION = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+
+
+def _densenet_abstract_variables(in_channels: int):
+    model = densenet_lib.DenseNet121()
+    return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, in_channels)), train=False))
+
+
+def _densenet_key(flax_path):
+    collection, *path = flax_path
+    return densenet_lib.torch_key(tuple(path), collection)
+
+
+def _densenet_convert(flax_path, value):
+    return densenet_lib.torch_to_flax_kernel(value) if flax_path[-1] == "kernel" else value
+
+
+def densenet_variables_from_state_dict(abstract_variables, state: Mapping[str, np.ndarray],
+                                       source: str = "state dict"):
+    """`(variables, LoadReport)` of a DenseNet from a torchvision/timm state dict; its
+    classifier and BatchNorm counters are not ours and are ignored."""
+    state = {_OLD_TORCHVISION.sub(r"\1\2", k): v for k, v in state.items()}
+    ignore = lambda k: k.startswith("classifier.") or k.endswith("num_batches_tracked")
+    return _fill(abstract_variables, state, _densenet_key, _densenet_convert, ignore, source)
+
+
+def load_densenet121(path: str, *, allow_pickle: bool = False, in_channels: int = 3) -> dict[str, Any]:
+    """`{'params', 'batch_stats'}` of DenseNet-121 from ImageNet weights at `path`.
+
+    Accepts torchvision/timm state dicts (`.safetensors`; `.pth` with `allow_pickle`) and
+    Keras `DenseNet121` weights (`.h5`). `DenseNet121().apply(variables, images, train=False)`
+    returns the pooled features `[B, 1024]`. With `in_channels=1` the first convolution's
+    RGB kernels are summed, which is exact for grayscale images replicated to three channels.
+    """
+    variables, _ = _load_densenet121_with_report(path, allow_pickle=allow_pickle, in_channels=in_channels)
+    return variables
+
+
+def _load_densenet121_with_report(path, *, allow_pickle, in_channels):
+    if path.endswith(".h5"):
+        from vkd_jax import keras_densenet  # imports TensorFlow; never on the train-step path
+        state = keras_densenet.read_keras_densenet121(path)
+    else:
+        state = read_torch_file(path, allow_pickle=allow_pickle)
+    variables, report = densenet_variables_from_state_dict(_densenet_abstract_variables(3), state, path)
+    if in_channels != 3:
+        if in_channels != 1:
+            raise WeightsError(f"in_channels must be 1 or 3 for ImageNet weights, got {in_channels}")
+        kernel = variables["params"]["conv0"]["kernel"]
+        variables["params"]["conv0"]["kernel"] = kernel.sum(axis=2, keepdims=True)
+    return variables, report
