@@ -23,13 +23,13 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from vkd_jax import config_checks, experiment, log  # after flag parsing: keeps --help fast
+    from vkd_jax import config_checks, experiment, log, weights  # after flag parsing: keeps --help fast
 
     log.quiet_library_logs()
 
     try:
         experiment.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    except (FileNotFoundError, config_checks.ConfigError, experiment.NonFiniteLossError) as e:
+    except (FileNotFoundError, config_checks.ConfigError, weights.WeightsError, experiment.NonFiniteLossError) as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -81,6 +81,8 @@ def get_config() -> ml_collections.ConfigDict:
     model.text_pooling = "cls"  # report feature: 'cls' token or 'mean' over tokens
     model.num_samples = 1  # S latent samples per example in training
     model.eval_samples = 16  # S prior samples per image at test time
+    # Allow PyTorch pickles (.bin/.pth) as init_from: unpickling can run code from the file.
+    model.init_allow_pickle = False
 
     model.image_encoder = img = ml_collections.ConfigDict()
     # DenseNet-121.
@@ -89,14 +91,24 @@ def get_config() -> ml_collections.ConfigDict:
     img.bn_size = 4
     img.num_init_features = 64
     img.remat = False  # recompute dense layers in the backward pass to save memory
-    img.trainable = True
-    img.lr_multiplier = 1.0
+    # Local DenseNet-121 ImageNet weights: torchvision/timm .safetensors (or .pth with
+    # model.init_allow_pickle), or Keras .h5. '' trains from scratch.
+    img.init_from = ""
+    # 'full' (fine-tune everything) | 'frozen' | 'last_k' (the top train_last_k dense
+    # blocks, the transitions after them and the final norm; BatchNorm statistics still update).
+    img.train_mode = "full"
+    img.train_last_k = 1
+    img.lr_multiplier = 1.0  # on the learning rate, for this encoder's trainable parameters
 
     model.text_encoder = txt = ml_collections.ConfigDict()
+    # Local Hugging Face BERT directory (config.json + model.safetensors, flax_model.msgpack,
+    # or pytorch_model.bin with model.init_allow_pickle), e.g. a downloaded Bio_ClinicalBERT.
+    # Its config.json then sets the architecture and the sizes below are ignored.
+    txt.init_from = ""
     # Tokenizer: a local Hugging Face directory, or 'synthetic' (built from the
-    # synthetic_cxr vocabulary). Never a hub name: nothing is downloaded.
+    # synthetic_cxr vocabulary); '' uses init_from's. Never a hub name: nothing is downloaded.
     txt.tokenizer = ""
-    # BERT-base (ClinicalBERT's shape).
+    # Architecture when training from scratch: BERT-base (ClinicalBERT's shape).
     txt.hidden_size = 768
     txt.num_layers = 12
     txt.num_heads = 12
@@ -106,7 +118,8 @@ def get_config() -> ml_collections.ConfigDict:
     txt.max_position_embeddings = 512
     txt.max_length = 256  # report tokens fed to the encoder
     txt.remat = False
-    txt.trainable = True
+    txt.train_mode = "full"  # 'full' | 'frozen' | 'last_k' (the top train_last_k layers)
+    txt.train_last_k = 2
     txt.lr_multiplier = 1.0
 
     config.train = train = ml_collections.ConfigDict()

@@ -26,6 +26,10 @@ def test_shipped_configs_are_valid():
     ("model.text_encoder.tokenizer", "", "tokenizer"),
     ("model.text_encoder.num_heads", 3, "num_heads"),
     ("model.text_encoder.max_length", 512, "max_length"),
+    ("model.text_encoder.train_mode", "partial", "train_mode"),
+    ("model.image_encoder.train_last_k", 0, "train_last_k"),
+    ("model.text_encoder.init_from", "/no/such/bert", "/no/such/bert"),
+    ("model.image_encoder.init_from", __file__, "DenseNet-121"),
 ])
 def test_bad_values_are_rejected_by_name(path, value, match):
     cfg = demo.get_config()

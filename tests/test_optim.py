@@ -24,7 +24,7 @@ def _update(cfg, grads_scale=1.0):
 def test_frozen_encoder_gets_zero_updates_and_no_state():
     cfg = demo.get_config()
     cfg.optim.name, cfg.optim.grad_clip_norm = "adam", 0.0
-    cfg.model.text_encoder.trainable = False
+    cfg.model.text_encoder.train_mode = "frozen"
     updates, state = _update(cfg)
     assert all(np.all(u == 0) for u in jax.tree.leaves(updates["text_encoder"]))
     assert all(np.all(u != 0) for u in jax.tree.leaves(updates["classifier"]))
@@ -77,3 +77,32 @@ def test_learning_rate_warmup_then_cosine():
     np.testing.assert_allclose([lr(0), lr(5), lr(10), lr(60), lr(110)], [0.0, 0.5, 1.0, 0.55, 0.1], rtol=1e-5)
     cfg.schedule = "constant"
     np.testing.assert_allclose(optim.create_learning_rate_fn(cfg, 110)(50), 1.0)
+
+
+def test_last_k_trains_only_the_top_layers_and_blocks():
+    cfg = demo.get_config()
+    cfg.model.text_encoder.train_mode, cfg.model.text_encoder.train_last_k = "last_k", 1
+    cfg.model.image_encoder.train_mode, cfg.model.image_encoder.train_last_k = "last_k", 2
+    leaf = jnp.ones(2)
+    params = {
+        "text_encoder": {"embeddings": {"w": leaf}, "encoder": {"layer": {"0": {"w": leaf}, "1": {"w": leaf}}}},
+        "image_encoder": {"conv0": {"kernel": leaf}, "denseblock1": {"w": leaf}, "transition1": {"w": leaf},
+                          "denseblock2": {"w": leaf}, "transition2": {"w": leaf}, "denseblock3": {"w": leaf},
+                          "transition3": {"w": leaf}, "denseblock4": {"w": leaf}, "norm5": {"scale": leaf}},
+        "classifier": {"w": leaf},
+    }
+    labels = optim.param_groups(params, cfg.model)
+    assert labels["text_encoder"]["embeddings"]["w"] == "frozen"
+    assert labels["text_encoder"]["encoder"]["layer"]["0"]["w"] == "frozen"
+    assert labels["text_encoder"]["encoder"]["layer"]["1"]["w"] == "text_encoder"
+    img = labels["image_encoder"]
+    assert [img[k] for k in ("conv0", "denseblock1", "transition1", "denseblock2", "transition2")] == \
+        [{"kernel": "frozen"}] + [{"w": "frozen"}] * 4
+    assert [img[k] for k in ("denseblock3", "transition3", "denseblock4")] == [{"w": "image_encoder"}] * 3
+    assert img["norm5"] == {"scale": "image_encoder"}
+    assert labels["classifier"]["w"] == "head"
+    cfg.optim.grad_clip_norm = 0.0
+    tx = optim.create_optimizer(cfg.optim, cfg.model, lambda s: 0.1, params)
+    updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+    assert np.all(updates["text_encoder"]["encoder"]["layer"]["0"]["w"] == 0)
+    assert np.all(updates["text_encoder"]["encoder"]["layer"]["1"]["w"] != 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from vkd_jax import optim, schedules
 from vkd_jax.models import DTYPES
 from vkd_jax.models.vkd import KINDS, POSTERIOR_INPUTS, TEXT_POOLING
@@ -52,10 +54,20 @@ def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
             raise ConfigError(
                 f"config.train.{field}={size} must be a positive multiple of the {num_devices} devices "
                 f"and {num_processes} processes")
-    txt = config.model.text_encoder
-    if not txt.tokenizer:
-        raise ConfigError("config.model.text_encoder.tokenizer is empty: set it to a local Hugging Face "
-                          "tokenizer directory (e.g. a downloaded Bio_ClinicalBERT) or 'synthetic'")
+    txt, img = config.model.text_encoder, config.model.image_encoder
+    for name, enc in (("text_encoder", txt), ("image_encoder", img)):
+        _choice(config, f"model.{name}.train_mode", optim.TRAIN_MODES)
+        _positive(enc.train_last_k, f"model.{name}.train_last_k")
+        _positive(enc.lr_multiplier, f"model.{name}.lr_multiplier")
+        if enc.init_from and not os.path.exists(enc.init_from):
+            raise ConfigError(f"config.model.{name}.init_from: {enc.init_from} does not exist")
+    if img.init_from and (tuple(img.block_sizes), img.growth_rate, img.bn_size, img.num_init_features) != (
+            (6, 12, 24, 16), 32, 4, 64):
+        raise ConfigError("config.model.image_encoder.init_from needs the DenseNet-121 shape (block_sizes "
+                          "(6, 12, 24, 16), growth_rate 32, bn_size 4, num_init_features 64)")
+    if not (txt.tokenizer or txt.init_from):
+        raise ConfigError("config.model.text_encoder.tokenizer is empty: set it (or text_encoder.init_from) to a "
+                          "local Hugging Face directory (e.g. a downloaded Bio_ClinicalBERT), or 'synthetic'")
     if txt.hidden_size % txt.num_heads:
         raise ConfigError(f"config.model.text_encoder.hidden_size={txt.hidden_size} is not a multiple of "
                           f"num_heads={txt.num_heads}")

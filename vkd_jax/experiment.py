@@ -17,7 +17,7 @@ from absl import logging
 
 from data_pipelines import input_pipeline
 from data_pipelines.tokenizer import load_tokenizer
-from vkd_jax import checkpoint, config_checks, metrics, optim, schedules, train
+from vkd_jax import checkpoint, config_checks, metrics, optim, pretrained, schedules, train
 from vkd_jax.models import create_model
 
 
@@ -69,7 +69,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     config_checks.validate(config, num_devices=mesh.size, num_processes=jax.process_count())
     meta = input_pipeline.prepare(config.data)
     os.makedirs(workdir, exist_ok=True)
-    tokenizer = load_tokenizer(config.model.text_encoder.tokenizer, os.path.join(workdir, "tokenizer"))
+    encoders = pretrained.load(config.model, image_channels=config.data.channels)
+    txt = config.model.text_encoder
+    tokenizer = load_tokenizer(txt.tokenizer or txt.init_from, os.path.join(workdir, "tokenizer"))
+    pretrained.check_vocabulary(encoders, len(tokenizer), txt.tokenizer or txt.init_from)
     max_length = config.model.text_encoder.max_length
     is_chief = jax.process_index() == 0
     if is_chief:
@@ -89,16 +92,18 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                  meta.name, meta.num_examples, mesh.size, global_batch, steps_per_epoch, last_step)
 
     model = create_model(config.model, num_classes=len(meta.class_names), vocab_size=len(tokenizer),
-                         axis_name=train.AXIS)
+                         axis_name=train.AXIS, text_config=encoders.text_config)
     rng = jax.random.key(config.seed)
     init_rng, eval_rng = jax.random.split(rng)
     lr_fn = optim.create_learning_rate_fn(config.optim, schedule_steps)
     abstract_params = jax.eval_shape(
-        lambda r: model.init({"params": r}, *train.dummy_inputs(1, meta.image_size, max_length, 1,
-                                                                model.latent_dim), train=False)["params"],
+        lambda r: model.init({"params": r}, *train.dummy_inputs(1, meta.image_size, max_length, 1, model.latent_dim,
+                                                                config.data.channels), train=False)["params"],
         init_rng)
     tx = optim.create_optimizer(config.optim, config.model, lr_fn, abstract_params)
-    state = train.create_train_state(model, tx, init_rng, mesh, image_size=meta.image_size, max_length=max_length)
+    state = train.create_train_state(model, tx, init_rng, mesh, image_size=meta.image_size, max_length=max_length,
+                                     channels=config.data.channels)
+    state = pretrained.apply(state, encoders, mesh)
     logging.info("parameters: %s", {k: sum(x.size for x in jax.tree.leaves(v)) for k, v in state.params.items()})
 
     manager = checkpoint.create_manager(workdir)

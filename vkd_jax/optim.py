@@ -6,10 +6,12 @@ from typing import Any
 
 import jax
 import optax
+from flax import traverse_util
 
 OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("cosine", "constant")
 ENCODERS = ("image_encoder", "text_encoder")
+TRAIN_MODES = ("full", "frozen", "last_k")
 
 
 def create_learning_rate_fn(optim_cfg, total_steps: int) -> optax.Schedule:
@@ -27,9 +29,38 @@ def create_learning_rate_fn(optim_cfg, total_steps: int) -> optax.Schedule:
     return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
 
 
-def param_groups(params) -> Any:
-    """Labels each top-level parameter subtree: `image_encoder`, `text_encoder` or `head`."""
-    return {k: jax.tree.map(lambda _: k if k in ENCODERS else "head", v) for k, v in params.items()}
+def _depth_index(encoder: str, path: tuple[str, ...]) -> int:
+    """Position of a parameter's module from the input: 0 for the stem/embeddings, i for
+    dense block i (with the transition after it; norm5 with the last block) or BERT layer i."""
+    top = path[0]
+    if encoder == "text_encoder":
+        return int(path[2]) + 1 if path[:2] == ("encoder", "layer") else 0
+    if top.startswith("denseblock"):
+        return int(top.removeprefix("denseblock"))
+    if top.startswith("transition"):
+        return int(top.removeprefix("transition"))
+    return 0 if top in ("conv0", "norm0") else 10**6  # norm5: always with the top block
+
+
+def param_groups(params, model_cfg) -> Any:
+    """Labels each parameter `head`, `image_encoder`, `text_encoder` or `frozen`, from each
+    encoder's `train_mode` ('full', 'frozen', or 'last_k': only the top `train_last_k`
+    dense blocks or transformer layers train)."""
+    labels = {}
+    for name, tree in params.items():
+        if name not in ENCODERS:
+            labels[name] = jax.tree.map(lambda _: "head", tree)
+            continue
+        enc = model_cfg[name]
+        flat = traverse_util.flatten_dict(tree)
+        if enc.train_mode == "last_k":
+            depth = max(_depth_index(name, p) for p in flat if _depth_index(name, p) < 10**6)
+            first = depth - enc.train_last_k + 1
+            group = {p: name if _depth_index(name, p) >= first else "frozen" for p in flat}
+        else:
+            group = {p: name if enc.train_mode == "full" else "frozen" for p in flat}
+        labels[name] = traverse_util.unflatten_dict(group)
+    return labels
 
 
 def _decay_mask(params):
@@ -47,21 +78,17 @@ def _base_optimizer(optim_cfg, lr_fn) -> optax.GradientTransformation:
 
 
 def create_optimizer(optim_cfg, model_cfg, lr_fn: optax.Schedule, params) -> optax.GradientTransformation:
-    """Global-norm clipping, then one optimiser per parameter group.
+    """Global-norm clipping, then one optimiser per parameter group (see `param_groups`).
 
-    A frozen encoder (`model.<encoder>.trainable=False`) gets `set_to_zero`, so it has no
-    optimiser state; a trainable one gets the schedule scaled by its `lr_multiplier`
-    (pretrained encoders usually want a smaller rate than the freshly initialised heads).
+    Frozen parameters get `set_to_zero`, so they have no optimiser state; an encoder's
+    trainable ones get the schedule scaled by its `lr_multiplier` (pretrained encoders
+    usually want a smaller rate than the freshly initialised heads).
     """
-    transforms = {"head": _base_optimizer(optim_cfg, lr_fn)}
+    transforms = {"head": _base_optimizer(optim_cfg, lr_fn), "frozen": optax.set_to_zero()}
     for name in ENCODERS:
-        enc = model_cfg[name]
-        if not enc.trainable:
-            transforms[name] = optax.set_to_zero()
-        else:
-            mult = enc.lr_multiplier
-            transforms[name] = _base_optimizer(optim_cfg, lambda step, m=mult: m * lr_fn(step))
-    labels = param_groups(params)
+        mult = model_cfg[name].lr_multiplier
+        transforms[name] = _base_optimizer(optim_cfg, lambda step, m=mult: m * lr_fn(step))
+    labels = param_groups(params, model_cfg)
     present = {leaf for leaf in jax.tree.leaves(labels)}
     transforms = {k: v for k, v in transforms.items() if k in present}
     chain = [optax.multi_transform(transforms, labels)]

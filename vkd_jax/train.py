@@ -67,20 +67,21 @@ def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array
     return {k: jax.make_array_from_process_local_data(sharding, batch[k]) for k in DEVICE_KEYS if k in batch}
 
 
-def dummy_inputs(batch_size: int, image_size: int, max_length: int, num_samples: int, latent_dim: int):
-    images = jnp.zeros((batch_size, image_size, image_size, 1), jnp.float32)
+def dummy_inputs(batch_size: int, image_size: int, max_length: int, num_samples: int, latent_dim: int,
+                 channels: int = 1):
+    images = jnp.zeros((batch_size, image_size, image_size, channels), jnp.float32)
     tokens = jnp.ones((batch_size, max_length), jnp.int32)
     noise = jnp.zeros((num_samples, batch_size, latent_dim), jnp.float32)
     return images, tokens, tokens, noise
 
 
 def create_train_state(model: VKDModel, tx: optax.GradientTransformation, rng: jax.Array,
-                       mesh: Mesh, *, image_size: int, max_length: int) -> TrainState:
+                       mesh: Mesh, *, image_size: int, max_length: int, channels: int = 1) -> TrainState:
     """Initialises the state replicated on `mesh`, born where it lives (jit with out_shardings)."""
     param_rng, state_rng = jax.random.split(rng)
 
     def init(param_rng):
-        inputs = dummy_inputs(1, image_size, max_length, 1, model.latent_dim)
+        inputs = dummy_inputs(1, image_size, max_length, 1, model.latent_dim, channels)
         variables = model.init({"params": param_rng}, *inputs, train=False)
         params = variables["params"]
         return TrainState(step=jnp.zeros((), jnp.int32), params=params,

@@ -37,11 +37,13 @@ def bert_config(text_cfg, vocab_size: int) -> transformers.BertConfig:
     )
 
 
-def create_model(model_cfg, *, num_classes: int, vocab_size: int, axis_name: str | None = None) -> VKDModel:
+def create_model(model_cfg, *, num_classes: int, vocab_size: int, axis_name: str | None = None,
+                 text_config: transformers.BertConfig | None = None) -> VKDModel:
     """Builds the `VKDModel` of `model_cfg` (the config's `model` section).
 
     `axis_name` is the mapped axis over which BatchNorm averages its statistics, so that
-    they are those of the global batch under `shard_map`.
+    they are those of the global batch under `shard_map`. `text_config` (a pretrained
+    checkpoint's) replaces the BERT sizes of the config.
     """
     dtype = compute_dtype(model_cfg.dtype)
     kind = model_cfg.kind
@@ -59,7 +61,8 @@ def create_model(model_cfg, *, num_classes: int, vocab_size: int, axis_name: str
         )
     if kind != "image_only":
         txt = model_cfg.text_encoder
-        text_encoder = Bert(bert_config(txt, vocab_size), dtype=dtype, remat=txt.remat)
+        text_config = text_config or bert_config(txt, vocab_size)
+        text_encoder = Bert(text_config, dtype=dtype, remat=txt.remat)
     return VKDModel(
         kind=kind,
         image_encoder=image_encoder,
@@ -70,7 +73,7 @@ def create_model(model_cfg, *, num_classes: int, vocab_size: int, axis_name: str
         dropout_rate=model_cfg.dropout,
         posterior_inputs=model_cfg.posterior_inputs,
         text_pooling=model_cfg.text_pooling,
-        freeze_image_encoder=not model_cfg.image_encoder.trainable,
-        freeze_text_encoder=not model_cfg.text_encoder.trainable,
+        freeze_image_encoder=model_cfg.image_encoder.train_mode == "frozen",
+        freeze_text_encoder=model_cfg.text_encoder.train_mode == "frozen",
         dtype=dtype,
     )
