@@ -108,9 +108,13 @@ def main(argv=None) -> int:
     from data_pipelines import manual_builder
     try:
         report = build(args)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError) as e:  # Bad source files: nothing half-written.
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # E.g. a full disk while writing.
+        print(f"error: {e}\nFix the cause and run the same command again: images already "
+              "preprocessed are kept and skipped.", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: run the same command again to continue; images already "
               "preprocessed are kept and skipped.", file=sys.stderr)

@@ -117,6 +117,7 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         manual_dir = source_files.require_dir(
             dl_manager.manual_dir, self.name, self.MANUAL_DOWNLOAD_INSTRUCTIONS)
+        print(f"{self.name}: indexing {manual_dir}", flush=True)
         index = self._index(manual_dir)
         entries = _unique(index)
         cache = self.cache_dir()

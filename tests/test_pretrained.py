@@ -13,7 +13,7 @@ import numpy as np
 import optax
 import pytest
 
-from configs import demo, mimic
+from configs import mimic
 from vkd_jax import pretrained, train, weights
 from vkd_jax.models import create_model
 
