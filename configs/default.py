@@ -120,6 +120,10 @@ def get_config() -> ml_collections.ConfigDict:
     txt.remat = False
     txt.train_mode = "full"  # 'full' | 'frozen' | 'last_k' (the top train_last_k layers)
     txt.train_last_k = 2
+    # A frozen encoder's report features are computed once and reused (no BERT in the
+    # train step), cached on disk under cache_dir ('' = <workdir>/text_features).
+    txt.cache_features = True
+    txt.cache_dir = ""
     txt.lr_multiplier = 1.0
 
     config.train = train = ml_collections.ConfigDict()

@@ -17,7 +17,7 @@ from absl import logging
 
 from data_pipelines import input_pipeline
 from data_pipelines.tokenizer import load_tokenizer
-from vkd_jax import checkpoint, config_checks, metrics, optim, pretrained, schedules, train
+from vkd_jax import checkpoint, config_checks, metrics, optim, pretrained, schedules, text_cache, train
 from vkd_jax.models import create_model
 
 
@@ -120,15 +120,18 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                        max_length=max_length, process_index=jax.process_index(),
                        process_count=jax.process_count())
 
+    cache = _text_feature_cache(config, workdir, meta, tokenizer, model, state, mesh, eval_kwargs)
+    with_features = cache.wrap if cache is not None else (lambda batches: batches)
+
     def run_eval(split, state):
-        batches = input_pipeline.eval_batches(config.data, split, **eval_kwargs)
+        batches = with_features(input_pipeline.eval_batches(config.data, split, **eval_kwargs))
         return evaluate(state, eval_step, batches, mesh, eval_rng, meta.class_names)
 
     writer = _summary_writer(workdir) if is_chief else None
     step = int(state.step)
-    batches = input_pipeline.train_batches(
+    batches = with_features(input_pipeline.train_batches(
         config.data, batch_size=global_batch // jax.process_count(), tokenizer=tokenizer, max_length=max_length,
-        seed=config.seed, start_step=step, process_index=jax.process_index(), process_count=jax.process_count())
+        seed=config.seed, start_step=step, process_index=jax.process_index(), process_count=jax.process_count()))
     history, tick, tick_step = [], time.time(), step
     while step < last_step:
         state, step_metrics = train_step(state, train.shard_batch(next(batches), mesh))
@@ -187,6 +190,24 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
         writer.flush()
     manager.close()
     return results
+
+
+def _text_feature_cache(config, workdir, meta, tokenizer, model, state, mesh, eval_kwargs):
+    """The frozen text encoder's features of every split's reports (None when not frozen)."""
+    txt = config.model.text_encoder
+    if config.model.kind == "image_only" or txt.train_mode != "frozen" or not txt.cache_features:
+        return None
+    name = text_cache.fingerprint(config, meta.num_examples, tokenizer) + ".npz"
+    path = os.path.join(txt.cache_dir or os.path.join(workdir, "text_features"), name)
+    encode_step = train.make_text_encode_step(model, mesh)
+    splits = (config.data.train_split, config.data.val_split, config.data.test_split)
+
+    def all_reports():
+        for split in splits:
+            yield from input_pipeline.eval_batches(config.data, split, **eval_kwargs)
+
+    return text_cache.load_or_build(path, all_reports, lambda b: encode_step(state, train.shard_batch(b, mesh)),
+                                    eval_kwargs["batch_size"], train.to_host)
 
 
 def _summary_writer(workdir: str):

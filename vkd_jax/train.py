@@ -31,7 +31,7 @@ from vkd_jax.models.vkd import VKDModel
 
 AXIS = "data"
 # Keys of a batch that go to the device; anything else (ids) stays on the host.
-DEVICE_KEYS = ("image", "input_ids", "attention_mask", "labels", "label_mask", "mask")
+DEVICE_KEYS = ("image", "input_ids", "attention_mask", "labels", "label_mask", "mask", "text_features")
 
 
 class TrainState(struct.PyTreeNode):
@@ -118,7 +118,8 @@ def make_train_step(model: VKDModel, mesh: Mesh, *, lr_fn: optax.Schedule,
         def loss_fn(params):
             variables = {"params": params, "batch_stats": state.batch_stats}
             out, updates = model.apply(variables, batch["image"], batch["input_ids"], batch["attention_mask"],
-                                       noise, train=True, rngs={"dropout": dropout_rng}, mutable=["batch_stats"])
+                                       noise, train=True, text_features=batch.get("text_features"),
+                                       rngs={"dropout": dropout_rng}, mutable=["batch_stats"])
             loss, terms = losses.vkd_loss(out, batch["labels"], batch["label_mask"], batch["mask"],
                                           kl_weight=kl_weight, prior_weight=prior_weight,
                                           pos_weight=pos_weight, axis_name=AXIS)
@@ -134,6 +135,17 @@ def make_train_step(model: VKDModel, mesh: Mesh, *, lr_fn: optax.Schedule,
     return jax.jit(mapped, donate_argnums=0)
 
 
+def make_text_encode_step(model: VKDModel, mesh: Mesh) -> Callable:
+    """Returns `encode(state, batch) -> [B, H]`: pooled report features of a frozen encoder."""
+
+    def encode_fn(state: TrainState, batch):
+        return model.apply({"params": state.params}, batch["input_ids"], batch["attention_mask"], train=False,
+                           method=VKDModel.encode_text)
+
+    mapped = jax.shard_map(encode_fn, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=P(AXIS))
+    return jax.jit(mapped)
+
+
 def make_eval_step(model: VKDModel, mesh: Mesh, *, num_samples: int) -> Callable:
     """Returns `eval_step(state, batch, rng) -> (prob_mean, prob_std)`, each `[B, K]`.
 
@@ -146,7 +158,7 @@ def make_eval_step(model: VKDModel, mesh: Mesh, *, num_samples: int) -> Callable
         noise = losses.per_example_normal(rng, _example_ids(local_batch), (num_samples, model.latent_dim))
         logits = model.apply({"params": state.params, "batch_stats": state.batch_stats},
                              batch["image"], batch["input_ids"], batch["attention_mask"], noise,
-                             method=VKDModel.predict)
+                             text_features=batch.get("text_features"), method=VKDModel.predict)
         probs = jax.nn.sigmoid(logits)
         return probs.mean(axis=0), probs.std(axis=0)
 

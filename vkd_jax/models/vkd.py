@@ -112,7 +112,11 @@ class VKDModel(nn.Module):
         h = self.image_encoder(images, train=train and not self.freeze_image_encoder)
         return jax.lax.stop_gradient(h) if self.freeze_image_encoder else h
 
-    def encode_text(self, input_ids, attention_mask, *, train: bool):
+    def encode_text(self, input_ids, attention_mask, *, train: bool, text_features=None):
+        """Pooled report features `[B, H]`; `text_features` (a frozen encoder's cached
+        output, see `vkd_jax.text_cache`) skips the encoder."""
+        if text_features is not None:
+            return text_features
         hidden = self.text_encoder(
             input_ids, attention_mask, deterministic=not train or self.freeze_text_encoder
         )
@@ -133,11 +137,11 @@ class VKDModel(nn.Module):
             x = jnp.concatenate([z, _broadcast_samples(h, z.shape[0])], axis=-1)
         return self.classifier(x.astype(self.dtype), train=train).astype(jnp.float32)
 
-    def __call__(self, images, input_ids, attention_mask, noise, *, train: bool = True):
+    def __call__(self, images, input_ids, attention_mask, noise, *, train: bool = True, text_features=None):
         """Training forward pass.
 
         Args: `images` `[B, H, W, C]`, `input_ids` and `attention_mask` `[B, L]`, `noise`
-        standard normal `[S, B, D]`. Returns a dict for `losses.vkd_loss`: `logits`
+        standard normal `[S, B, D]`, optional cached `text_features` `[B, H]`. Returns a dict for `losses.vkd_loss`: `logits`
         `[S, B, K]` (posterior path; the image path for `image_only`), and for `vkd` also
         `prior_logits` `[S, B, K]` (classifier on prior samples drawn with the same noise,
         common random numbers), `prior` and `posterior` `(mu, logvar)` pairs `[B, D]`.
@@ -145,7 +149,7 @@ class VKDModel(nn.Module):
         h = self.encode_image(images, train=train) if self.uses_image else None
         if self.kind == "image_only":
             return {"logits": self._classify(None, h, train=train)}
-        g = self.encode_text(input_ids, attention_mask, train=train)
+        g = self.encode_text(input_ids, attention_mask, train=train, text_features=text_features)
         posterior = self._posterior(h, g, train=train)
         z_q = reparameterize(*posterior, noise)
         out = {"logits": self._classify(z_q, h, train=train), "posterior": posterior}
@@ -155,7 +159,7 @@ class VKDModel(nn.Module):
             out.update(prior=prior, prior_logits=self._classify(z_p, h, train=train))
         return out
 
-    def predict(self, images, input_ids=None, attention_mask=None, noise=None):
+    def predict(self, images, input_ids=None, attention_mask=None, noise=None, text_features=None):
         """Test-time logits `[S, B, K]` (S = 1 for `image_only`).
 
         `vkd` samples the image-only prior and never touches the report; `multimodal` and
@@ -167,6 +171,6 @@ class VKDModel(nn.Module):
         if self.kind == "vkd":
             dist = self.prior(h, train=False)
         else:
-            g = self.encode_text(input_ids, attention_mask, train=False)
+            g = self.encode_text(input_ids, attention_mask, train=False, text_features=text_features)
             dist = self._posterior(h, g, train=False)
         return self._classify(reparameterize(*dist, noise), h, train=False)
