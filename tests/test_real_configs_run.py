@@ -38,7 +38,9 @@ TINY = [
 # dataset -> (config, fabricate, build flags, config overrides)
 RUNS = {
     "mimic_cxr": ("mimic", mimic_cxr.write, [], []),
-    "openi": ("openi", openi.write, [], []),
+    # Also the RGB-pretrained-encoder input: 3 channels, ImageNet statistics.
+    "openi": ("openi", openi.write, [],
+              ["--config.data.channels=3", "--config.data.normalization=imagenet"]),
     "chestxray14": ("chestxray14", chestxray14.write, ["--val_fraction=0.3"],
                     ["--config.data.chestxray14.val_fraction=0.3"]),
 }
