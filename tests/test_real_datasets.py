@@ -145,6 +145,20 @@ def test_mimic_from_an_extracted_reports_folder_with_options(tmp_path, capsys):
                     views="all").is_prepared()
 
 
+def test_mimic_negbio_labels(built, tmp_path):
+    manual_dir, _, expected = built["mimic_cxr"]
+    assert _build("mimic_cxr", manual_dir, tmp_path, "--labeler=negbio") == 0
+    builder = _builder("mimic_cxr", str(tmp_path), labeler="negbio")
+    assert builder.builder_config.name == "s32_negbio"
+    edema = L.CLASS_NAMES.index("Edema")
+    for split in _records(builder).values():
+        for image_id, ex in split.items():
+            want = np.array(expected.examples[image_id].labels)
+            if image_id not in ("d4",):  # d4's study has no label row: all -2.
+                want[edema] = L.POSITIVE
+            np.testing.assert_array_equal(ex["labels"], want)
+
+
 def test_parallel_workers_build_the_same_images(built, tmp_path):
     manual_dir, data_dir, _ = built["chestxray14"]
     assert _build("chestxray14", manual_dir, tmp_path, "--workers=2") == 0

@@ -125,6 +125,11 @@ def write(root: str, *, reports: str = "zip", image_size=(40, 52)) -> common.Exp
                      ["dicom_id", "study_id", "subject_id", "split"], split_rows, gz=True)
     common.write_csv(os.path.join(root, "mimic-cxr-2.0.0-chexpert.csv.gz"),
                      ["subject_id", "study_id", *labels_lib.CLASS_NAMES], label_rows, gz=True)
+    # The NegBio labels differ from CheXpert's in one place: Edema is positive everywhere.
+    edema = 2 + labels_lib.CLASS_NAMES.index("Edema")
+    common.write_csv(os.path.join(root, "mimic-cxr-2.0.0-negbio.csv.gz"),
+                     ["subject_id", "study_id", *labels_lib.CLASS_NAMES],
+                     [r[:edema] + ["1.0"] + r[edema + 1:] for r in label_rows], gz=True)
     if reports == "zip":
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as z:
