@@ -159,6 +159,19 @@ def test_mimic_negbio_labels(built, tmp_path):
             np.testing.assert_array_equal(ex["labels"], want)
 
 
+def test_openi_from_extracted_folders(built, tmp_path):
+    _, data_dir, _ = built["openi"]
+    expected = fab_openi.write(str(tmp_path / "src"), archives=False)
+    assert _build("openi", tmp_path / "src", tmp_path / "tfds") == 0
+    from_archives = _records(_builder("openi", data_dir))
+    from_folders = _records(_builder("openi", str(tmp_path / "tfds")))
+    for split in from_archives:
+        assert set(from_folders[split]) == set(from_archives[split])
+        for k, ex in from_folders[split].items():
+            np.testing.assert_array_equal(ex["image"], from_archives[split][k]["image"])
+            assert ex["report"].decode() == expected.examples[k].report
+
+
 def test_parallel_workers_build_the_same_images(built, tmp_path):
     manual_dir, data_dir, _ = built["chestxray14"]
     assert _build("chestxray14", manual_dir, tmp_path, "--workers=2") == 0
