@@ -20,7 +20,7 @@ def test_keys_ignore_padding_and_cache_round_trips(tmp_path):
         calls.append(len(b["input_ids"]))
         return b["input_ids"].sum(axis=1, keepdims=True).astype(np.float32) * np.ones((1, 3))
 
-    cache = text_cache.build(batches, encode, batch_size=4)
+    cache = text_cache.build(batches, encode, batch_size=4, length_bucket=2)
     assert len(cache.keys) == 2 and calls == [4]  # two distinct reports, one padded call
     out = cache.add_to(batches[0])
     np.testing.assert_array_equal(out["text_features"][:, 0], [18, 18, 11])
@@ -36,12 +36,16 @@ def test_training_with_the_cache_equals_training_without():
     cfg.model.text_encoder.dropout = 0.1  # a frozen encoder runs deterministically anyway
     runs = []
     for cached in (False, True):
-        mesh, model, state, step = _setup(cfg, 2, optax.adam(1e-2))
+        mesh, model, state, step = _setup(cfg, 2, optax.sgd(0.1))  # Adam would amplify float noise
         encode = train.make_text_encode_step(model, mesh)
         batches = [_batch(i) for i in range(3)]
         if cached:
-            cache = text_cache.build(batches, lambda b: encode(state, train.shard_batch(b, mesh)), 16, train.to_host)
+            # Short length buckets: chunks are cut below the batches' padded length.
+            cache = text_cache.build(batches, lambda b: encode(state, train.shard_batch(b, mesh)), 16, train.to_host,
+                                     length_bucket=4)
+            full_length = train.to_host(encode(state, train.shard_batch(batches[0], mesh)))
             batches = list(cache.wrap(batches))
+            np.testing.assert_allclose(batches[0]["text_features"], full_length, rtol=1e-4, atol=5e-5)
             assert batches[0]["text_features"].shape == (16, cfg.model.text_encoder.hidden_size)
         losses = []
         for batch in batches:
@@ -49,4 +53,4 @@ def test_training_with_the_cache_equals_training_without():
             losses.append(float(metrics["loss"]))
         runs.append((losses, jax.device_get(state.params)))
     np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-5)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), runs[1][1], runs[0][1])
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), runs[1][1], runs[0][1])

@@ -81,21 +81,27 @@ class TextFeatureCache:
 
 
 def build(batches: Iterable[dict], encode: Callable[[dict], jax.Array], batch_size: int,
-          to_host: Callable = np.asarray) -> TextFeatureCache:
+          to_host: Callable = np.asarray, length_bucket: int = 32) -> TextFeatureCache:
     """Encodes every distinct report in `batches` (host batches with input_ids and
-    attention_mask), `batch_size` reports per `encode` call (the last one padded)."""
+    attention_mask), `batch_size` reports per `encode` call.
+
+    Reports are sorted by length and each call is cut to its longest report (rounded up to
+    `length_bucket`, which bounds the number of compiled shapes): padding past a report's
+    end changes nothing under the attention mask, and short reports cost less.
+    """
     rows: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
-    for batch in batches:
-        keep = batch["mask"].astype(bool) if "mask" in batch else slice(None)
-        ids, mask = batch["input_ids"][keep], batch["attention_mask"][keep]
-        for key, i, m in zip(row_keys(ids, mask), ids, mask):
+    for batch in batches:  # padding rows included: eval batches look them up too
+        for key, i, m in zip(row_keys(batch["input_ids"], batch["attention_mask"]), batch["input_ids"],
+                             batch["attention_mask"]):
             rows.setdefault(key, (i, m))
-    keys = list(rows)
+    keys = sorted(rows, key=lambda k: int(rows[k][1].sum()))
     ids = np.stack([rows[k][0] for k in keys])
     mask = np.stack([rows[k][1] for k in keys])
     features = []
     for start in range(0, len(keys), batch_size):
         chunk_ids, chunk_mask = ids[start:start + batch_size], mask[start:start + batch_size]
+        length = min(ids.shape[1], -(-int(chunk_mask.sum(1).max()) // length_bucket) * length_bucket)
+        chunk_ids, chunk_mask = chunk_ids[:, :length], chunk_mask[:, :length]
         pad = batch_size - len(chunk_ids)
         if pad:
             chunk_ids = np.concatenate([chunk_ids, np.repeat(chunk_ids[:1], pad, 0)])
