@@ -37,6 +37,9 @@ def run_one(kind: str, seed: int) -> dict:
     config = FLAGS.config.copy_and_resolve_references()
     config.model.kind = kind
     config.seed = seed
+    # A frozen pretrained encoder's report features are the same for every run: share them.
+    config.model.text_encoder.cache_dir = config.model.text_encoder.cache_dir or os.path.join(
+        FLAGS.workdir, "text_features")
     logging.info("training %s, seed %d, in %s", kind, seed, workdir)
     return experiment.train_and_evaluate(config, workdir)
 

@@ -1,11 +1,12 @@
 import pytest
 
-from configs import demo, mimic
+from configs import demo, demo_scratch, mimic
 from vkd_jax.config_checks import ConfigError, validate
 
 
 def test_shipped_configs_are_valid():
     validate(demo.get_config(), num_devices=1)
+    validate(demo_scratch.get_config(), num_devices=1)
     cfg = mimic.get_config()
     cfg.model.text_encoder.tokenizer = "/some/local/Bio_ClinicalBERT"
     validate(cfg, num_devices=8)
@@ -32,7 +33,7 @@ def test_shipped_configs_are_valid():
     ("model.image_encoder.init_from", __file__, "DenseNet-121"),
 ])
 def test_bad_values_are_rejected_by_name(path, value, match):
-    cfg = demo.get_config()
+    cfg = demo_scratch.get_config()
     *parents, leaf = path.split(".")
     node = cfg
     for p in parents:

@@ -4,7 +4,7 @@ import numpy as np
 import optax
 import pytest
 
-from configs import demo
+from configs import demo_scratch as demo
 from vkd_jax import optim
 
 

@@ -85,9 +85,8 @@ def test_demo_runs_from_the_packaged_minilm_encoder(tmp_path):
 
     args = [a for a in TINY if "text_encoder" not in a]
     cmd = [sys.executable, "run.py", "--config=configs/demo.py", f"--workdir={tmp_path / 'w'}",
-           f"--config.data.data_dir={tmp_path / 'data'}", *args, f"--config.model.text_encoder.init_from={minilm}",
-           "--config.model.text_encoder.tokenizer=", "--config.model.text_encoder.max_length=32",
-           "--config.model.text_encoder.train_mode=frozen", "--config.train.max_steps=3"]
+           f"--config.data.data_dir={tmp_path / 'data'}", *args, "--config.model.text_encoder.max_length=32",
+           "--config.train.max_steps=3"]  # configs/demo.py: MiniLM, frozen, its own tokenizer
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"text encoder: loaded {minilm}" in proc.stderr

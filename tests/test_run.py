@@ -34,7 +34,7 @@ TINY = [
 
 def _run(args, data_dir, workdir, **kwargs):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "run.py", "--config=configs/demo.py", f"--workdir={workdir}",
+    cmd = [sys.executable, "run.py", "--config=configs/demo_scratch.py", f"--workdir={workdir}",
            f"--config.data.data_dir={data_dir}", *TINY, *args]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, **kwargs)

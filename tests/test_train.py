@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from configs import demo
+from configs import demo_scratch as demo
 from vkd_jax import losses, train
 from vkd_jax.models import create_model
 

@@ -67,7 +67,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     start_time = time.time()
     mesh = train.make_mesh(config.num_devices or None)
     config_checks.validate(config, num_devices=mesh.size, num_processes=jax.process_count())
-    meta = input_pipeline.prepare(config.data)
+    try:
+        meta = input_pipeline.prepare(config.data)
+    except ValueError as e:  # a data.* field out of range, found by the pipeline's own checks
+        raise config_checks.ConfigError(str(e)) from e
     os.makedirs(workdir, exist_ok=True)
     encoders = pretrained.load(config.model, image_channels=config.data.channels)
     txt = config.model.text_encoder
