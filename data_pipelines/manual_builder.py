@@ -26,7 +26,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from data_pipelines import image_cache
-from data_pipelines import labels as labels_lib
+from data_pipelines import records
 from data_pipelines import source_files
 
 SPLITS = ("train", "validation", "test")
@@ -90,24 +90,8 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder):
             yield e.image_id, e.source
 
     def _info(self) -> tfds.core.DatasetInfo:
-        size = self.builder_config.image_size
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=self.__doc__,
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(
-                    shape=(size, size, 1), dtype=np.uint8, encoding_format="png"),
-                "report": tfds.features.Text(),
-                "labels": tfds.features.Tensor(shape=(labels_lib.NUM_CLASSES,), dtype=np.int8),
-                "subject_id": tfds.features.Text(),
-                "study_id": tfds.features.Text(),
-                "image_id": tfds.features.Text(),
-                "view": tfds.features.Text(),
-                **self.EXTRA_FEATURES,
-            }),
-            metadata=tfds.core.MetadataDict(
-                class_names=list(labels_lib.CLASS_NAMES), **self.EXTRA_METADATA),
-        )
+        return records.record_info(self, self.builder_config.image_size, self.__doc__,
+                                   self.EXTRA_FEATURES, self.EXTRA_METADATA)
 
     def cache_dir(self) -> str:
         """Preprocessed PNGs of this image size, shared by every config of the dataset."""

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
 from data_pipelines import labels as labels_lib
+from data_pipelines import records
 from data_pipelines.synthetic_cxr import generator
 
 # Index ranges of the splits are far apart, so a split's examples do not depend on the
@@ -97,22 +97,7 @@ class SyntheticCxr(tfds.core.GeneratorBasedBuilder):
     code_path = epath.Path(__file__)
 
     def _info(self) -> tfds.core.DatasetInfo:
-        size = self.builder_config.image_size
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=_DESCRIPTION,
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(
-                    shape=(size, size, 1), dtype=np.uint8, encoding_format="png"),
-                "report": tfds.features.Text(),
-                "labels": tfds.features.Tensor(shape=(labels_lib.NUM_CLASSES,), dtype=np.int8),
-                "subject_id": tfds.features.Text(),
-                "study_id": tfds.features.Text(),
-                "image_id": tfds.features.Text(),
-                "view": tfds.features.Text(),
-            }),
-            metadata=tfds.core.MetadataDict(class_names=list(labels_lib.CLASS_NAMES)),
-        )
+        return records.record_info(self, self.builder_config.image_size, _DESCRIPTION)
 
     def _split_generators(self, dl_manager):
         del dl_manager  # Everything is generated locally.
