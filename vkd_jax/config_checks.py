@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 
+from data_pipelines import labels  # numpy only, no TensorFlow
 from vkd_jax import optim, schedules
 from vkd_jax.models import DTYPES
 from vkd_jax.models.vkd import KINDS, POSTERIOR_INPUTS, TEXT_POOLING
 
 POS_WEIGHTS = ("none", "balanced", "reference")
-UNCERTAINTY_POLICIES = ("zeros", "ones", "ignore")
 
 
 class ConfigError(ValueError):
@@ -39,7 +39,7 @@ def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
     _choice(config, "train.pos_weight", POS_WEIGHTS)
     _choice(config, "optim.name", optim.OPTIMIZERS)
     _choice(config, "optim.schedule", optim.LR_SCHEDULES)
-    _choice(config, "data.uncertainty_policy", UNCERTAINTY_POLICIES)
+    _choice(config, "data.uncertainty_policy", labels.UNCERTAINTY_POLICIES)
     for path in ("model.latent_dim", "model.hidden_dim", "model.num_samples", "model.eval_samples",
                  "train.num_epochs", "optim.learning_rate", "data.std", "train.kl_cycles_per_epoch"):
         section, field = path.split(".")
