@@ -15,7 +15,7 @@ def _params():
 
 def _update(cfg, grads_scale=1.0):
     params = _params()
-    tx = optim.create_optimizer(cfg.optim, cfg.model, lambda step: 0.1, params)
+    tx = optim.create_optimizer(cfg.optim, cfg.model, lambda step: 0.1)
     grads = jax.tree.map(lambda p: grads_scale * jnp.ones_like(p), params)
     updates, state = tx.update(grads, tx.init(params), params)
     return updates, state
@@ -53,7 +53,7 @@ def test_global_norm_clipping():
     clipped, _ = tx.update(grads, tx.init(params))
     assert float(optax.tree.norm(clipped)) == pytest.approx(1.0, rel=1e-5)
     # The configured optimiser includes it: an SGD-free check through Adam's state.
-    full = optim.create_optimizer(cfg.optim, cfg.model, lambda s: 0.1, params)
+    full = optim.create_optimizer(cfg.optim, cfg.model, lambda s: 0.1)
     _, state = full.update(grads, full.init(params), params)
     mu = state[1].inner_states["head"].inner_state[0].mu
     assert float(optax.tree.norm(mu)) <= 0.1 + 1e-6  # first moment = (1 - b1) * clipped grad
@@ -63,7 +63,7 @@ def test_adamw_decays_matrices_only():
     cfg = demo.get_config()
     cfg.optim.name, cfg.optim.weight_decay, cfg.optim.grad_clip_norm = "adamw", 0.5, 0.0
     params = _params()
-    tx = optim.create_optimizer(cfg.optim, cfg.model, lambda s: 0.1, params)
+    tx = optim.create_optimizer(cfg.optim, cfg.model, lambda s: 0.1)
     zeros = jax.tree.map(jnp.zeros_like, params)
     updates, _ = tx.update(zeros, tx.init(params), params)
     np.testing.assert_allclose(updates["classifier"]["w"], -0.1 * 0.5, rtol=1e-5)
@@ -102,7 +102,7 @@ def test_last_k_trains_only_the_top_layers_and_blocks():
     assert img["norm5"] == {"scale": "image_encoder"}
     assert labels["classifier"]["w"] == "head"
     cfg.optim.grad_clip_norm = 0.0
-    tx = optim.create_optimizer(cfg.optim, cfg.model, lambda s: 0.1, params)
+    tx = optim.create_optimizer(cfg.optim, cfg.model, lambda s: 0.1)
     updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
     assert np.all(updates["text_encoder"]["encoder"]["layer"]["0"]["w"] == 0)
     assert np.all(updates["text_encoder"]["encoder"]["layer"]["1"]["w"] != 0)

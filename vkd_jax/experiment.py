@@ -99,11 +99,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     rng = jax.random.key(config.seed)
     init_rng, eval_rng = jax.random.split(rng)
     lr_fn = optim.create_learning_rate_fn(config.optim, schedule_steps)
-    abstract_params = jax.eval_shape(
-        lambda r: model.init({"params": r}, *train.dummy_inputs(1, meta.image_size, max_length, 1, model.latent_dim,
-                                                                config.data.channels), train=False)["params"],
-        init_rng)
-    tx = optim.create_optimizer(config.optim, config.model, lr_fn, abstract_params)
+    tx = optim.create_optimizer(config.optim, config.model, lr_fn)
     state = train.create_train_state(model, tx, init_rng, mesh, image_size=meta.image_size, max_length=max_length,
                                      channels=config.data.channels)
     state = pretrained.apply(state, encoders, mesh)

@@ -77,8 +77,9 @@ def _base_optimizer(optim_cfg, lr_fn) -> optax.GradientTransformation:
     raise ValueError(f"optim.name must be one of {OPTIMIZERS}, got {optim_cfg.name!r}")
 
 
-def create_optimizer(optim_cfg, model_cfg, lr_fn: optax.Schedule, params) -> optax.GradientTransformation:
-    """Global-norm clipping, then one optimiser per parameter group (see `param_groups`).
+def create_optimizer(optim_cfg, model_cfg, lr_fn: optax.Schedule) -> optax.GradientTransformation:
+    """Global-norm clipping, then one optimiser per parameter group (see `param_groups`,
+    applied to the parameters the optimiser is initialised with).
 
     Frozen parameters get `set_to_zero`, so they have no optimiser state; an encoder's
     trainable ones get the schedule scaled by its `lr_multiplier` (pretrained encoders
@@ -88,10 +89,7 @@ def create_optimizer(optim_cfg, model_cfg, lr_fn: optax.Schedule, params) -> opt
     for name in ENCODERS:
         mult = model_cfg[name].lr_multiplier
         transforms[name] = _base_optimizer(optim_cfg, lambda step, m=mult: m * lr_fn(step))
-    labels = param_groups(params, model_cfg)
-    present = {leaf for leaf in jax.tree.leaves(labels)}
-    transforms = {k: v for k, v in transforms.items() if k in present}
-    chain = [optax.multi_transform(transforms, labels)]
+    chain = [optax.multi_transform(transforms, lambda params: param_groups(params, model_cfg))]
     if optim_cfg.grad_clip_norm > 0:
         chain.insert(0, optax.clip_by_global_norm(optim_cfg.grad_clip_norm))
     return optax.chain(*chain)
