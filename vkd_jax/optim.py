@@ -29,17 +29,16 @@ def create_learning_rate_fn(optim_cfg, total_steps: int) -> optax.Schedule:
     return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
 
 
-def _depth_index(encoder: str, path: tuple[str, ...]) -> int:
+def _depth_index(encoder: str, path: tuple[str, ...]) -> int | None:
     """Position of a parameter's module from the input: 0 for the stem/embeddings, i for
-    dense block i (with the transition after it; norm5 with the last block) or BERT layer i."""
-    top = path[0]
+    dense block i (with the transition after it) or BERT layer i; None for DenseNet's
+    final norm, which goes with the top block."""
     if encoder == "text_encoder":
         return int(path[2]) + 1 if path[:2] == ("encoder", "layer") else 0
-    if top.startswith("denseblock"):
-        return int(top.removeprefix("denseblock"))
-    if top.startswith("transition"):
-        return int(top.removeprefix("transition"))
-    return 0 if top in ("conv0", "norm0") else 10**6  # norm5: always with the top block
+    for prefix in ("denseblock", "transition"):
+        if path[0].startswith(prefix):
+            return int(path[0].removeprefix(prefix))
+    return 0 if path[0] in ("conv0", "norm0") else None
 
 
 def param_groups(params, model_cfg) -> Any:
@@ -54,9 +53,10 @@ def param_groups(params, model_cfg) -> Any:
         enc = model_cfg[name]
         flat = traverse_util.flatten_dict(tree)
         if enc.train_mode == "last_k":
-            depth = max(_depth_index(name, p) for p in flat if _depth_index(name, p) < 10**6)
-            first = depth - enc.train_last_k + 1
-            group = {p: name if _depth_index(name, p) >= first else "frozen" for p in flat}
+            index = {p: _depth_index(name, p) for p in flat}
+            top = max(i for i in index.values() if i is not None)
+            index = {p: top if i is None else i for p, i in index.items()}
+            group = {p: name if i > top - enc.train_last_k else "frozen" for p, i in index.items()}
         else:
             group = {p: name if enc.train_mode == "full" else "frozen" for p in flat}
         labels[name] = traverse_util.unflatten_dict(group)
