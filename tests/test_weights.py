@@ -74,9 +74,9 @@ def test_bert_reports_unused_and_rejects_missing_or_misshapen(tmp_path):
     from safetensors.numpy import load_file, save_file
 
     path, _ = _tiny_bert_dir(tmp_path)
-    _, report = weights._load_bert_with_report(path, allow_pickle=False, add_pooling_layer=False)
+    _, report = weights.load_bert_with_report(path, allow_pickle=False, add_pooling_layer=False)
     assert report.unused == ("pooler.dense.bias", "pooler.dense.weight")
-    _, report = weights._load_bert_with_report(path, allow_pickle=False, add_pooling_layer=True)
+    _, report = weights.load_bert_with_report(path, allow_pickle=False, add_pooling_layer=True)
     assert report.unused == ()
     file = os.path.join(path, "model.safetensors")
     state = load_file(file)
@@ -163,7 +163,7 @@ def test_densenet121_torchvision_layout(tmp_path):
     assert len(state) == 727  # torchvision densenet121().state_dict() has 727 entries
     file = str(tmp_path / "densenet121.safetensors")
     save_file(state, file)
-    variables, report = weights._load_densenet121_with_report(file, allow_pickle=False, in_channels=3)
+    variables, report = weights.load_densenet121_with_report(file, allow_pickle=False, in_channels=3)
     num_stats = sum(v.size for v in jax.tree.leaves(variables["batch_stats"]))
     assert report.unused == () and report.num_params == 6_953_856 + num_stats  # torchvision's, less the classifier
     np.testing.assert_array_equal(variables["params"]["conv0"]["kernel"],

@@ -32,7 +32,7 @@ def load(model_cfg, *, image_channels: int) -> PretrainedEncoders:
     kw = dict(allow_pickle=model_cfg.init_allow_pickle)
     txt, img = model_cfg.text_encoder, model_cfg.image_encoder
     if txt.init_from and model_cfg.kind != "image_only":
-        (out.text_config, out.text_params), report = weights._load_bert_with_report(
+        (out.text_config, out.text_params), report = weights.load_bert_with_report(
             txt.init_from, add_pooling_layer=False, **kw)
         report.log("text encoder")
         if txt.max_length > out.text_config.max_position_embeddings:
@@ -42,7 +42,7 @@ def load(model_cfg, *, image_channels: int) -> PretrainedEncoders:
         logging.info("text encoder: %d layers, hidden %d; %s; lr x%g", out.text_config.num_hidden_layers,
                      out.text_config.hidden_size, _mode(txt), txt.lr_multiplier)
     if img.init_from and model_cfg.kind != "text_only":
-        out.image_variables, report = weights._load_densenet121_with_report(
+        out.image_variables, report = weights.load_densenet121_with_report(
             img.init_from, in_channels=image_channels, **kw)
         report.log("image encoder")
         logging.info("image encoder: DenseNet-121, %d input channel(s); %s; lr x%g", image_channels, _mode(img),

@@ -15,7 +15,6 @@ loss would give N times the gradient.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 import jax
@@ -24,6 +23,7 @@ import numpy as np
 import optax
 from flax import struct
 from jax import lax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from vkd_jax import losses
@@ -166,14 +166,8 @@ def make_eval_step(model: VKDModel, mesh: Mesh, *, num_samples: int) -> Callable
     return jax.jit(mapped)
 
 
-@functools.cache
-def _gather_fn():
-    from jax.experimental import multihost_utils
-    return multihost_utils.process_allgather
-
-
 def to_host(x: jax.Array) -> np.ndarray:
     """The whole (global) array on every process's host."""
     if jax.process_count() == 1:
         return np.asarray(x)
-    return np.asarray(_gather_fn()(x, tiled=True))
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))

@@ -119,11 +119,12 @@ def load_bert(path: str, *, allow_pickle: bool = False, add_pooling_layer: bool 
     then returns the last hidden state `[B, L, H]`. Pooler and pre-training heads in the
     file are reported as unused unless `add_pooling_layer`.
     """
-    loaded, _ = _load_bert_with_report(path, allow_pickle=allow_pickle, add_pooling_layer=add_pooling_layer)
+    loaded, _ = load_bert_with_report(path, allow_pickle=allow_pickle, add_pooling_layer=add_pooling_layer)
     return loaded
 
 
-def _load_bert_with_report(path, *, allow_pickle, add_pooling_layer):
+def load_bert_with_report(path: str, *, allow_pickle: bool = False, add_pooling_layer: bool = False):
+    """`((config, params), LoadReport)`: `load_bert` plus what was read and left unused."""
     if not os.path.isfile(os.path.join(path, "config.json")):
         raise FileNotFoundError(f"{path}: expected a Hugging Face BERT directory with config.json and one of "
                                 f"{', '.join(BERT_FILES)}")
@@ -194,11 +195,12 @@ def load_densenet121(path: str, *, allow_pickle: bool = False, in_channels: int 
     returns the pooled features `[B, 1024]`. With `in_channels=1` the first convolution's
     RGB kernels are summed, which is exact for grayscale images replicated to three channels.
     """
-    variables, _ = _load_densenet121_with_report(path, allow_pickle=allow_pickle, in_channels=in_channels)
+    variables, _ = load_densenet121_with_report(path, allow_pickle=allow_pickle, in_channels=in_channels)
     return variables
 
 
-def _load_densenet121_with_report(path, *, allow_pickle, in_channels):
+def load_densenet121_with_report(path: str, *, allow_pickle: bool = False, in_channels: int = 3):
+    """`(variables, LoadReport)`: `load_densenet121` plus what was read and left unused."""
     if path.endswith(".h5"):
         from vkd_jax import keras_densenet  # imports TensorFlow; never on the train-step path
         state = keras_densenet.read_keras_densenet121(path)
