@@ -1,12 +1,16 @@
 """Classification metrics on the host (numpy), tested against scikit-learn.
 
-A class whose evaluated labels take a single value has no defined AUROC: it is reported as
-`None` and left out of the macro average (the reference code counted it as 0).
+`labels` `[N, K]` are binary, `scores` / `probs` `[N, K]` floats, and an optional `mask` `[N, K]`
+marks the evaluated entries: entries where it is 0 (labels ignored by the uncertainty policy)
+are left out of every metric. Results are plain Python floats / ints / lists / dicts, and an
+undefined value is None, never NaN. A class whose evaluated labels take a single value has no
+defined AUROC or average precision: it is reported as `None` and left out of the macro average
+(the reference code counted it as 0).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -59,3 +63,375 @@ def auroc_summary(labels: np.ndarray, scores: np.ndarray, class_names: Sequence[
         "per_class_auc": per_class,
         "undefined_classes": [k for k, v in per_class.items() if v is None],
     }
+
+
+def _as_mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    return np.ones(shape, bool) if mask is None else np.asarray(mask).astype(bool)
+
+
+def _mean(x: Sequence[float] | np.ndarray) -> float | None:
+    return float(np.mean(x)) if len(x) else None
+
+
+def _div(a: float, b: float) -> float:
+    """a / b, or 0 when b is 0 (scikit-learn's `zero_division=0`)."""
+    return float(a / b) if b else 0.0
+
+
+def _counts_at_thresholds(labels: np.ndarray, scores: np.ndarray):
+    """True / false positive counts of `scores >= t` for each distinct score `t`, descending."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, np.float64)
+    order = np.argsort(scores, kind="stable")[::-1]
+    sorted_scores = scores[order]
+    last = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(scores) - 1]  # end of each run
+    tps = np.cumsum(labels[order], dtype=np.int64)[last]
+    return tps, last + 1 - tps, sorted_scores[last]
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`sklearn.metrics.roc_curve(labels, scores, drop_intermediate=False)` for one class.
+
+    The first point is (0, 0) at threshold +inf; a rate without positives / negatives is NaN.
+    """
+    tps, fps, thresholds = _counts_at_thresholds(labels, scores)
+    tps, fps = np.r_[0, tps].astype(np.float64), np.r_[0, fps].astype(np.float64)
+    fpr = fps / fps[-1] if fps[-1] > 0 else np.full(len(fps), np.nan)
+    tpr = tps / tps[-1] if tps[-1] > 0 else np.full(len(tps), np.nan)
+    return fpr, tpr, np.r_[np.inf, thresholds]
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """`sklearn.metrics.average_precision_score`: sum of precision x recall increments over the
+    distinct score thresholds (tied scores form one step); None without positives."""
+    tps, fps, _ = _counts_at_thresholds(labels, scores)
+    if len(tps) == 0 or tps[-1] == 0:
+        return None
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(recall, prepend=0.0) * tps / (tps + fps)))
+
+
+def threshold_metrics(labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarray,
+                      class_names: Sequence[str], mask: np.ndarray | None = None) -> dict:
+    """Accuracy, precision, recall, F1 and support of `probs >= thresholds[k]` per class.
+
+    Each class is evaluated on its own unmasked rows; `micro` pools all unmasked entries and
+    `macro` is the mean of the per-class values. An undefined precision / recall / F1 counts as
+    0 (scikit-learn's `zero_division=0`, also in the macro mean); a class without unmasked
+    entries has accuracy None, left out of the macro accuracy.
+    """
+    labels = np.asarray(labels).astype(bool)
+    mask = _as_mask(mask, labels.shape)
+    thresholds = np.asarray(thresholds, np.float64)
+    pred = np.asarray(probs) >= thresholds
+    tp, fp, fn = ((pred & labels & mask).sum(0), (pred & ~labels & mask).sum(0),
+                  (~pred & labels & mask).sum(0))
+    n = mask.sum(0)
+    tn = n - tp - fp - fn
+
+    def rates(tp: int, fp: int, fn: int, tn: int, n: int) -> dict:
+        return {"accuracy": float((tp + tn) / n) if n else None, "precision": _div(tp, tp + fp),
+                "recall": _div(tp, tp + fn), "f1": _div(2 * tp, 2 * tp + fp + fn)}
+
+    per_class = {name: {**rates(tp[k], fp[k], fn[k], tn[k], n[k]), "support": int(tp[k] + fn[k])}
+                 for k, name in enumerate(class_names)}
+    macro = {key: _mean([c[key] for c in per_class.values() if c[key] is not None])
+             for key in ("accuracy", "precision", "recall", "f1")}
+    return {
+        "thresholds": {name: float(t) for name, t in zip(class_names, thresholds)},
+        "per_class": per_class,
+        "macro": macro,
+        "micro": rates(tp.sum(), fp.sum(), fn.sum(), tn.sum(), n.sum()),
+    }
+
+
+def choose_thresholds(labels: np.ndarray, probs: np.ndarray, mask: np.ndarray | None = None,
+                      method: str = "youden") -> np.ndarray:
+    """Per-class decision thresholds `[K]` (predict `probs >= t`), chosen on validation data.
+
+    Candidates are the distinct unmasked scores of the class. "youden" maximises TPR - FPR,
+    "f1" maximises F1; among tied maxima the largest threshold wins. A class whose unmasked
+    labels take a single value gets 0.5.
+    """
+    if method not in ("youden", "f1"):
+        raise ValueError(f"Unknown threshold method {method!r}; expected 'youden' or 'f1'.")
+    labels = np.asarray(labels).astype(bool)
+    probs = np.asarray(probs, np.float64)
+    mask = _as_mask(mask, labels.shape)
+    out = np.full(labels.shape[1], 0.5)
+    for k in range(labels.shape[1]):
+        y, p = labels[mask[:, k], k], probs[mask[:, k], k]
+        n_pos, n_neg = int(y.sum()), int((~y).sum())
+        if n_pos == 0 or n_neg == 0:
+            continue
+        tps, fps, thresholds = _counts_at_thresholds(y, p)
+        if method == "youden":  # (TPR - FPR) * n_pos * n_neg, exact in integers
+            objective = tps * n_neg - fps * n_pos
+        else:
+            objective = 2 * tps / (tps + fps + n_pos)
+        out[k] = thresholds[np.argmax(objective)]  # thresholds descend: first max = largest
+    return out
+
+
+def _ranking_inputs(labels: np.ndarray, scores: np.ndarray, mask: np.ndarray | None):
+    """Masked entries become irrelevant labels with score -inf: ranked below every other."""
+    labels = np.asarray(labels).astype(bool)
+    mask = _as_mask(mask, labels.shape)
+    return labels & mask, np.where(mask, np.asarray(scores, np.float64), -np.inf)
+
+
+def coverage_error(labels: np.ndarray, scores: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """`sklearn.metrics.coverage_error`: mean number of top-ranked labels (ties counted at their
+    worst rank) needed to cover all positives of a row; 0 for a row without positives.
+    Masked entries are removed from the ranking."""
+    labels, scores = _ranking_inputs(labels, scores, mask)
+    min_relevant = np.where(labels, scores, np.inf).min(1, keepdims=True)
+    return float(np.mean(np.where(labels.any(1), (scores >= min_relevant).sum(1), 0)))
+
+
+def label_ranking_average_precision(labels: np.ndarray, scores: np.ndarray,
+                                    mask: np.ndarray | None = None) -> float:
+    """`sklearn.metrics.label_ranking_average_precision_score`: for each positive label, the
+    fraction of positives among the labels scored at least as high, averaged per row, then
+    over rows; a row without positives scores 1. Masked entries are removed from the ranking."""
+    labels, scores = _ranking_inputs(labels, scores, mask)
+    at_least = scores[:, None, :] >= scores[:, :, None]  # [n, j, l]: score l >= score j
+    rank = at_least.sum(-1)
+    rank_among_pos = (at_least & labels[:, None, :]).sum(-1)
+    n_pos = labels.sum(1)
+    per_row = np.where(labels, rank_among_pos / rank, 0.0).sum(1) / np.maximum(n_pos, 1)
+    return float(np.mean(np.where(n_pos > 0, per_row, 1.0)))
+
+
+def brier_score(labels: np.ndarray, probs: np.ndarray, mask: np.ndarray | None = None, *,
+                class_names: Sequence[str] | None = None) -> dict:
+    """Mean squared error of `probs` against `labels` over the unmasked entries (`overall`),
+    and per class when `class_names` is given (None for a class without unmasked entries)."""
+    labels = np.asarray(labels, np.float64)
+    mask = _as_mask(mask, labels.shape)
+    sq = (labels - np.asarray(probs, np.float64)) ** 2
+    out = {"overall": _mean(sq[mask])}
+    if class_names is not None:
+        out["per_class"] = {name: _mean(sq[mask[:, k], k]) for k, name in enumerate(class_names)}
+    return out
+
+
+def reliability_curve(labels: np.ndarray, probs: np.ndarray, mask: np.ndarray | None = None,
+                      num_bins: int = 15) -> dict:
+    """Reliability diagram over the pooled unmasked entries, with `num_bins` equal-width bins.
+
+    Bins are (lower, upper], the first one closed, as in `sklearn.calibration.calibration_curve`
+    (strategy="uniform"). Per bin: `mean_predicted`, `observed` (fraction of positives), both
+    None for an empty bin, and `count`.
+    """
+    labels = np.asarray(labels)
+    mask = _as_mask(mask, labels.shape)
+    y, p = labels[mask].astype(np.float64), np.asarray(probs, np.float64)[mask]
+    edges = np.linspace(0.0, 1.0, num_bins + 1)
+    ids = np.searchsorted(edges[1:-1], p)
+    count = np.bincount(ids, minlength=num_bins)
+    sum_p = np.bincount(ids, weights=p, minlength=num_bins)
+    sum_y = np.bincount(ids, weights=y, minlength=num_bins)
+    return {
+        "bin_lower": edges[:-1].tolist(),
+        "bin_upper": edges[1:].tolist(),
+        "mean_predicted": [float(s / c) if c else None for s, c in zip(sum_p, count)],
+        "observed": [float(s / c) if c else None for s, c in zip(sum_y, count)],
+        "count": count.tolist(),
+    }
+
+
+def expected_calibration_error(labels: np.ndarray, probs: np.ndarray,
+                               mask: np.ndarray | None = None, num_bins: int = 15) -> float | None:
+    """Sum over the bins of `reliability_curve` of count / N * |observed - mean_predicted|."""
+    curve = reliability_curve(labels, probs, mask, num_bins)
+    total = sum(curve["count"])
+    if total == 0:
+        return None
+    return float(sum(c / total * abs(o - m) for c, o, m in
+                     zip(curve["count"], curve["observed"], curve["mean_predicted"]) if c))
+
+
+def _weighted_aurocs(labels: np.ndarray, scores: np.ndarray, rows: np.ndarray,
+                     weights: np.ndarray) -> np.ndarray:
+    """AUROC of entries (`labels`, `scores`) under each replicate's row weights `[R, N]`
+    (entry i has weight `weights[:, rows[i]]`); NaN where a replicate lacks either label."""
+    if len(labels) == 0:
+        return np.full(len(weights), np.nan)
+    order = np.argsort(scores, kind="stable")
+    y, s = labels[order], scores[order]
+    w = weights[:, rows[order]]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # runs of tied scores
+    pos = np.add.reduceat(w * y, starts, axis=1)
+    neg = np.add.reduceat(w * ~y, starts, axis=1)
+    neg_below = np.cumsum(neg, axis=1) - neg
+    n_pos, n_neg = pos.sum(1), neg.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (pos * (neg_below + 0.5 * neg)).sum(1) / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+
+
+def bootstrap_auroc(labels: np.ndarray, scores: np.ndarray, class_names: Sequence[str],
+                    mask: np.ndarray | None = None, groups: np.ndarray | None = None,
+                    num_samples: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict:
+    """Percentile bootstrap intervals `[lo, hi]` of per-class, macro and micro AUROC.
+
+    The resampling unit is the group (`groups` `[N]`, e.g. study ids: all rows of a drawn group
+    come together) or the row. Replicate r draws `rng.integers(0, num_units, num_units)` from
+    `np.random.default_rng(seed)`, in order, and evaluates `auroc_summary` on the drawn rows
+    (macro = mean over the classes defined in that replicate). A replicate where a statistic is
+    undefined is skipped for it; `per_class_replicates` counts the replicates used per class.
+    An interval is None when no replicate defines it.
+    """
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, np.float64)
+    mask = _as_mask(mask, labels.shape)
+    if groups is None:
+        unit = np.arange(len(labels))
+    else:
+        unit = np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
+    num_units = int(unit.max()) + 1 if len(unit) else 0
+    rows, cols = np.nonzero(mask)  # the pooled (micro) entries
+    rng = np.random.default_rng(seed)
+    per_class = np.full((num_samples, len(class_names)), np.nan)
+    micro = np.full(num_samples, np.nan)
+    chunk = max(1, 2**22 // max(len(rows), 1))  # bounds the [chunk, entries] weight matrix
+    for start in range(0, num_samples, chunk):
+        stop = min(start + chunk, num_samples)
+        counts = np.stack([np.bincount(rng.integers(0, num_units, num_units), minlength=num_units)
+                           for _ in range(start, stop)])
+        weights = counts[:, unit].astype(np.float64)  # each row weighs its unit's draw count
+        for k in range(len(class_names)):
+            r = np.flatnonzero(mask[:, k])
+            per_class[start:stop, k] = _weighted_aurocs(labels[r, k], scores[r, k], r, weights)
+        micro[start:stop] = _weighted_aurocs(labels[rows, cols], scores[rows, cols], rows, weights)
+    defined = ~np.isnan(per_class)
+    with np.errstate(invalid="ignore"):
+        macro = np.where(defined, per_class, 0.0).sum(1) / defined.sum(1)
+
+    def interval(values: np.ndarray) -> list[float] | None:
+        values = values[~np.isnan(values)]
+        if len(values) == 0:
+            return None
+        tail = 50.0 * (1.0 - confidence)
+        return [float(v) for v in np.percentile(values, [tail, 100.0 - tail])]
+
+    return {
+        "per_class": {name: interval(per_class[:, k]) for k, name in enumerate(class_names)},
+        "per_class_replicates": {name: int(defined[:, k].sum()) for k, name in enumerate(class_names)},
+        "macro": interval(macro),
+        "micro": interval(micro),
+        "num_samples": num_samples,
+        "confidence": confidence,
+        "seed": seed,
+        "unit": "example" if groups is None else "group",
+    }
+
+
+def _accuracy_after_referral(correct: np.ndarray, uncertainty: np.ndarray,
+                             fraction: float) -> float | None:
+    """Mean of `correct` once the floor(fraction * n) most uncertain items are referred; ties
+    are referred in input order (stable sort)."""
+    num_referred = int(np.floor(fraction * len(correct) + 1e-9))
+    kept = np.argsort(-uncertainty, kind="stable")[num_referred:]
+    return _mean(correct[kept])
+
+
+def uncertainty_summary(labels: np.ndarray, probs: np.ndarray, spreads: np.ndarray,
+                        thresholds: np.ndarray, mask: np.ndarray | None = None,
+                        refer_fraction: float = 0.1) -> dict:
+    """Does the per-entry `spreads` (std of the probability over latent samples) flag errors?
+
+    An unmasked entry is wrong when `(probs >= thresholds[k]) != label`. Reports the AUROC of
+    the spread for detecting errors against the margin baseline `-|probs - threshold|`, and the
+    accuracy before / after referring the `refer_fraction` most uncertain entries, or images
+    (image uncertainty: mean over its unmasked entries; image accuracy: fraction of its unmasked
+    entries that are right; images without unmasked entries are left out). Referral sends the
+    floor(refer_fraction * n) most uncertain items, ties in row-major input order (stable sort).
+    """
+    if not 0.0 <= refer_fraction <= 1.0:
+        raise ValueError(f"refer_fraction must be in [0, 1], got {refer_fraction}.")
+    labels = np.asarray(labels).astype(bool)
+    probs = np.asarray(probs, np.float64)
+    spreads = np.asarray(spreads, np.float64)
+    mask = _as_mask(mask, labels.shape)
+    thresholds = np.asarray(thresholds, np.float64)
+    right = (probs >= thresholds) == labels
+    margin = -np.abs(probs - thresholds)
+    correct, spread, closeness = right[mask], spreads[mask], margin[mask]
+    n = mask.sum(1)
+    img = n > 0
+
+    def image_mean(x: np.ndarray) -> np.ndarray:
+        return np.where(mask, x, 0.0)[img].sum(1) / n[img]
+
+    img_correct, img_spread, img_margin = image_mean(right), image_mean(spreads), image_mean(margin)
+    accuracy = _mean(correct)
+    return {
+        "error_rate": None if accuracy is None else 1.0 - accuracy,
+        "spread_error_auroc": binary_auroc(~correct, spread),
+        "margin_error_auroc": binary_auroc(~correct, closeness),
+        "accuracy": accuracy,
+        "accuracy_after_referral": _accuracy_after_referral(correct, spread, refer_fraction),
+        "accuracy_after_referral_margin": _accuracy_after_referral(correct, closeness, refer_fraction),
+        "image_accuracy": _mean(img_correct),
+        "image_accuracy_after_referral":
+            _accuracy_after_referral(img_correct, img_spread, refer_fraction),
+        "image_accuracy_after_referral_margin":
+            _accuracy_after_referral(img_correct, img_margin, refer_fraction),
+        "refer_fraction": refer_fraction,
+        "num_entries": int(mask.sum()),
+        "num_images": int(img.sum()),
+    }
+
+
+def classification_report(labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str], *,
+                          mask: np.ndarray | None = None, spreads: np.ndarray | None = None,
+                          thresholds: np.ndarray | None = None, groups: np.ndarray | None = None,
+                          num_bootstrap: int = 1000, seed: int = 0, num_bins: int = 15,
+                          refer_fraction: float = 0.1) -> dict:
+    """Every metric of this module in one JSON-serialisable dict (undefined values are None).
+
+    `thresholds` `[K]` are validation-chosen (see `choose_thresholds`): they add the "chosen"
+    thresholded metrics and are used by the uncertainty summary (0.5 otherwise), which is only
+    computed when `spreads` is given (referring `refer_fraction`). `num_bootstrap=0` skips the
+    AUROC intervals (None).
+    """
+    labels = np.asarray(labels)
+    probs = np.asarray(probs, np.float64)
+    mask = _as_mask(mask, labels.shape)
+    ap = {name: average_precision(labels[mask[:, k], k], probs[mask[:, k], k])
+          for k, name in enumerate(class_names)}
+    brier = brier_score(labels, probs, mask, class_names=class_names)
+    half = np.full(len(class_names), 0.5)
+    thresholded = {"0.5": threshold_metrics(labels, probs, half, class_names, mask)}
+    if thresholds is not None:
+        thresholded["chosen"] = threshold_metrics(labels, probs, thresholds, class_names, mask)
+    auc_ci = (bootstrap_auroc(labels, probs, class_names, mask, groups, num_bootstrap, seed)
+              if num_bootstrap > 0 else None)
+    report = {
+        **auroc_summary(labels, probs, class_names, mask),
+        "auc_ci": auc_ci,
+        "average_precision": {
+            "per_class": ap,
+            "macro": _mean([v for v in ap.values() if v is not None]),
+            "micro": average_precision(labels[mask], probs[mask]),
+        },
+        "thresholded": thresholded,
+        "ranking": {
+            "coverage_error": coverage_error(labels, probs, mask),
+            "label_ranking_average_precision": label_ranking_average_precision(labels, probs, mask),
+        },
+        "calibration": {
+            "ece": expected_calibration_error(labels, probs, mask, num_bins),
+            "brier": brier["overall"],
+            "per_class_brier": brier["per_class"],
+            "num_bins": num_bins,
+            "reliability": reliability_curve(labels, probs, mask, num_bins),
+        },
+        "num_examples": len(labels),
+    }
+    if spreads is not None:
+        report["uncertainty"] = uncertainty_summary(
+            labels, probs, spreads, half if thresholds is None else thresholds, mask, refer_fraction)
+    return report
