@@ -43,6 +43,11 @@ def square_gray(source: str | bytes, size: int) -> np.ndarray:
         image = _to_gray(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageError(f"{type(e).__name__}: {e}") from None
+    return resize_crop(image, size)
+
+
+def resize_crop(image: Image.Image, size: int) -> np.ndarray:
+    """8-bit gray `image` -> uint8 [size, size, 1]: shorter side to `size` (Lanczos), centre crop."""
     width, height = image.size
     scale = size / min(width, height)
     new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))

@@ -1,0 +1,164 @@
+"""The user's own images (PNG, JPEG, DICOM) -> the stored training image, for prediction.
+
+PNG/JPEG go through `images.square_gray` exactly as in the dataset builds; DICOM is read
+with pydicom (an optional extra), windowed to 8 bits, then resized and cropped the same
+way. Imports neither TensorFlow nor tfds.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import glob
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from data_pipelines import images
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
+DICOM_EXTENSIONS = (".dcm", ".dicom")
+_INSTALL = 'reading DICOM needs pydicom: pip install "vkd-jax[dicom]" (or pip install pydicom)'
+
+
+def find_images(spec: str) -> list[str]:
+    """`spec` (a file, a directory searched recursively, or a glob pattern) -> sorted paths.
+
+    A directory yields its files with an image extension (IMAGE_EXTENSIONS, any case);
+    a file or the files a glob matches are taken whatever their extension.
+    Raises FileNotFoundError naming `spec` when nothing is found.
+    """
+    if os.path.isfile(spec):
+        return [spec]
+    if os.path.isdir(spec):
+        found = sorted(
+            os.path.join(root, name)
+            for root, _, names in os.walk(spec)
+            for name in names
+            if name.lower().endswith(IMAGE_EXTENSIONS))
+        if not found:
+            raise FileNotFoundError(
+                f"{spec!r}: the directory holds no image ({', '.join(IMAGE_EXTENSIONS)})")
+        return found
+    found = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
+    if not found:
+        raise FileNotFoundError(
+            f"{spec!r}: no such image file or directory, and no file matches it as a glob")
+    return found
+
+
+def _is_dicom(path: str) -> bool:
+    """By extension, or by the 'DICM' magic after the 128-byte preamble."""
+    if path.lower().endswith(DICOM_EXTENSIONS):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False  # square_gray reports it.
+
+
+def _pydicom():
+    try:
+        import pydicom
+        import pydicom.pixels
+    except ImportError:
+        raise images.ImageError(_INSTALL) from None
+    return pydicom
+
+
+def read_dicom(path: str) -> np.ndarray:
+    """A single-frame grayscale DICOM -> uint8 [H, W], as a viewer would display it.
+
+    Stored values -> modality LUT / rescale -> the VOI LUT or window (the first one) if the
+    file has one, scaled from the range that transform outputs over all storable values;
+    else the image's own min..max. MONOCHROME1 is inverted (255 - x) so high is bright.
+    """
+    pydicom = _pydicom()
+    try:
+        ds = pydicom.dcmread(path)
+        interpretation = str(ds.get("PhotometricInterpretation", ""))
+        if interpretation not in ("MONOCHROME1", "MONOCHROME2"):
+            raise images.ImageError(
+                f"unsupported DICOM: PhotometricInterpretation {interpretation or 'missing'}"
+                " (only grayscale MONOCHROME1/MONOCHROME2 is supported)")
+        frames = int(ds.get("NumberOfFrames") or 1)
+        if frames > 1:
+            raise images.ImageError(f"unsupported DICOM: {frames} frames (only single-frame)")
+        if "PixelData" not in ds:
+            raise images.ImageError("DICOM without pixel data")
+        pixels = ds.pixel_array
+        if pixels.ndim != 2:
+            raise images.ImageError(f"unsupported DICOM: pixel array of shape {pixels.shape}")
+        values = pydicom.pixels.apply_modality_lut(pixels, ds)
+        if ds.get("VOILUTSequence") or ("WindowCenter" in ds and "WindowWidth" in ds):
+            values = pydicom.pixels.apply_voi_lut(values, ds)
+            lo, hi = _voi_range(pydicom, ds)
+        else:
+            lo, hi = float(values.min()), float(values.max())
+        values = np.asarray(values, np.float64)
+    except images.ImageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - pydicom raises many types (bad file, no decoder...)
+        raise images.ImageError(f"DICOM: {type(e).__name__}: {e}") from None
+    scaled = np.clip((values - lo) * (255.0 / (hi - lo if hi > lo else 1.0)), 0, 255)
+    gray = np.round(scaled).astype(np.uint8)
+    return 255 - gray if interpretation == "MONOCHROME1" else gray
+
+
+def _voi_range(pydicom, ds) -> tuple[float, float]:
+    """The min and max that modality + VOI transforms output over all storable values."""
+    bits = int(ds.BitsStored)
+    lo = -(2 ** (bits - 1)) if ds.get("PixelRepresentation") else 0  # 1: signed.
+    hi = lo + 2**bits - 1
+    stored = np.arange(lo, hi + 1) if bits <= 16 else np.array([lo, hi])
+    out = pydicom.pixels.apply_voi_lut(pydicom.pixels.apply_modality_lut(stored, ds), ds)
+    return float(np.min(out)), float(np.max(out))
+
+
+def load_image(path: str, size: int) -> np.ndarray:
+    """An image file -> uint8 [size, size, 1], preprocessed exactly as in the dataset builds.
+
+    Raises ImageError naming the problem for a file that cannot be decoded.
+    """
+    if not _is_dicom(path):
+        return images.square_gray(path, size)
+    return images.resize_crop(Image.fromarray(read_dicom(path)), size)
+
+
+def _try_load(path: str, size: int) -> np.ndarray | str:
+    try:
+        return load_image(path, size)
+    except images.ImageError as e:
+        return str(e)
+    except OSError as e:
+        return f"{type(e).__name__}: {e}"
+
+
+def load_images(
+    paths: Sequence[str],
+    size: int,
+    *,
+    on_error: Callable[[str, str], None] | None = None,
+    workers: int | None = None,
+) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
+    """Decodes `paths` (`workers` threads; default min(8, CPUs)), skipping failures.
+
+    Returns (the paths decoded, their uint8 [n, size, size, 1] images, [(path, reason)]
+    for the failures), in input order; `on_error(path, reason)` is called per failure.
+    """
+    workers = workers or min(8, os.cpu_count() or 1)
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(lambda p: _try_load(p, size), paths))
+    good, arrays, failed = [], [], []
+    for path, result in zip(paths, results):
+        if isinstance(result, str):
+            failed.append((path, result))
+            if on_error is not None:
+                on_error(path, result)
+        else:
+            good.append(path)
+            arrays.append(result)
+    stacked = np.stack(arrays) if arrays else np.zeros((0, size, size, 1), np.uint8)
+    return good, stacked, failed
