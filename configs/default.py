@@ -155,4 +155,13 @@ def get_config() -> ml_collections.ConfigDict:
     optim.warmup_steps = 500
     optim.min_lr_ratio = 0.0  # cosine floor, as a fraction of learning_rate
     optim.grad_clip_norm = 1.0  # global-norm clipping; 0 disables
+
+    # Evaluation (end of training and `run.py --mode=eval`).
+    config.eval = evl = ml_collections.ConfigDict()
+    evl.threshold_method = "youden"  # per-class thresholds chosen on the validation split: 'youden' | 'f1'
+    evl.bootstrap_samples = 1000  # resamples of studies for the 95% AUROC intervals; 0 skips them
+    evl.bootstrap_seed = 0
+    evl.calibration_bins = 15  # equal-width bins of the reliability diagram and the ECE
+    evl.refer_fraction = 0.1  # the most uncertain fraction referred to a radiologist
+    evl.figures = True  # ROC curves, reliability diagram and training curves as PNG
     return config

@@ -10,7 +10,7 @@ Every batch is a dict with exactly
                     `data.label_set` (CheXpert's 14, or ChestX-ray14's own);
   `label_mask`      float32 [B, 14], 0 where a label is left out of the loss;
   `mask`            float32 [B], 1 for real examples, 0 for padding (eval only);
-and eval batches also carry `image_id` (numpy str [B], host only).
+and eval batches also carry `image_id` and `study_id` (numpy str [B], host only).
 
 Training batches are augmented when `data.augment` asks (`augment.py`); eval never is.
 `B` is the per-process batch: each process reads its own shard of a split. Reports are
@@ -33,7 +33,7 @@ from data_pipelines import datasets
 from data_pipelines import labels as labels_lib
 
 SYNTHETIC = datasets.SYNTHETIC
-_FEATURES = ("image", "report", "labels", "image_id")
+_FEATURES = ("image", "report", "labels", "image_id", "study_id")
 NORMALIZATIONS = ("scalar", "imagenet")
 # ImageNet RGB statistics, for encoders pretrained on it (the gray image in each channel).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -60,6 +60,7 @@ class DatasetMeta:
     class_names: tuple[str, ...]
     image_size: int  # Size of the batches' images (after any resize).
     channels: int = 1  # Channels of the batches' images.
+    stored_image_size: int = 0  # Size of the records' images (the build's `--image_size`).
 
 
 def _opt(data_cfg, field: str, default):
@@ -158,6 +159,7 @@ def prepare(data_cfg: ml_collections.ConfigDict) -> DatasetMeta:
         class_names=labels_lib.class_names(_opt(data_cfg, "label_set", "chexpert")),
         image_size=data_cfg.image_size,
         channels=_opt(data_cfg, "channels", 1),
+        stored_image_size=_stored_size(builder),
     )
 
 
@@ -320,7 +322,7 @@ def eval_batches(
     """Every example of this process's shard of `split` once, in order, in padded batches.
 
     All processes yield the same number of batches (the largest shard's), so collective
-    steps stay in lockstep; padding rows have `mask` 0 and `image_id` "".
+    steps stay in lockstep; padding rows have `mask` 0 and empty ids.
     """
     builder = _prepared_builder(data_cfg)
     ds, shard_sizes = _read(builder, data_cfg, split, drop_remainder=False,
@@ -335,16 +337,33 @@ def eval_batches(
         if batch is None:  # This shard is shorter: a batch of padding only.
             batch = _empty_batch(data_cfg, _stored_size(builder))
         out = _host_batch(batch, data_cfg, tokenizer, max_length, batch_size)
-        ids = [i.decode("utf-8") for i in batch["image_id"]]
-        out["image_id"] = np.array(ids + [""] * (batch_size - len(ids)))
+        for key in ("image_id", "study_id"):
+            ids = [i.decode("utf-8") for i in batch[key]]
+            out[key] = np.array(ids + [""] * (batch_size - len(ids)))
         yield out
+
+
+def image_batches(data_cfg: ml_collections.ConfigDict, stored: np.ndarray, batch_size: int
+                  ) -> Iterator[np.ndarray]:
+    """Images as a build stores them (uint8 [N, S, S, 1], e.g. the user's own, read by
+    `data_pipelines.user_images`) -> float32 batches [<= batch_size, H, W, C] preprocessed
+    exactly as eval batches are (the same decode, resize and normalisation functions)."""
+    from data_pipelines import images  # PIL; the records hold PNGs, so these do too
+
+    if not len(stored):
+        return
+    pngs = tf.constant([images.encode_png(x) for x in stored], tf.string)
+    ds = tf.data.Dataset.from_tensor_slices({"image": pngs}).map(_decode_fn(data_cfg, stored.shape[1]))
+    ds = ds.batch(batch_size).map(_normalise_fn(data_cfg))
+    for batch in ds.with_options(_options()).as_numpy_iterator():
+        yield batch["image"]
 
 
 def _empty_batch(data_cfg, stored_size: int) -> dict:
     size = data_cfg.image_size
     channels = _opt(data_cfg, "channels", 1)
     return {"image": np.zeros((0, size, size, channels), np.float32), "report": [],
-            "labels": np.zeros((0, labels_lib.NUM_CLASSES), np.int8), "image_id": []}
+            "labels": np.zeros((0, labels_lib.NUM_CLASSES), np.int8), "image_id": [], "study_id": []}
 
 
 def _stored_size(builder) -> int:

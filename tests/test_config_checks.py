@@ -31,6 +31,10 @@ def test_shipped_configs_are_valid():
     ("model.image_encoder.train_last_k", 0, "train_last_k"),
     ("model.text_encoder.init_from", "/no/such/bert", "/no/such/bert"),
     ("model.image_encoder.init_from", __file__, "DenseNet-121"),
+    ("eval.threshold_method", "median", "threshold_method"),
+    ("eval.bootstrap_samples", -1, "bootstrap_samples"),
+    ("eval.calibration_bins", 0, "calibration_bins"),
+    ("eval.refer_fraction", 1.0, "refer_fraction"),
 ])
 def test_bad_values_are_rejected_by_name(path, value, match):
     cfg = demo_scratch.get_config()

@@ -81,9 +81,10 @@ def test_train_batch_layout(cfg, tok):
 
 def test_eval_rows_match_the_generator(cfg, tok):
     for batch in _eval(cfg, tok):
-        assert set(batch) == KEYS | {"image_id"}
+        assert set(batch) == KEYS | {"image_id", "study_id"}
         for i in np.flatnonzero(batch["mask"]):
             ex = _example(batch["image_id"][i])
+            assert batch["study_id"][i] == ex["study_id"]
             pixels = batch["image"][i] * cfg.std + cfg.mean  # Undo the normalisation.
             np.testing.assert_allclose(pixels * 255, ex["image"], atol=1e-3)
             targets, label_mask = L.apply_uncertainty_policy(ex["labels"], "zeros", True)
@@ -107,7 +108,7 @@ def test_eval_scores_every_example_once(cfg, tok, split, num):
     last = batches[-1]
     pad = last["mask"] == 0
     assert pad.sum() == len(batches) * 4 - num
-    assert (last["image_id"][pad] == "").all()
+    assert (last["image_id"][pad] == "").all() and (last["study_id"][pad] == "").all()
     np.testing.assert_array_equal(last["label_mask"][pad], 0.0)
     np.testing.assert_array_equal(last["labels"][pad], 0.0)
     assert (last["attention_mask"][pad].sum(-1) > 0).all()  # No all-masked attention rows.
@@ -187,3 +188,15 @@ def test_invalid_config_names_the_field(tmp_path, field, value):
 def test_too_few_examples_for_a_batch(cfg, tok):
     with pytest.raises(ValueError, match="batch"):
         _train(cfg, tok, 1, batch_size=NUM_TRAIN + 1)
+
+
+def test_image_batches_preprocess_like_eval_batches(cfg, tok):
+    """Predict mode's path (stored uint8 images -> model input) equals the eval pipeline's."""
+    batches = _eval(cfg, tok, "test")
+    ids = [i for b in batches for i, m in zip(b["image_id"], b["mask"]) if m]
+    expected = np.concatenate([b["image"][b["mask"] == 1] for b in batches])
+    stored = np.stack([_example(i)["image"] for i in ids])
+    got = np.concatenate(list(input_pipeline.image_batches(cfg, stored, batch_size=2)))
+    assert got.shape == expected.shape and got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
+    assert list(input_pipeline.image_batches(cfg, stored[:0], batch_size=2)) == []

@@ -10,6 +10,7 @@ from vkd_jax.models import DTYPES
 from vkd_jax.models.vkd import KINDS, POSTERIOR_INPUTS, TEXT_POOLING
 
 POS_WEIGHTS = ("none", "balanced", "reference")
+THRESHOLD_METHODS = ("youden", "f1")
 
 
 class ConfigError(ValueError):
@@ -40,6 +41,12 @@ def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
     _choice(config, "optim.name", optim.OPTIMIZERS)
     _choice(config, "optim.schedule", optim.LR_SCHEDULES)
     _choice(config, "data.uncertainty_policy", labels.UNCERTAINTY_POLICIES)
+    _choice(config, "eval.threshold_method", THRESHOLD_METHODS)
+    _positive(config.eval.calibration_bins, "eval.calibration_bins")
+    if config.eval.bootstrap_samples < 0:
+        raise ConfigError(f"config.eval.bootstrap_samples must be >= 0, got {config.eval.bootstrap_samples}")
+    if not 0 <= config.eval.refer_fraction < 1:
+        raise ConfigError(f"config.eval.refer_fraction must be in [0, 1), got {config.eval.refer_fraction}")
     for path in ("model.latent_dim", "model.hidden_dim", "model.num_samples", "model.eval_samples",
                  "train.num_epochs", "optim.learning_rate", "data.std", "train.kl_cycles_per_epoch"):
         section, field = path.split(".")

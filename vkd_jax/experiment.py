@@ -6,6 +6,7 @@ This is where the input pipeline (tf.data) meets the train step; the step itself
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -13,6 +14,7 @@ from typing import Any, Iterator
 
 import jax
 import numpy as np
+import transformers
 from absl import logging
 
 from data_pipelines import input_pipeline
@@ -37,21 +39,30 @@ def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
     return {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
 
 
-def evaluate(state, eval_step, batches: Iterator[dict], mesh, rng, class_names) -> dict:
-    """Scores every example of a split exactly once (padding rows dropped by their mask)."""
-    probs, spreads, labels, label_masks = [], [], [], []
+def predict_split(state, eval_step, batches: Iterator[dict], mesh, rng) -> dict[str, np.ndarray]:
+    """Scores every example of a split exactly once (padding rows dropped by their mask):
+    `probs` and `spreads` [N, K] (mean and sd over latent samples), `labels`, `label_mask`
+    [N, K], `study_id` [N]."""
+    out = {k: [] for k in ("probs", "spreads", "labels", "label_mask", "study_id")}
     for i, host_batch in enumerate(batches):
         batch = train.shard_batch(host_batch, mesh)
         mean, std = eval_step(state, batch, jax.random.fold_in(rng, i))
         keep = train.to_host(batch["mask"]).astype(bool)
-        probs.append(train.to_host(mean)[keep])
-        spreads.append(train.to_host(std)[keep])
-        labels.append(train.to_host(batch["labels"])[keep])
-        label_masks.append(train.to_host(batch["label_mask"])[keep])
-    probs, labels, label_masks = (np.concatenate(x) for x in (probs, labels, label_masks))
-    summary = metrics.auroc_summary(labels, probs, class_names, label_masks)
-    summary["num_examples"] = int(len(probs))
-    summary["mean_spread"] = float(np.concatenate(spreads).mean())
+        out["probs"].append(train.to_host(mean)[keep])
+        out["spreads"].append(train.to_host(std)[keep])
+        out["labels"].append(train.to_host(batch["labels"])[keep])
+        out["label_mask"].append(train.to_host(batch["label_mask"])[keep])
+        if jax.process_count() == 1:  # ids are host-local; several processes bootstrap over examples
+            out["study_id"].append(host_batch["study_id"][host_batch["mask"].astype(bool)])
+    return {k: np.concatenate(v) if v else None for k, v in out.items()}
+
+
+def evaluate(state, eval_step, batches: Iterator[dict], mesh, rng, class_names) -> dict:
+    """AUROC summary of one split (validation during training)."""
+    pred = predict_split(state, eval_step, batches, mesh, rng)
+    summary = metrics.auroc_summary(pred["labels"], pred["probs"], class_names, pred["label_mask"])
+    summary["num_examples"] = int(len(pred["probs"]))
+    summary["mean_spread"] = float(pred["spreads"].mean())
     return summary
 
 
@@ -61,10 +72,44 @@ def _log_undefined(summary: dict, split: str) -> None:
                         split, ", ".join(summary["undefined_classes"]))
 
 
-def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
-    """Trains (resuming from `workdir` if it holds checkpoints), then evaluates the best
-    checkpoint on the test split and writes `<workdir>/results.json`. Returns the results."""
-    start_time = time.time()
+@dataclasses.dataclass
+class _Session:
+    """What training and evaluation share: data, tokenizer, model, state, checkpoints."""
+
+    config: Any
+    workdir: str
+    meta: Any
+    mesh: Any
+    tokenizer: Any
+    model: Any
+    state: Any
+    manager: Any
+    lr_fn: Any
+    schedule_steps: int
+    steps_per_epoch: int
+    eval_step: Any = None
+    with_features: Any = None
+    eval_rng: Any = None
+
+    @property
+    def is_chief(self) -> bool:
+        return jax.process_index() == 0
+
+    def eval_batches(self, split: str):
+        cfg = self.config
+        return self.with_features(input_pipeline.eval_batches(
+            cfg.data, split, batch_size=cfg.train.eval_batch_size // jax.process_count(), tokenizer=self.tokenizer,
+            max_length=cfg.model.text_encoder.max_length, process_index=jax.process_index(),
+            process_count=jax.process_count()))
+
+    def predict(self, split: str) -> dict[str, np.ndarray]:
+        return predict_split(self.state, self.eval_step, self.eval_batches(split), self.mesh, self.eval_rng)
+
+
+MODEL_INFO = "model_info.json"
+
+
+def _open_session(config, workdir: str, *, training: bool) -> _Session:
     mesh = train.make_mesh(config.num_devices or None)
     config_checks.validate(config, num_devices=mesh.size, num_processes=jax.process_count())
     try:
@@ -72,15 +117,21 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     except ValueError as e:  # a data.* field out of range, found by the pipeline's own checks
         raise config_checks.ConfigError(str(e)) from e
     os.makedirs(workdir, exist_ok=True)
-    encoders = pretrained.load(config.model, image_channels=config.data.channels)
+    # Evaluation restores every weight from the checkpoint: the pretrained files are read
+    # for their architecture only when training starts.
+    encoders = pretrained.load(config.model, image_channels=config.data.channels) if training else None
     txt = config.model.text_encoder
     tokenizer = load_tokenizer(txt.tokenizer or txt.init_from, os.path.join(workdir, "tokenizer"))
-    pretrained.check_vocabulary(encoders, len(tokenizer), txt.tokenizer or txt.init_from)
-    max_length = config.model.text_encoder.max_length
-    is_chief = jax.process_index() == 0
-    if is_chief:
+    text_config = encoders.text_config if training else _saved_text_config(workdir, config)
+    if training:
+        pretrained.check_vocabulary(encoders, len(tokenizer), txt.tokenizer or txt.init_from)
+    if training and jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
+        with open(os.path.join(workdir, MODEL_INFO), "w") as f:
+            json.dump({"class_names": list(meta.class_names), "stored_image_size": meta.stored_image_size,
+                       "vocab_size": len(tokenizer),
+                       "text_config": text_config.to_dict() if text_config is not None else None}, f, indent=2)
 
     global_batch = config.train.batch_size
     steps_per_epoch = meta.num_examples[config.data.train_split] // global_batch
@@ -89,47 +140,69 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
             f"config.train.batch_size={global_batch} exceeds the {meta.num_examples[config.data.train_split]} "
             "training examples")
     schedule_steps = steps_per_epoch * config.train.num_epochs
-    last_step = min(schedule_steps, config.train.max_steps) if config.train.max_steps > 0 else schedule_steps
-    eval_every = config.train.eval_every_steps or steps_per_epoch
-    logging.info("%s: %s; %d devices, global batch %d, %d steps/epoch, training to step %d",
-                 meta.name, meta.num_examples, mesh.size, global_batch, steps_per_epoch, last_step)
 
     model = create_model(config.model, num_classes=len(meta.class_names), vocab_size=len(tokenizer),
-                         axis_name=train.AXIS, text_config=encoders.text_config)
-    rng = jax.random.key(config.seed)
-    init_rng, eval_rng = jax.random.split(rng)
+                         axis_name=train.AXIS, text_config=text_config)
+    init_rng, eval_rng = jax.random.split(jax.random.key(config.seed))
     lr_fn = optim.create_learning_rate_fn(config.optim, schedule_steps)
     tx = optim.create_optimizer(config.optim, config.model, lr_fn)
-    state = train.create_train_state(model, tx, init_rng, mesh, image_size=meta.image_size, max_length=max_length,
-                                     channels=config.data.channels)
-    state = pretrained.apply(state, encoders, mesh)
-    logging.info("parameters: %s", {k: sum(x.size for x in jax.tree.leaves(v)) for k, v in state.params.items()})
+    state = train.create_train_state(model, tx, init_rng, mesh, image_size=meta.image_size,
+                                     max_length=txt.max_length, channels=config.data.channels)
+    if training:
+        state = pretrained.apply(state, encoders, mesh)
+        logging.info("parameters: %s", {k: sum(x.size for x in jax.tree.leaves(v)) for k, v in state.params.items()})
+    session = _Session(config=config, workdir=workdir, meta=meta, mesh=mesh, tokenizer=tokenizer, model=model,
+                       state=state, manager=checkpoint.create_manager(workdir), lr_fn=lr_fn,
+                       schedule_steps=schedule_steps, steps_per_epoch=steps_per_epoch, eval_rng=eval_rng,
+                       eval_step=train.make_eval_step(model, mesh, num_samples=config.model.eval_samples))
+    cache = _text_feature_cache(session)
+    session.with_features = cache.wrap if cache is not None else (lambda batches: batches)
+    return session
 
-    manager = checkpoint.create_manager(workdir)
+
+def _saved_text_config(workdir: str, config):
+    """The text encoder's architecture as training saved it (a pretrained one's included)."""
+    path = os.path.join(workdir, MODEL_INFO)
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)["text_config"]
+        return transformers.BertConfig.from_dict(saved) if saved else None
+    if config.model.text_encoder.init_from and config.model.kind != "image_only":
+        return pretrained.load(config.model, image_channels=config.data.channels).text_config
+    return None
+
+
+def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
+    """Trains (resuming from `workdir` if it holds checkpoints), then evaluates the best
+    checkpoint on the test split and writes `<workdir>/results.json`, `report.md` and
+    `figures/`. Returns the results."""
+    start_time = time.time()
+    s = _open_session(config, workdir, training=True)
+    mesh, manager, meta = s.mesh, s.manager, s.meta
+    global_batch = config.train.batch_size
+    last_step = min(s.schedule_steps, config.train.max_steps) if config.train.max_steps > 0 else s.schedule_steps
+    eval_every = config.train.eval_every_steps or s.steps_per_epoch
+    logging.info("%s: %s; %d devices, global batch %d, %d steps/epoch, training to step %d",
+                 meta.name, meta.num_examples, mesh.size, global_batch, s.steps_per_epoch, last_step)
+
+    state = s.state
     if manager.latest_step() is not None:
         state = checkpoint.restore(manager, state, manager.latest_step())
         logging.info("resumed from the checkpoint at step %d", int(state.step))
 
     train_step = train.make_train_step(
-        model, mesh, lr_fn=lr_fn, kl_schedule=schedules.create_kl_schedule(config.train, steps_per_epoch),
+        s.model, mesh, lr_fn=s.lr_fn, kl_schedule=schedules.create_kl_schedule(config.train, s.steps_per_epoch),
         num_samples=config.model.num_samples, prior_weight=config.train.prior_weight,
         pos_weight=_pos_weight(config))
-    eval_step = train.make_eval_step(model, mesh, num_samples=config.model.eval_samples)
-    eval_kwargs = dict(batch_size=config.train.eval_batch_size // jax.process_count(), tokenizer=tokenizer,
-                       max_length=max_length, process_index=jax.process_index(),
-                       process_count=jax.process_count())
-
-    cache = _text_feature_cache(config, workdir, meta, tokenizer, model, state, mesh, eval_kwargs)
-    with_features = cache.wrap if cache is not None else (lambda batches: batches)
 
     def run_eval(split, state):
-        batches = with_features(input_pipeline.eval_batches(config.data, split, **eval_kwargs))
-        return evaluate(state, eval_step, batches, mesh, eval_rng, meta.class_names)
+        return evaluate(state, s.eval_step, s.eval_batches(split), mesh, s.eval_rng, meta.class_names)
 
-    writer = _summary_writer(workdir) if is_chief else None
+    writer = _summary_writer(workdir) if s.is_chief else None
     step = int(state.step)
-    batches = with_features(input_pipeline.train_batches(
-        config.data, batch_size=global_batch // jax.process_count(), tokenizer=tokenizer, max_length=max_length,
+    max_length = config.model.text_encoder.max_length
+    batches = s.with_features(input_pipeline.train_batches(
+        config.data, batch_size=global_batch // jax.process_count(), tokenizer=s.tokenizer, max_length=max_length,
         seed=config.seed, start_step=step, process_index=jax.process_index(), process_count=jax.process_count()))
     history, tick, tick_step = [], time.time(), step
     while step < last_step:
@@ -157,56 +230,119 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
         elif step % config.train.checkpoint_every_steps == 0:
             checkpoint.save(manager, state)
     manager.wait_until_finished()
-
-    best_step = manager.best_step()
-    if best_step is not None and best_step != int(state.step):
-        state = checkpoint.restore(manager, state, best_step)
-    logging.info("evaluating the checkpoint of step %s on %s", best_step, config.data.test_split)
-    test = run_eval(config.data.test_split, state)
-    _log_undefined(test, config.data.test_split)
-    best_val = manager.metrics(best_step) if best_step is not None else None
-    results = {
-        "model": config.model.kind,
-        "dataset": meta.name,
-        "split": config.data.test_split,
-        "num_examples": test["num_examples"],
-        "macro_auc": test["macro_auc"],
-        "micro_auc": test["micro_auc"],
-        "per_class_auc": test["per_class_auc"],
-        "undefined_classes": test["undefined_classes"],
-        "mean_prediction_spread": test["mean_spread"],
-        "eval_samples": config.model.eval_samples,
-        "checkpoint_step": best_step,
-        "val_macro_auc": (best_val or {}).get(checkpoint.BEST_METRIC),
-        "config": json.loads(config.to_json_best_effort()),
-        "elapsed_s": round(time.time() - start_time, 2),
-    }
-    if is_chief:
-        with open(os.path.join(workdir, "results.json"), "w") as f:
-            json.dump(results, f, indent=2)
-        logging.info("test macro AUROC %s (micro %s) on %d examples; wrote %s", results["macro_auc"],
-                     results["micro_auc"], results["num_examples"], os.path.join(workdir, "results.json"))
+    if writer is not None:
         writer.flush()
+    s.state = state
+    results = _evaluate_best(s, config.data.test_split, start_time)
     manager.close()
     return results
 
 
-def _text_feature_cache(config, workdir, meta, tokenizer, model, state, mesh, eval_kwargs):
+def evaluate_checkpoint(config, workdir: str, split: str | None = None) -> dict[str, Any]:
+    """`--mode=eval`: the best checkpoint of `workdir` (the latest if none was validated) on
+    `split` (default: the test split); writes results, report and figures. Returns the results."""
+    start_time = time.time()
+    s = _open_session(config, workdir, training=False)
+    if s.manager.latest_step() is None:
+        raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}: train first "
+                                f"(python run.py --config=... --workdir={workdir})")
+    split = split or config.data.test_split
+    if split not in s.meta.num_examples:
+        raise config_checks.ConfigError(f"--split={split}: {s.meta.name} has the splits {sorted(s.meta.num_examples)}")
+    results = _evaluate_best(s, split, start_time)
+    s.manager.close()
+    return results
+
+
+def _evaluate_best(s: _Session, split: str, start_time: float) -> dict[str, Any]:
+    """The best checkpoint on `split`, with thresholds chosen on the validation split."""
+    config, manager = s.config, s.manager
+    best_step = manager.best_step()
+    step = best_step if best_step is not None else manager.latest_step()
+    if step is not None and step != int(s.state.step):
+        s.state = checkpoint.restore(manager, s.state, step)
+    evl = config.eval
+    logging.info("evaluating the checkpoint of step %s on %s (thresholds: %s on %s)", step, split,
+                 evl.threshold_method, config.data.val_split)
+    val = s.predict(config.data.val_split)
+    thresholds = metrics.choose_thresholds(val["labels"], val["probs"], val["label_mask"],
+                                           method=evl.threshold_method)
+    pred = val if split == config.data.val_split else s.predict(split)
+    report = metrics.classification_report(
+        pred["labels"], pred["probs"], s.meta.class_names, mask=pred["label_mask"], spreads=pred["spreads"],
+        thresholds=thresholds, groups=pred["study_id"], num_bootstrap=evl.bootstrap_samples,
+        seed=evl.bootstrap_seed, num_bins=evl.calibration_bins, refer_fraction=evl.refer_fraction)
+    _log_undefined(report, split)
+    best_val = manager.metrics(best_step) if best_step is not None else None
+    results = {
+        "model": config.model.kind,
+        "dataset": s.meta.name,
+        "split": split,
+        "eval_samples": config.model.eval_samples,
+        "checkpoint_step": step,
+        "val_macro_auc": (best_val or {}).get(checkpoint.BEST_METRIC),
+        "threshold_method": evl.threshold_method,
+        **report,
+        "mean_prediction_spread": float(pred["spreads"].mean()),
+        "config": json.loads(config.to_json_best_effort()),
+        "elapsed_s": round(time.time() - start_time, 2),
+    }
+    if s.is_chief:
+        _write_outputs(s, split, results, pred)
+    return results
+
+
+def output_names(split: str, test_split: str) -> tuple[str, str, str]:
+    """(results, report, figures) names in the workdir: plain for the test split, else suffixed."""
+    suffix = "" if split == test_split else f"_{split}"
+    return f"results{suffix}.json", f"report{suffix}.md", f"figures{suffix}"
+
+
+def _write_outputs(s: _Session, split: str, results: dict, pred: dict) -> None:
+    from vkd_jax import report  # matplotlib, only where files are written
+
+    results_name, report_name, figures_name = output_names(split, s.config.data.test_split)
+    figures = []
+    if s.config.eval.figures:
+        fig_dir = os.path.join(s.workdir, figures_name)
+        os.makedirs(fig_dir, exist_ok=True)
+        report.plot_roc_curves(os.path.join(fig_dir, "roc_curves.png"), pred["labels"], pred["probs"],
+                               pred["label_mask"], s.meta.class_names, results)
+        report.plot_reliability(os.path.join(fig_dir, "reliability.png"), results["calibration"])
+        figures = [f"{figures_name}/roc_curves.png", f"{figures_name}/reliability.png"]
+        if report.plot_training_curves(os.path.join(fig_dir, "training_curves.png"),
+                                       os.path.join(s.workdir, "tensorboard")):
+            figures.append(f"{figures_name}/training_curves.png")
+    with open(os.path.join(s.workdir, results_name), "w") as f:
+        json.dump(results, f, indent=2)
+    with open(os.path.join(s.workdir, report_name), "w") as f:
+        f.write(report.markdown(results, figures))
+    logging.info("%s macro AUROC %s (micro %s) on %d examples; wrote %s, %s and %d figures in %s", split,
+                 results["macro_auc"], results["micro_auc"], results["num_examples"], results_name, report_name,
+                 len(figures), s.workdir)
+
+
+def _text_feature_cache(s: _Session):
     """The frozen text encoder's features of every split's reports (None when not frozen)."""
+    config = s.config
     txt = config.model.text_encoder
     if config.model.kind == "image_only" or txt.train_mode != "frozen" or not txt.cache_features:
         return None
-    name = text_cache.fingerprint(config, meta.num_examples, tokenizer) + ".npz"
-    path = os.path.join(txt.cache_dir or os.path.join(workdir, "text_features"), name)
-    encode_step = train.make_text_encode_step(model, mesh)
+    name = text_cache.fingerprint(config, s.meta.num_examples, s.tokenizer) + ".npz"
+    path = os.path.join(txt.cache_dir or os.path.join(s.workdir, "text_features"), name)
+    encode_step = train.make_text_encode_step(s.model, s.mesh)
     splits = (config.data.train_split, config.data.val_split, config.data.test_split)
+    kwargs = dict(batch_size=config.train.eval_batch_size // jax.process_count(), tokenizer=s.tokenizer,
+                  max_length=txt.max_length, process_index=jax.process_index(), process_count=jax.process_count())
 
     def all_reports():
         for split in splits:
-            yield from input_pipeline.eval_batches(config.data, split, **eval_kwargs)
+            yield from input_pipeline.eval_batches(config.data, split, **kwargs)
 
-    return text_cache.load_or_build(path, all_reports, lambda b: encode_step(state, train.shard_batch(b, mesh)),
-                                    eval_kwargs["batch_size"], train.to_host)
+    # Built from the freshly initialised state: the frozen encoder's weights are the
+    # pretrained ones, and a restored checkpoint holds the same.
+    return text_cache.load_or_build(path, all_reports, lambda b: encode_step(s.state, train.shard_batch(b, s.mesh)),
+                                    kwargs["batch_size"], train.to_host)
 
 
 def _summary_writer(workdir: str):
