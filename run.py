@@ -7,9 +7,9 @@
 Any config field can be overridden on the command line, e.g. `--config.train.batch_size=16`.
 Training again on an existing workdir resumes from its latest checkpoint. Evaluation and
 prediction read the config the training saved in the workdir (eval also takes `--config`).
+Several processes (TPU pods, multi-node GPUs): see `vkd_jax/distributed.py` and the README.
 """
 
-import json
 import os
 import sys
 
@@ -19,6 +19,10 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+# Stopped by SIGTERM after saving a checkpoint: what a SIGTERM-killed process reports
+# (128 + 15), so schedulers and wrappers see an unfinished run; rerunning resumes.
+PREEMPTED_EXIT_CODE = 143
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py); required to train.",
@@ -30,29 +34,11 @@ flags.DEFINE_string("split", None, "eval: the split to evaluate (default: the co
 flags.DEFINE_string("input", None, "predict: an image file, a directory (searched recursively) or a glob; "
                                    "PNG, JPEG, and DICOM with the [dicom] extra.")
 flags.DEFINE_string("output", None, "predict: the CSV to write (default: <workdir>/predictions.csv).")
+flags.DEFINE_string("coordinator_address", None, "Multi-process runs without a detected cluster: process 0's "
+                                                 "HOST:PORT (all processes give the same).")
+flags.DEFINE_integer("num_processes", None, "Multi-process runs: how many processes take part.")
+flags.DEFINE_integer("process_id", None, "Multi-process runs: this process's index, 0 .. num_processes - 1.")
 flags.mark_flag_as_required("workdir")
-
-
-def saved_config(workdir: str):
-    """The config a training saved in `workdir`, on top of the defaults (fields added since)."""
-    import ml_collections
-
-    from configs import default
-
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} is missing: --workdir must be the directory of a `run.py` training run")
-
-    def tuples(x):
-        if isinstance(x, dict):
-            return {k: tuples(v) for k, v in x.items()}
-        return tuple(tuples(v) for v in x) if isinstance(x, list) else x
-
-    with open(path) as f:
-        saved = ml_collections.ConfigDict(tuples(json.load(f)))
-    config = default.get_config()
-    config.update(saved)
-    return config
 
 
 def _config_for(mode: str):
@@ -62,7 +48,9 @@ def _config_for(mode: str):
         return FLAGS.config
     if mode == "predict" and FLAGS.config is not None:
         raise app.UsageError("predict mode uses the config saved in --workdir; leave out --config")
-    return FLAGS.config if FLAGS.config is not None else saved_config(FLAGS.workdir)
+    from configs import saved
+
+    return FLAGS.config if FLAGS.config is not None else saved.load(FLAGS.workdir)
 
 
 def main(argv):
@@ -70,7 +58,13 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if FLAGS.mode == "predict" and not FLAGS.input:
         raise app.UsageError("--mode=predict needs --input=FILE_OR_DIR_OR_GLOB")
-    from vkd_jax import config_checks, experiment, log, weights  # after flag parsing: keeps --help fast
+    from vkd_jax import distributed  # after flag parsing: keeps --help fast
+
+    try:  # before any JAX computation
+        distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
+    from vkd_jax import checkpoint, config_checks, experiment, log, weights
 
     log.quiet_library_logs()
 
@@ -87,7 +81,12 @@ def main(argv):
             done = predict.predict_files(config, FLAGS.workdir, FLAGS.input, output)
             print(f"wrote {done['num_predicted']} prediction(s) to {output}; skipped {len(done['skipped'])} "
                   "file(s) that could not be decoded" + "".join(f"\n  {p}: {r}" for p, r in done["skipped"]))
-    except (FileNotFoundError, config_checks.ConfigError, weights.WeightsError, experiment.NonFiniteLossError) as e:
+    except experiment.Preempted as e:
+        logging.warning("%s", e)
+        print(str(e), file=sys.stderr)
+        sys.exit(PREEMPTED_EXIT_CODE)
+    except (FileNotFoundError, config_checks.ConfigError, weights.WeightsError, experiment.NonFiniteLossError,
+            checkpoint.StorageError, checkpoint.RestoreError) as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

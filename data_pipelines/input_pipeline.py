@@ -163,21 +163,31 @@ def prepare(data_cfg: ml_collections.ConfigDict) -> DatasetMeta:
     )
 
 
-def _read(builder, data_cfg, split, *, drop_remainder: bool, process_index: int,
-          process_count: int):
-    """This process's shard of `split` with encoded images; and every shard's size."""
-    if not 0 <= process_index < process_count:
-        raise ValueError(f"process_index {process_index} not in [0, {process_count})")
-    shards = tfds.even_splits(split, n=process_count, drop_remainder=drop_remainder)
+def _read(builder, data_cfg, split):
+    """Every record of `split`, in order, with encoded images; and their number.
+
+    Each process reads all of a split and keeps its own slice of every global batch
+    (`_process_slice`), so batches do not depend on the number of processes."""
     ds = builder.as_dataset(
-        split=shards[process_index],
+        split=split,
         shuffle_files=False,
         decoders={"image": tfds.decode.SkipDecoding()},  # Decode after any skip.
         read_config=tfds.ReadConfig(try_autocache=False),
     )
     label_key = _label_key(data_cfg)
     ds = ds.map(lambda ex: {k: ex[label_key if k == "labels" else k] for k in _FEATURES})
-    return ds, [builder.info.splits[s].num_examples for s in shards]
+    return ds, builder.info.splits[split].num_examples
+
+
+def _process_slice(ds, batch_size: int, process_index: int, process_count: int):
+    """Records -> this process's rows: the `process_index`-th contiguous `batch_size` rows of
+    every global batch of `batch_size * process_count` (a shorter last batch gives the later
+    processes fewer rows, or none)."""
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+    if process_count == 1:
+        return ds
+    return ds.batch(batch_size).shard(process_count, process_index).unbatch()
 
 
 def _normaliser(data_cfg):
@@ -277,29 +287,34 @@ def train_batches(
 ) -> Iterator[dict[str, np.ndarray]]:
     """Endless training batches of `batch_size` (per process), epoch after epoch.
 
-    Epoch `e` is this process's shard shuffled with a seed derived from `(seed, e)`, cut
-    to whole batches. `start_step=k` yields exactly what an uninterrupted iterator yields
+    The global batch is `batch_size * process_count` rows. Epoch `e` is the whole split
+    shuffled with a seed derived from `(seed, e)`, cut to whole global batches; process `p`
+    gets the `p`-th contiguous slice of each (`Dataset.shard` over per-process batches of
+    the shuffled records, before decoding: every process reads every record's bytes but
+    decodes only its own). So the global batches, and training, are the same for any
+    number of processes. `start_step=k` yields exactly what an uninterrupted iterator yields
     from its k-th batch on, skipping records before their images are decoded. (tf.data
     mixes TF's global seed into shuffles; nothing here may call `tf.random.set_seed`.)
     """
     builder = _prepared_builder(data_cfg)
-    ds, shard_sizes = _read(builder, data_cfg, data_cfg.train_split, drop_remainder=True,
-                            process_index=process_index, process_count=process_count)
-    steps_per_epoch = shard_sizes[process_index] // batch_size
+    ds, num_examples = _read(builder, data_cfg, data_cfg.train_split)
+    global_batch = batch_size * process_count
+    steps_per_epoch = num_examples // global_batch
     if steps_per_epoch == 0:
-        raise ValueError(f"{data_cfg.train_split} has {shard_sizes[process_index]} examples per "
-                         f"process, fewer than one batch of {batch_size}")
+        raise ValueError(f"{data_cfg.train_split} has {num_examples} examples, fewer than one global "
+                         f"batch of {global_batch}")
     start_epoch, offset = divmod(start_step, steps_per_epoch)
 
     def epoch(e):
         shuffled = ds.shuffle(data_cfg.shuffle_buffer, seed=_epoch_seed(seed, e),
                               reshuffle_each_iteration=False)
         # Augmentation seed: a fixed function of (seed, epoch, position in the epoch).
-        return shuffled.take(steps_per_epoch * batch_size).enumerate().map(
+        return shuffled.take(steps_per_epoch * global_batch).enumerate().map(
             lambda i, ex: ex | {"aug_seed": tf.stack([_epoch_seed(seed, e), i])})
 
     stream = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max).flat_map(epoch)
-    stream = stream.skip(offset * batch_size)
+    stream = stream.skip(offset * global_batch)
+    stream = _process_slice(stream, batch_size, process_index, process_count)
     stream = stream.map(_decode_fn(data_cfg, _stored_size(builder), train=True),
                         num_parallel_calls=tf.data.AUTOTUNE)
     stream = stream.batch(batch_size, drop_remainder=True)
@@ -319,18 +334,20 @@ def eval_batches(
     process_index: int = 0,
     process_count: int = 1,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Every example of this process's shard of `split` once, in order, in padded batches.
+    """Every example of `split` once, in order, in padded batches of `batch_size` per process.
 
-    All processes yield the same number of batches (the largest shard's), so collective
+    Global batches of `batch_size * process_count` rows, process `p` holding the `p`-th
+    slice of each (see `train_batches`), so what each device sees is the same for any
+    number of processes. All processes yield the same number of batches, so collective
     steps stay in lockstep; padding rows have `mask` 0 and empty ids.
     """
     builder = _prepared_builder(data_cfg)
-    ds, shard_sizes = _read(builder, data_cfg, split, drop_remainder=False,
-                            process_index=process_index, process_count=process_count)
+    ds, num_examples = _read(builder, data_cfg, split)
+    ds = _process_slice(ds, batch_size, process_index, process_count)
     ds = ds.map(_decode_fn(data_cfg, _stored_size(builder)), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size).map(_normalise_fn(data_cfg), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
-    num_batches = -(-max(shard_sizes) // batch_size)
+    num_batches = -(-num_examples // (batch_size * process_count))
     batches = ds.as_numpy_iterator()
     for _ in range(num_batches):
         batch = next(batches, None)

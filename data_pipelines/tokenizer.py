@@ -17,8 +17,10 @@ def write_synthetic_vocab(cache_dir: str) -> str:
     """Writes a BERT `vocab.txt` covering every synthetic-report token; returns its path."""
     os.makedirs(cache_dir, exist_ok=True)
     path = os.path.join(cache_dir, "vocab.txt")
-    with open(path, "w", encoding="utf-8") as f:
+    tmp = f"{path}.{os.getpid()}.tmp"  # atomic: several processes may write it at once
+    with open(tmp, "w", encoding="utf-8") as f:
         f.write("\n".join(_SPECIAL_TOKENS + tuple(report.vocabulary())) + "\n")
+    os.replace(tmp, path)
     return path
 
 

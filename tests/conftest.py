@@ -6,3 +6,25 @@ This must run before JAX initialises its backends, hence here and not in a test 
 import jax
 
 jax.config.update("jax_num_cpu_devices", 8)
+
+
+import pytest  # noqa: E402
+
+from tests import e2e  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """A data directory the end-to-end runs share (synthetic_cxr is generated on first use)."""
+    return str(tmp_path_factory.mktemp("tfds"))
+
+
+@pytest.fixture(scope="session")
+def trained(data_dir, tmp_path_factory):
+    """One small training run (`e2e.TRAINED_ARGS`, 1 process x 8 devices), shared by the tests
+    of what it leaves behind."""
+    workdir = tmp_path_factory.mktemp("trained")
+    proc = e2e.run_py(e2e.TRAINED_ARGS, data_dir, workdir, devices=8)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    return workdir, out

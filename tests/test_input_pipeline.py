@@ -114,9 +114,15 @@ def test_eval_scores_every_example_once(cfg, tok, split, num):
     assert (last["attention_mask"][pad].sum(-1) > 0).all()  # No all-masked attention rows.
 
 
-def test_eval_sharding_covers_split_without_overlap(cfg, tok):
+def test_eval_processes_share_the_global_batches(cfg, tok):
+    """Three processes' batches, side by side, are one process's batches of three times the
+    size (11 examples in global batches of 9: the last one is split 2 / 0 / 0 plus padding)."""
+    whole = _eval(cfg, tok, batch_size=9)
     shards = [_eval(cfg, tok, batch_size=3, process_index=p, process_count=3) for p in range(3)]
-    assert len({len(s) for s in shards}) == 1  # Same number of batches: lockstep.
+    assert all(len(s) == len(whole) == 2 for s in shards)  # Same number of batches: lockstep.
+    for step, batch in enumerate(whole):
+        for key in KEYS | {"image_id", "study_id"}:
+            np.testing.assert_array_equal(np.concatenate([s[step][key] for s in shards]), batch[key])
     ids = [i for s in shards for b in s for i, m in zip(b["image_id"], b["mask"]) if m]
     assert len(ids) == len(set(ids)) == NUM_VAL
 
@@ -145,12 +151,16 @@ def test_epochs_are_reshuffled_and_seeded(cfg, tok):
     assert _rows(_train(cfg, tok, 6, seed=1)) != epoch0
 
 
-def test_train_sharding_splits_the_data(cfg, tok):
-    everything = set(_rows(_eval(cfg, tok, "train")))
-    shards = [set(_rows(_train(cfg, tok, 13, batch_size=1, process_index=p, process_count=2)))
-              for p in range(2)]
-    assert len(shards[0]) == len(shards[1]) == 13
-    assert not shards[0] & shards[1] and shards[0] | shards[1] == everything
+def test_train_processes_share_the_global_batches(cfg, tok):
+    """Two processes' batches, side by side, are one process's batches of twice the size."""
+    whole = _train(cfg, tok, 9, batch_size=4)  # 6 global steps per epoch: crosses an epoch
+    shards = [_train(cfg, tok, 9, batch_size=2, process_index=p, process_count=2) for p in range(2)]
+    for step, batch in enumerate(whole):
+        for key in KEYS:
+            np.testing.assert_array_equal(np.concatenate([shards[0][step][key], shards[1][step][key]]),
+                                          batch[key])
+    resumed = _train(cfg, tok, 4, batch_size=2, process_index=1, process_count=2, start_step=5)
+    _assert_same_batches(shards[1][5:], resumed)
 
 
 def test_uncertainty_policy_and_prevalence(cfg, tok):

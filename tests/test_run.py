@@ -2,64 +2,21 @@
 the MIMIC config without data. Small synthetic data, tiny models, a few dozen steps."""
 
 import csv
-import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = [
-    "--config.data.image_size=32",
-    "--config.data.synthetic.num_train=256",
-    "--config.data.synthetic.num_validation=64",
-    "--config.data.synthetic.num_test=96",
-    "--config.model.image_encoder.block_sizes=(1,1,1,1)",
-    "--config.model.image_encoder.growth_rate=4",
-    "--config.model.image_encoder.num_init_features=8",
-    "--config.model.text_encoder.hidden_size=16",
-    "--config.model.text_encoder.num_layers=1",
-    "--config.model.text_encoder.intermediate_size=32",
-    "--config.model.text_encoder.max_length=32",
-    "--config.model.latent_dim=8",
-    "--config.model.hidden_dim=16",
-    "--config.train.batch_size=32",
-    "--config.train.eval_batch_size=32",
-    "--config.train.log_every_steps=4",
-    "--config.optim.warmup_steps=2",
-]
-
+from tests.e2e import ROOT, load_json, run_mode, run_py
 
 def _run(args, data_dir, workdir, **kwargs):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "run.py", "--config=configs/demo_scratch.py", f"--workdir={workdir}",
-           f"--config.data.data_dir={data_dir}", *TINY, *args]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("tfds"))
-
-
-@pytest.fixture(scope="module")
-def trained(data_dir, tmp_path_factory):
-    """One small training run (2 epochs), shared by the tests of what it leaves behind."""
-    workdir = tmp_path_factory.mktemp("trained")
-    proc = _run(["--config.train.num_epochs=2"], data_dir, workdir)
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out
-    return workdir, out
+    return run_py(args, data_dir, workdir, **kwargs)
 
 
 def _load(path):
-    with open(path) as f:
-        return json.load(f)
+    return load_json(path)
 
 
 def test_demo_trains_evaluates_and_writes_results(trained):
@@ -122,9 +79,7 @@ def test_training_ends_with_a_report_and_figures(trained):
 
 def test_eval_mode_restores_the_best_checkpoint(trained, data_dir):
     workdir, _ = trained
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    proc = subprocess.run([sys.executable, "run.py", f"--workdir={workdir}", "--mode=eval", "--split=validation"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = run_mode([f"--workdir={workdir}", "--mode=eval", "--split=validation"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = _load(workdir / "results_validation.json")
     assert results["split"] == "validation" and results["num_examples"] == 64
@@ -147,10 +102,7 @@ def test_predict_mode_on_a_folder_with_a_corrupt_file(trained, tmp_path):
     (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + rng.bytes(100))
     (images / "notes.txt").write_text("not an image")
     out_csv = tmp_path / "preds.csv"
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    proc = subprocess.run([sys.executable, "run.py", f"--workdir={workdir}", "--mode=predict",
-                           f"--input={images}", f"--output={out_csv}"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = run_mode([f"--workdir={workdir}", "--mode=predict", f"--input={images}", f"--output={out_csv}"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "broken.png" in proc.stdout and "skipped 1 file" in proc.stdout
     with open(out_csv) as f:
@@ -162,33 +114,6 @@ def test_predict_mode_on_a_folder_with_a_corrupt_file(trained, tmp_path):
         sds = np.array([float(row[f"{c}_sd"]) for c in class_names])
         assert ((probs > 0) & (probs < 1)).all() and (sds >= 0).all() and sds.max() > 0
     assert len({tuple(r.values())[1:] for r in rows}) == 3  # different images, different predictions
-
-
-def test_killed_run_resumes_from_its_checkpoint(data_dir, tmp_path):
-    args = ["--config.train.num_epochs=3", "--config.train.checkpoint_every_steps=2"]
-    proc = _run(args, data_dir, tmp_path)
-    ckpt_dir = tmp_path / "checkpoints"
-    deadline = time.time() + 400
-    while time.time() < deadline and proc.poll() is None:
-        steps = [d for d in os.listdir(ckpt_dir) if d.isdigit()] if ckpt_dir.exists() else []
-        if any(int(s) >= 4 for s in steps):
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    saved = max(int(s) for s in os.listdir(ckpt_dir) if s.isdigit())
-    assert 0 < saved < 24
-
-    proc = _run(args, data_dir, tmp_path)
-    out, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out
-    resumed = [line for line in out.splitlines() if "resumed from the checkpoint at step" in line]
-    assert resumed, out
-    assert int(resumed[0].rsplit(" ", 1)[1]) >= saved
-    logged = [int(line.split("step ", 1)[1].split("/")[0]) for line in out.splitlines() if "/24:" in line]
-    assert logged and min(logged) > saved  # it did not start over
-    assert (tmp_path / "results.json").exists()
 
 
 def test_mimic_without_data_stops_with_a_clear_message(tmp_path):

@@ -1,20 +1,30 @@
-"""Checkpoints with orbax: the latest one for resuming, the best one by validation AUROC.
+"""Checkpoints with orbax: the latest two for resuming, the best one by validation AUROC.
 
-Both live in one `CheckpointManager` under `<workdir>/checkpoints`. Each save made after a
+All live in one `CheckpointManager` under `<workdir>/checkpoints`. Each save made after a
 validation carries its metrics; orbax's `best_fn` reads them back from disk, so which
 checkpoint is best survives restarts. Resuming needs nothing but the state: the RNG is in it
-and the data position is derived from its step.
+and the data position is derived from its step. A checkpoint that cannot be restored
+(truncated or missing files) is set aside, with a warning, for the previous one.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
+from jax.experimental import multihost_utils
 
 BEST_METRIC = "val_macro_auc"
+KEEP_LATEST, KEEP_BEST = 2, 1
+
+
+class StorageError(RuntimeError):
+    """The workdir cannot hold the checkpoints (not writable, or too little free space)."""
 
 
 def _best_fn(metrics: dict) -> float:
@@ -23,7 +33,7 @@ def _best_fn(metrics: dict) -> float:
     return float("-inf") if value is None else float(value)
 
 
-def create_manager(workdir: str, *, keep_latest: int = 1, keep_best: int = 1) -> ocp.CheckpointManager:
+def create_manager(workdir: str, *, keep_latest: int = KEEP_LATEST, keep_best: int = KEEP_BEST) -> ocp.CheckpointManager:
     policy = ocp.checkpoint_managers.AnyPreservationPolicy([
         ocp.checkpoint_managers.LatestN(n=keep_latest),
         ocp.checkpoint_managers.BestN(get_metric_fn=_best_fn, reverse=False, n=keep_best,
@@ -43,3 +53,65 @@ def restore(manager: ocp.CheckpointManager, target: Any, step: int) -> Any:
     """Restores step `step` into the structure and shardings of `target` (a live state)."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+
+class RestoreError(RuntimeError):
+    """No checkpoint of the workdir restores into the state the config builds."""
+
+
+def restore_latest_good(manager: ocp.CheckpointManager, target: Any) -> tuple[Any, int | None]:
+    """(state, step) of the newest checkpoint that restores; `(target, None)` if there is
+    none. Newer ones that fail (truncated or missing files) are moved to
+    `checkpoints/damaged/` with a warning, so their steps can be saved again. If none
+    restores, nothing is moved and `RestoreError` is raised: that is a config that no
+    longer matches the checkpoints (e.g. another model or optimiser), not damage."""
+    failed = []
+    for step in sorted(manager.all_steps(), reverse=True):
+        try:
+            state = restore(manager, target, step)
+        except Exception as e:  # noqa: BLE001 - orbax and tensorstore raise many kinds
+            failed.append((step, f"{type(e).__name__}: {str(e)[:300]}"))
+            continue
+        for bad, reason in failed:
+            logging.warning("the checkpoint of step %d in %s cannot be restored (%s); set aside in damaged/, "
+                            "resuming from step %d", bad, manager.directory, reason, step)
+            _set_aside(manager, bad)
+        return state, step
+    if failed:
+        raise RestoreError(f"no checkpoint in {manager.directory} restores into the model and optimiser of this "
+                           f"config (steps {[s for s, _ in failed]}; newest: {failed[0][1]}). Use the config they "
+                           "were written with, or another --workdir")
+    return target, None
+
+
+def _set_aside(manager: ocp.CheckpointManager, step: int) -> None:
+    if jax.process_index() == 0:
+        src = os.path.join(str(manager.directory), str(step))
+        dst = os.path.join(str(manager.directory), "damaged", f"{step}-{int(time.time())}")
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.move(src, dst)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(f"checkpoint {step} set aside")
+    manager.reload()
+
+
+def check_storage(workdir: str, state: Any | None = None) -> None:
+    """Raises `StorageError` if `workdir` cannot be written, or (given the `state`) has less
+    free space than the checkpoints kept at once need (plus one being written)."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, f".write-test-{jax.process_index()}")
+        with open(probe, "wb") as f:
+            f.write(b"\0" * 4096)
+        os.remove(probe)
+    except OSError as e:
+        raise StorageError(f"workdir {workdir} is not writable ({e.strerror or e}); choose another --workdir") from None
+    if state is None:
+        return
+    state_bytes = sum(x.nbytes for x in jax.tree.leaves(state) if hasattr(x, "nbytes"))
+    needed = state_bytes * (KEEP_LATEST + KEEP_BEST + 1)
+    free = shutil.disk_usage(workdir).free
+    if free < needed:
+        raise StorageError(f"workdir {workdir} has {free / 2**30:.2f} GiB free; checkpoints of this model need about "
+                           f"{needed / 2**30:.2f} GiB ({KEEP_LATEST} latest + {KEEP_BEST} best + 1 being written, "
+                           f"{state_bytes / 2**20:.0f} MiB each)")

@@ -7,8 +7,11 @@ This is where the input pipeline (tf.data) meets the train step; the step itself
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
+import signal
+import threading
 import time
 from typing import Any, Iterator
 
@@ -16,6 +19,8 @@ import jax
 import numpy as np
 import transformers
 from absl import logging
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from data_pipelines import input_pipeline
 from data_pipelines.tokenizer import load_tokenizer
@@ -25,6 +30,37 @@ from vkd_jax.models import create_model
 
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or Inf loss; the last good checkpoint is left as it was."""
+
+
+class Preempted(Exception):
+    """SIGTERM (a cluster's preemption notice): a checkpoint was saved, training stopped."""
+
+
+class _PreemptionNotice:
+    """Turns SIGTERM into a stop at the next step boundary. With several processes, JAX's
+    preemption service (started by `jax.distributed.initialize`) catches the signal and
+    agrees on one step for all (`multihost_utils.reached_preemption_sync_point`)."""
+
+    def __init__(self):
+        self.received = False
+        self._previous = None
+        if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        del signum, frame
+        logging.warning("SIGTERM: saving a checkpoint at the end of this step, then stopping")
+        self.received = True
+
+    def reached(self, step: int) -> bool:
+        if jax.process_count() > 1:
+            return multihost_utils.reached_preemption_sync_point(step)
+        return self.received
+
+    def close(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
 
 
 def _pos_weight(config) -> np.ndarray | None:
@@ -42,7 +78,7 @@ def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
 def predict_split(state, eval_step, batches: Iterator[dict], mesh, rng) -> dict[str, np.ndarray]:
     """Scores every example of a split exactly once (padding rows dropped by their mask):
     `probs` and `spreads` [N, K] (mean and sd over latent samples), `labels`, `label_mask`
-    [N, K], `study_id` [N]."""
+    [N, K], `study_id` [N] (digests of the ids)."""
     out = {k: [] for k in ("probs", "spreads", "labels", "label_mask", "study_id")}
     for i, host_batch in enumerate(batches):
         batch = train.shard_batch(host_batch, mesh)
@@ -52,9 +88,16 @@ def predict_split(state, eval_step, batches: Iterator[dict], mesh, rng) -> dict[
         out["spreads"].append(train.to_host(std)[keep])
         out["labels"].append(train.to_host(batch["labels"])[keep])
         out["label_mask"].append(train.to_host(batch["label_mask"])[keep])
-        if jax.process_count() == 1:  # ids are host-local; several processes bootstrap over examples
-            out["study_id"].append(host_batch["study_id"][host_batch["mask"].astype(bool)])
-    return {k: np.concatenate(v) if v else None for k, v in out.items()}
+        out["study_id"].append(_global_ids(host_batch["study_id"], mesh)[keep])
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def _global_ids(ids: np.ndarray, mesh) -> np.ndarray:
+    """This process's string ids -> every process's, in the global batch order, as 64-bit
+    digests (only their equality matters: they group a study's images for the bootstrap)."""
+    digests = np.array([np.frombuffer(hashlib.sha1(i.encode()).digest()[:8], np.int32) for i in ids], np.int32)
+    sharded = jax.make_array_from_process_local_data(NamedSharding(mesh, P(train.AXIS)), digests.reshape(-1, 2))
+    return np.ascontiguousarray(train.to_host(sharded)).view(np.int64)[:, 0]
 
 
 def evaluate(state, eval_step, batches: Iterator[dict], mesh, rng, class_names) -> dict:
@@ -109,11 +152,23 @@ class _Session:
 MODEL_INFO = "model_info.json"
 
 
+def _prepare_data(data_cfg):
+    """`input_pipeline.prepare`; with several processes, process 0 first (it may generate
+    the synthetic dataset), then the others, which find it built."""
+    if jax.process_count() == 1:
+        return input_pipeline.prepare(data_cfg)
+    meta = input_pipeline.prepare(data_cfg) if jax.process_index() == 0 else None
+    multihost_utils.sync_global_devices("dataset prepared")
+    return meta or input_pipeline.prepare(data_cfg)
+
+
 def _open_session(config, workdir: str, *, training: bool) -> _Session:
     mesh = train.make_mesh(config.num_devices or None)
     config_checks.validate(config, num_devices=mesh.size, num_processes=jax.process_count())
+    if training:
+        checkpoint.check_storage(workdir)
     try:
-        meta = input_pipeline.prepare(config.data)
+        meta = _prepare_data(config.data)
     except ValueError as e:  # a data.* field out of range, found by the pipeline's own checks
         raise config_checks.ConfigError(str(e)) from e
     os.makedirs(workdir, exist_ok=True)
@@ -151,6 +206,7 @@ def _open_session(config, workdir: str, *, training: bool) -> _Session:
     if training:
         state = pretrained.apply(state, encoders, mesh)
         logging.info("parameters: %s", {k: sum(x.size for x in jax.tree.leaves(v)) for k, v in state.params.items()})
+        checkpoint.check_storage(workdir, state)
     session = _Session(config=config, workdir=workdir, meta=meta, mesh=mesh, tokenizer=tokenizer, model=model,
                        state=state, manager=checkpoint.create_manager(workdir), lr_fn=lr_fn,
                        schedule_steps=schedule_steps, steps_per_epoch=steps_per_epoch, eval_rng=eval_rng,
@@ -185,9 +241,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     logging.info("%s: %s; %d devices, global batch %d, %d steps/epoch, training to step %d",
                  meta.name, meta.num_examples, mesh.size, global_batch, s.steps_per_epoch, last_step)
 
-    state = s.state
-    if manager.latest_step() is not None:
-        state = checkpoint.restore(manager, state, manager.latest_step())
+    state, restored = checkpoint.restore_latest_good(manager, s.state)
+    if restored is not None:
         logging.info("resumed from the checkpoint at step %d", int(state.step))
 
     train_step = train.make_train_step(
@@ -205,6 +260,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
         config.data, batch_size=global_batch // jax.process_count(), tokenizer=s.tokenizer, max_length=max_length,
         seed=config.seed, start_step=step, process_index=jax.process_index(), process_count=jax.process_count()))
     history, tick, tick_step = [], time.time(), step
+    notice = _PreemptionNotice()
     while step < last_step:
         state, step_metrics = train_step(state, train.shard_batch(next(batches), mesh))
         step += 1
@@ -229,6 +285,14 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
             tick = time.time()  # validation time is not training speed
         elif step % config.train.checkpoint_every_steps == 0:
             checkpoint.save(manager, state)
+        if notice.reached(step):
+            if manager.latest_step() != step:
+                checkpoint.save(manager, state, force=True)
+            manager.wait_until_finished()
+            notice.close()
+            raise Preempted(f"preempted (SIGTERM): saved the checkpoint of step {step} in {workdir}/checkpoints; "
+                            "run the same command again to resume")
+    notice.close()
     manager.wait_until_finished()
     if writer is not None:
         writer.flush()
@@ -332,17 +396,23 @@ def _text_feature_cache(s: _Session):
     path = os.path.join(txt.cache_dir or os.path.join(s.workdir, "text_features"), name)
     encode_step = train.make_text_encode_step(s.model, s.mesh)
     splits = (config.data.train_split, config.data.val_split, config.data.test_split)
-    kwargs = dict(batch_size=config.train.eval_batch_size // jax.process_count(), tokenizer=s.tokenizer,
-                  max_length=txt.max_length, process_index=jax.process_index(), process_count=jax.process_count())
+    # Every process reads every report, so all build the same cache in the same steps.
+    global_batch = config.train.eval_batch_size
+    local_batch = global_batch // jax.process_count()
 
     def all_reports():
         for split in splits:
-            yield from input_pipeline.eval_batches(config.data, split, **kwargs)
+            yield from input_pipeline.eval_batches(config.data, split, batch_size=global_batch,
+                                                   tokenizer=s.tokenizer, max_length=txt.max_length)
+
+    def encode(batch):  # a global batch of reports; this process encodes its slice
+        lo = jax.process_index() * local_batch
+        local = {k: v[lo:lo + local_batch] for k, v in batch.items()}
+        return encode_step(s.state, train.shard_batch(local, s.mesh))
 
     # Built from the freshly initialised state: the frozen encoder's weights are the
     # pretrained ones, and a restored checkpoint holds the same.
-    return text_cache.load_or_build(path, all_reports, lambda b: encode_step(s.state, train.shard_batch(b, s.mesh)),
-                                    kwargs["batch_size"], train.to_host)
+    return text_cache.load_or_build(path, all_reports, encode, global_batch, train.to_host)
 
 
 def _summary_writer(workdir: str):

@@ -1,0 +1,50 @@
+"""Helpers of the end-to-end tests: run.py in subprocesses on a tiny synthetic set-up."""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = [
+    "--config.data.image_size=32",
+    "--config.data.synthetic.num_train=256",
+    "--config.data.synthetic.num_validation=64",
+    "--config.data.synthetic.num_test=96",
+    "--config.model.image_encoder.block_sizes=(1,1,1,1)",
+    "--config.model.image_encoder.growth_rate=4",
+    "--config.model.image_encoder.num_init_features=8",
+    "--config.model.text_encoder.hidden_size=16",
+    "--config.model.text_encoder.num_layers=1",
+    "--config.model.text_encoder.intermediate_size=32",
+    "--config.model.text_encoder.max_length=32",
+    "--config.model.latent_dim=8",
+    "--config.model.hidden_dim=16",
+    "--config.train.batch_size=32",
+    "--config.train.eval_batch_size=32",
+    "--config.train.log_every_steps=4",
+    "--config.optim.warmup_steps=2",
+]
+# The run every end-to-end test module shares (the `trained` fixture): 2 epochs of 8 steps.
+TRAINED_ARGS = ["--config.train.num_epochs=2"]
+
+
+def run_py(args, data_dir, workdir, *, devices: int = 2, **kwargs) -> subprocess.Popen:
+    """`run.py --config=configs/demo_scratch.py` with the TINY overrides, on `devices` fake CPU devices."""
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "run.py", "--config=configs/demo_scratch.py", f"--workdir={workdir}",
+           f"--config.data.data_dir={data_dir}", *TINY, *args]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, **kwargs)
+
+
+def run_mode(args, *, devices: int = 2, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`run.py ARGS` (eval or predict: no config) on `devices` fake CPU devices."""
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def load_json(path):
+    with open(path) as f:
+        return json.load(f)

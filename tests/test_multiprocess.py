@@ -1,0 +1,59 @@
+"""A real multi-process run on one machine: 2 processes x 4 CPU devices (jax.distributed,
+gloo collectives over loopback) train like 1 process x 8 devices (the shared `trained` run),
+and one process then restores the checkpoint they wrote. Each subprocess has a deadline and
+is killed after it."""
+
+import socket
+
+import pytest
+
+from configs import saved
+from tests.e2e import TRAINED_ARGS, load_json, run_py
+from vkd_jax import experiment, report
+
+TIMEOUT_S = 420
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _finish(procs) -> list[str]:
+    outs = []
+    try:
+        for p in procs:
+            outs.append(p.communicate(timeout=TIMEOUT_S)[0])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0, out
+    return outs
+
+
+def test_two_processes_train_like_one(trained, data_dir, tmp_path):
+    one, _ = trained
+    two = tmp_path / "two"
+    address = f"--coordinator_address=localhost:{_free_port()}"
+    outs = _finish([run_py([*TRAINED_ARGS, address, "--num_processes=2", f"--process_id={i}"], data_dir, two,
+                           devices=4) for i in range(2)])
+    assert "process 0 of 2" in outs[0] and "validation macro AUROC" in outs[0]
+    assert "validation macro AUROC" not in outs[1]  # logs come from process 0 only
+
+    losses_one, losses_two = (report.read_scalars(str(w / "tensorboard"))["train/loss"] for w in (one, two))
+    assert list(losses_one[0]) == list(losses_two[0]) == [4, 8, 12, 16]
+    # The same global batches and noise; only the order of float sums differs (gloo vs in-process).
+    assert losses_two[1] == pytest.approx(losses_one[1], rel=1e-3)
+    res_one, res_two = load_json(one / "results.json"), load_json(two / "results.json")
+    assert res_two["num_examples"] == res_one["num_examples"] == 96  # every test example, once
+    assert res_two["checkpoint_step"] == res_one["checkpoint_step"]
+    assert res_two["macro_auc"] == pytest.approx(res_one["macro_auc"], abs=1e-3)
+
+    # One process (this one: 8 devices) restores what the two wrote and evaluates it.
+    val = experiment.evaluate_checkpoint(saved.load(str(two)), str(two), "validation")
+    assert val["checkpoint_step"] == res_two["checkpoint_step"]
+    assert val["macro_auc"] == pytest.approx(val["val_macro_auc"], abs=1e-5)
