@@ -118,6 +118,10 @@ def get_config() -> ml_collections.ConfigDict:
     txt.max_position_embeddings = 512
     txt.max_length = 256  # report tokens fed to the encoder
     txt.remat = False
+    # Attention kernel: 'auto' (cuDNN flash attention on an NVIDIA GPU with bf16/fp16
+    # compute, else XLA), 'xla' or 'cudnn'. Dropout on attention probabilities (training
+    # with attention_dropout > 0) always takes the explicit softmax path.
+    txt.attention_impl = "auto"
     txt.train_mode = "full"  # 'full' | 'frozen' | 'last_k' (the top train_last_k layers)
     txt.train_last_k = 2
     # A frozen encoder's report features are computed once and reused (no BERT in the

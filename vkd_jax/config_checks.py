@@ -6,7 +6,7 @@ import os
 
 from data_pipelines import labels  # numpy only, no TensorFlow
 from vkd_jax import optim, schedules
-from vkd_jax.models import DTYPES
+from vkd_jax.models import ATTENTION_IMPLS, DTYPES
 from vkd_jax.models.vkd import KINDS, POSTERIOR_INPUTS, TEXT_POOLING
 
 POS_WEIGHTS = ("none", "balanced", "reference")
@@ -36,6 +36,7 @@ def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
     _choice(config, "model.posterior_inputs", POSTERIOR_INPUTS)
     _choice(config, "model.text_pooling", TEXT_POOLING)
     _choice(config, "model.dtype", DTYPES)
+    _choice(config, "model.text_encoder.attention_impl", ATTENTION_IMPLS)
     _choice(config, "train.kl_schedule", schedules.KL_SCHEDULES)
     _choice(config, "train.pos_weight", POS_WEIGHTS)
     _choice(config, "optim.name", optim.OPTIMIZERS)

@@ -8,11 +8,11 @@ from __future__ import annotations
 import jax.numpy as jnp
 import transformers
 
-from vkd_jax.models.bert import Bert
+from vkd_jax.models.bert import ATTENTION_IMPLS, Bert
 from vkd_jax.models.densenet import DenseNet
 from vkd_jax.models.vkd import KINDS, VKDModel
 
-__all__ = ["Bert", "DenseNet", "KINDS", "VKDModel", "create_model", "bert_config"]
+__all__ = ["ATTENTION_IMPLS", "Bert", "DenseNet", "KINDS", "VKDModel", "create_model", "bert_config"]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -62,7 +62,9 @@ def create_model(model_cfg, *, num_classes: int, vocab_size: int, axis_name: str
     if kind != "image_only":
         txt = model_cfg.text_encoder
         text_config = text_config or bert_config(txt, vocab_size)
-        text_encoder = Bert(text_config, dtype=dtype, remat=txt.remat)
+        # .get: configs saved before the field existed still build.
+        text_encoder = Bert(text_config, dtype=dtype, remat=txt.remat,
+                            attention_impl=txt.get("attention_impl", "auto"))
     return VKDModel(
         kind=kind,
         image_encoder=image_encoder,

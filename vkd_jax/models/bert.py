@@ -5,13 +5,20 @@ follow the old HF Flax BERT (`flax_model.msgpack`) layout, e.g.
 `encoder/layer/0/attention/self/query/kernel`, and `torch_key` maps each of them onto
 the PyTorch checkpoint key, so ClinicalBERT-style checkpoints load without a table.
 
-Attention uses `jax.nn.dot_product_attention` (fused kernels where available). That
-function cannot drop out attention probabilities, so when `deterministic=False` and
-`attention_probs_dropout_prob > 0` the explicit softmax path `softmax_attention` is used
-instead; the two agree when no dropout is applied.
+Attention uses `jax.nn.dot_product_attention`, whose default (`implementation=None`) is
+XLA's unfused einsum-softmax-einsum, never cuDNN. `attention_impl` picks it: 'xla', 'cudnn'
+(cuDNN's fused flash attention: bf16/fp16 compute on an NVIDIA GPU), or 'auto' (cuDNN where
+it applies, else XLA; `resolve_attention_impl`). The cuDNN path takes the padding as
+per-example key lengths (`key_value_seq_lengths` = attention_mask.sum(-1)), which assumes
+right-padded masks (the tokenizers here pad right); the XLA path uses the dense mask and
+is exact for any mask. `jax.nn.dot_product_attention` cannot drop out attention
+probabilities, so when `deterministic=False` and `attention_probs_dropout_prob > 0` the
+explicit softmax path `softmax_attention` is used instead, whatever `attention_impl`; the
+paths agree when no dropout is applied.
 """
 
 import functools
+import logging
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -31,6 +38,91 @@ _ACTIVATIONS: dict[str, Callable[[jnp.ndarray], jnp.ndarray]] = {
     'swish': jax.nn.silu,
     'tanh': jnp.tanh,
 }
+
+
+ATTENTION_IMPLS = ('auto', 'xla', 'cudnn')
+
+
+def _on_cuda_gpu() -> bool:
+    """True when the default backend is an NVIDIA GPU of compute capability >= 8.0
+    (cuDNN's fused flash attention needs Ampere or newer)."""
+    try:
+        device = jax.devices()[0]
+    except RuntimeError:
+        return False
+    if device.platform != 'gpu' or 'cuda' not in str(getattr(device.client, 'platform_version', '')).lower():
+        return False
+    try:
+        major, minor = (int(x) for x in str(device.compute_capability).split('.')[:2])
+    except (AttributeError, ValueError):
+        return False
+    return (major, minor) >= (8, 0)
+
+
+@functools.cache
+def _cudnn_attention_compiles(dtype_name: str, head_dim: int) -> bool:
+    """Compiles a small padded cuDNN attention forward and backward once per (dtype, head
+    dim): a jax/cuDNN combination that cannot build it makes 'auto' fall back to XLA
+    instead of failing the whole train step. Ahead-of-time lowering, so it is safe to call
+    while another function is being traced."""
+    dtype = jnp.dtype(dtype_name)
+    qkv = jax.ShapeDtypeStruct((2, 16, 2, head_dim), dtype)
+    lengths = jax.ShapeDtypeStruct((2,), jnp.int32)
+
+    def loss(q, k, v, kv_len):
+        out = jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=kv_len, implementation='cudnn')
+        return jnp.sum(out.astype(jnp.float32))
+
+    try:
+        jax.jit(jax.grad(loss, argnums=(0, 1, 2))).lower(qkv, qkv, qkv, lengths).compile()
+        return True
+    except Exception as e:  # noqa: BLE001 - any failure means: use XLA
+        logging.getLogger(__name__).warning('cuDNN attention unavailable (%s: %s); using XLA attention',
+                                            type(e).__name__, str(e)[:200])
+        return False
+
+
+def resolve_attention_impl(impl: str, dtype: Any, head_dim: int) -> str:
+    """The concrete attention implementation, 'xla' or 'cudnn', for `impl`.
+
+    'auto' is 'cudnn' when the default backend is an NVIDIA GPU (compute capability 8.0+),
+    the compute dtype is bfloat16 or float16, the head dim is a multiple of 8 and at most
+    128 (cuDNN's flash-attention limits; 256 on Hopper, 128 is safe everywhere) and a small
+    cuDNN attention compiles; otherwise 'xla'.
+    """
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(f'attention_impl must be one of {ATTENTION_IMPLS}, got {impl!r}')
+    if impl != 'auto':
+        return impl
+    dtype = jnp.dtype(dtype)
+    if dtype not in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)) or head_dim % 8 or head_dim > 128:
+        return 'xla'
+    if not _on_cuda_gpu():
+        return 'xla'
+    return 'cudnn' if _cudnn_attention_compiles(dtype.name, head_dim) else 'xla'
+
+
+def padded_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray, mask: jnp.ndarray, *,
+                     implementation: str, use_lengths: bool | None = None) -> jnp.ndarray:
+    """`jax.nn.dot_product_attention` under a key padding mask.
+
+    Args:
+      q, k, v: [B, L, N, D].
+      mask: bool [B, 1, 1, L], True on real (key) tokens.
+      implementation: 'xla' or 'cudnn'.
+      use_lengths: pass the padding as `key_value_seq_lengths` (mask.sum(-1), exact for
+        right-padded masks) instead of the dense mask; default: only for 'cudnn', whose
+        fused kernel takes padding that way (a dense mask would become an additive bias).
+
+    Returns:
+      [B, L, N, D] in the dtype of `q`.
+    """
+    if use_lengths is None:
+        use_lengths = implementation == 'cudnn'
+    if use_lengths:
+        lengths = jnp.sum(mask, axis=-1, dtype=jnp.int32).reshape(mask.shape[0])
+        return jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=lengths, implementation=implementation)
+    return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
 
 
 def softmax_attention(
@@ -63,6 +155,13 @@ class _Module(nn.Module):
     config: BertConfig
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    # Resolved by `Bert` to 'xla' or 'cudnn' before it reaches the layers.
+    attention_impl: str = 'auto'
+
+    def _kw(self) -> dict:
+        """The fields every submodule shares."""
+        return dict(config=self.config, dtype=self.dtype, param_dtype=self.param_dtype,
+                    attention_impl=self.attention_impl)
 
     def _dense(self, features: int, name: str) -> nn.Dense:
         return nn.Dense(
@@ -124,7 +223,8 @@ class _SelfAttention(_Module):
             dropout = functools.partial(nn.Dropout(rate), deterministic=False)
             out = softmax_attention(q, k, v, mask, dropout)
         else:
-            out = jax.nn.dot_product_attention(q, k, v, mask=mask)
+            impl = resolve_attention_impl(self.attention_impl, q.dtype, head_dim)
+            out = padded_attention(q, k, v, mask, implementation=impl)
         return out.reshape(*out.shape[:-2], cfg.hidden_size)
 
 
@@ -141,7 +241,7 @@ class _DenseAddNorm(_Module):
 class _Attention(_Module):
     @nn.compact
     def __call__(self, x, mask, deterministic: bool):
-        kw = dict(config=self.config, dtype=self.dtype, param_dtype=self.param_dtype)
+        kw = self._kw()
         y = _SelfAttention(**kw, name='self')(x, mask, deterministic)
         return _DenseAddNorm(**kw, name='output')(y, x, deterministic)
 
@@ -161,7 +261,7 @@ class _Layer(_Module):
     @nn.compact
     def __call__(self, x, mask, deterministic: bool):
         # `deterministic` is positional so nn.remat can mark it static (argnum 3).
-        kw = dict(config=self.config, dtype=self.dtype, param_dtype=self.param_dtype)
+        kw = self._kw()
         x = _Attention(**kw, name='attention')(x, mask, deterministic)
         h = _Intermediate(**kw, name='intermediate')(x)
         return _DenseAddNorm(**kw, name='output')(h, x, deterministic)
@@ -176,9 +276,7 @@ class _LayerStack(_Module):
     def __call__(self, x, mask, deterministic: bool):
         layer_cls = nn.remat(_Layer, static_argnums=(3,)) if self.remat else _Layer
         for i in range(self.config.num_hidden_layers):
-            x = layer_cls(config=self.config, dtype=self.dtype, param_dtype=self.param_dtype, name=str(i))(
-                x, mask, deterministic
-            )
+            x = layer_cls(**self._kw(), name=str(i))(x, mask, deterministic)
         return x
 
 
@@ -187,9 +285,7 @@ class _Encoder(_Module):
 
     @nn.compact
     def __call__(self, x, mask, deterministic: bool):
-        return _LayerStack(
-            config=self.config, dtype=self.dtype, param_dtype=self.param_dtype, remat=self.remat, name='layer'
-        )(x, mask, deterministic)
+        return _LayerStack(**self._kw(), remat=self.remat, name='layer')(x, mask, deterministic)
 
 
 class _Pooler(_Module):
@@ -205,6 +301,7 @@ class Bert(_Module):
       config: `transformers.BertConfig` (sizes, hidden_act, dropout rates, layer_norm_eps,
         initializer_range).
       dtype / param_dtype: compute and parameter dtypes; outputs are float32.
+      attention_impl: 'auto' | 'xla' | 'cudnn' (module docstring; `resolve_attention_impl`).
       remat: rematerialise each layer in the backward pass to save memory.
       add_pooling_layer: also create `pooler/dense` and return the pooled [CLS] vector.
     """
@@ -233,7 +330,8 @@ class Bert(_Module):
             token_type_ids = jnp.zeros_like(input_ids)
         # [B, 1, 1, L]: the same key mask for every head and query.
         mask = jnp.asarray(attention_mask, bool)[:, None, None, :]
-        kw = dict(config=self.config, dtype=self.dtype, param_dtype=self.param_dtype)
+        head_dim = self.config.hidden_size // self.config.num_attention_heads
+        kw = dict(self._kw(), attention_impl=resolve_attention_impl(self.attention_impl, self.dtype, head_dim))
         x = _Embeddings(**kw, name='embeddings')(input_ids, token_type_ids, deterministic)
         x = _Encoder(**kw, remat=self.remat, name='encoder')(x, mask, deterministic)
         if not self.add_pooling_layer:
