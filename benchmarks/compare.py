@@ -5,7 +5,7 @@
 Each run trains in `<workdir>/<kind>/seed<seed>` (ablations: `<workdir>/ablations/<name>/vkd/
 seed<seed>`) and is evaluated like `run.py` does (best validation checkpoint on the test split,
 thresholds chosen on validation). A finished run is reused, an interrupted one resumes, and a
-run evaluated by an older release is evaluated again from its checkpoint. Markdown tables
+run evaluated by an older release (fewer metrics) is evaluated again from its checkpoint. Markdown tables
 (macro AUROC mean ± sd over seeds, per-finding AUROC, ablations, uncertainty) are printed and
 written to `<workdir>/comparison.md`. Config fields can be overridden as in run.py.
 """
@@ -64,7 +64,7 @@ def run_one(workdir: str, config) -> dict:
     if os.path.exists(done):
         with open(done) as f:
             results = json.load(f)
-        if "auc_ci" in results:
+        if "probability_error_auroc" in (results.get("uncertainty") or {}):
             return results
         logging.info("evaluating %s again (its results.json predates the full metrics)", workdir)
         return experiment.evaluate_checkpoint(config, workdir)
@@ -120,10 +120,12 @@ def ablation_table(base: list[dict] | None, ablations: dict[str, list[dict]]) ->
 def uncertainty_table(results: dict[str, list[dict]]) -> str:
     pct = f"{next(iter(results.values()))[0]['uncertainty']['refer_fraction']:.0%}"
     fields = [("spread_error_auroc", "AUROC(spread, error)"), ("margin_error_auroc", "AUROC(margin, error)"),
+              ("probability_error_auroc", "AUROC(stated error prob., error)"),
               ("accuracy", "label acc."), ("accuracy_after_referral", f"label acc., {pct} referred by spread"),
               ("accuracy_after_referral_margin", f"label acc., {pct} referred by margin"),
-              ("image_accuracy", "image acc."), ("image_accuracy_after_referral", f"image acc., {pct} referred by spread"),
-              ("image_accuracy_after_referral_margin", f"image acc., {pct} referred by margin")]
+              ("accuracy_after_referral_probability", f"label acc., {pct} referred by stated error prob."),
+              ("image_accuracy_after_referral", f"image acc., {pct} referred by spread"),
+              ("image_accuracy_after_referral_probability", f"image acc., {pct} referred by stated error prob.")]
     lines = ["| model | " + " | ".join(label for _, label in fields) + " |", "|---" * (len(fields) + 1) + "|"]
     for name, runs in results.items():
         cells = []

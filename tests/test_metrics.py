@@ -494,21 +494,27 @@ def test_uncertainty_summary_matches_reference(seed):
     mask = r.random((n, k)) < 0.8
     mask[:3] = False  # images without any evaluated entry
     out = metrics.uncertainty_summary(y, p, spreads, t, mask, refer_fraction=0.25)
-    correct, spread, margin, images = [], [], [], []
+    correct, spread, margin, stated, images = [], [], [], [], []
     for i in range(n):
-        row = [((p[i, j] >= t[j]) == y[i, j], spreads[i, j], -abs(p[i, j] - t[j]))
-               for j in range(k) if mask[i, j]]
-        correct += [c for c, _, _ in row]
-        spread += [u for _, u, _ in row]
-        margin += [m for _, _, m in row]
+        row = [((p[i, j] >= t[j]) == y[i, j], spreads[i, j], -abs(p[i, j] - t[j]),
+                1 - p[i, j] if p[i, j] >= t[j] else p[i, j]) for j in range(k) if mask[i, j]]
+        correct += [v[0] for v in row]
+        spread += [v[1] for v in row]
+        margin += [v[2] for v in row]
+        stated += [v[3] for v in row]
         if row:
-            images.append([np.mean([v[c] for v in row]) for c in range(3)])
+            images.append([np.mean([v[c] for v in row]) for c in range(4)])
     wrong = ~np.array(correct)
     assert out["num_entries"] == len(correct) and out["num_images"] == len(images)
     assert out["error_rate"] == pytest.approx(wrong.mean(), abs=1e-6)
     assert out["accuracy"] == pytest.approx(1 - wrong.mean(), abs=1e-6)
     assert out["spread_error_auroc"] == pytest.approx(roc_auc_score(wrong, spread), abs=1e-6)
     assert out["margin_error_auroc"] == pytest.approx(roc_auc_score(wrong, margin), abs=1e-6)
+    assert out["probability_error_auroc"] == pytest.approx(roc_auc_score(wrong, stated), abs=1e-6)
+    assert out["accuracy_after_referral_probability"] == pytest.approx(
+        _after_referral(correct, stated, 0.25), abs=1e-6)
+    assert out["image_accuracy_after_referral_probability"] == pytest.approx(
+        _after_referral(np.array(images)[:, 0], np.array(images)[:, 3], 0.25), abs=1e-6)
     assert out["accuracy_after_referral"] == pytest.approx(
         _after_referral(correct, spread, 0.25), abs=1e-6)
     assert out["accuracy_after_referral_margin"] == pytest.approx(

@@ -343,7 +343,9 @@ def uncertainty_summary(labels: np.ndarray, probs: np.ndarray, spreads: np.ndarr
     """Does the per-entry `spreads` (std of the probability over latent samples) flag errors?
 
     An unmasked entry is wrong when `(probs >= thresholds[k]) != label`. Reports the AUROC of
-    the spread for detecting errors against the margin baseline `-|probs - threshold|`, and the
+    the spread for detecting errors against two baselines that use the probability alone:
+    the margin `-|probs - threshold|`, and the error probability the model itself states
+    (`probs` for a predicted negative, `1 - probs` for a predicted positive), and the
     accuracy before / after referring the `refer_fraction` most uncertain entries, or images
     (image uncertainty: mean over its unmasked entries; image accuracy: fraction of its unmasked
     entries that are right; images without unmasked entries are left out). Referral sends the
@@ -358,7 +360,8 @@ def uncertainty_summary(labels: np.ndarray, probs: np.ndarray, spreads: np.ndarr
     thresholds = np.asarray(thresholds, np.float64)
     right = (probs >= thresholds) == labels
     margin = -np.abs(probs - thresholds)
-    correct, spread, closeness = right[mask], spreads[mask], margin[mask]
+    stated = np.where(probs >= thresholds, 1.0 - probs, probs)
+    correct, spread, closeness, risk = right[mask], spreads[mask], margin[mask], stated[mask]
     n = mask.sum(1)
     img = n > 0
 
@@ -366,19 +369,24 @@ def uncertainty_summary(labels: np.ndarray, probs: np.ndarray, spreads: np.ndarr
         return np.where(mask, x, 0.0)[img].sum(1) / n[img]
 
     img_correct, img_spread, img_margin = image_mean(right), image_mean(spreads), image_mean(margin)
+    img_risk = image_mean(stated)
     accuracy = _mean(correct)
     return {
         "error_rate": None if accuracy is None else 1.0 - accuracy,
         "spread_error_auroc": binary_auroc(~correct, spread),
         "margin_error_auroc": binary_auroc(~correct, closeness),
+        "probability_error_auroc": binary_auroc(~correct, risk),
         "accuracy": accuracy,
         "accuracy_after_referral": _accuracy_after_referral(correct, spread, refer_fraction),
         "accuracy_after_referral_margin": _accuracy_after_referral(correct, closeness, refer_fraction),
+        "accuracy_after_referral_probability": _accuracy_after_referral(correct, risk, refer_fraction),
         "image_accuracy": _mean(img_correct),
         "image_accuracy_after_referral":
             _accuracy_after_referral(img_correct, img_spread, refer_fraction),
         "image_accuracy_after_referral_margin":
             _accuracy_after_referral(img_correct, img_margin, refer_fraction),
+        "image_accuracy_after_referral_probability":
+            _accuracy_after_referral(img_correct, img_risk, refer_fraction),
         "refer_fraction": refer_fraction,
         "num_entries": int(mask.sum()),
         "num_images": int(img.sum()),

@@ -79,16 +79,21 @@ def markdown(results: dict, figures: Sequence[str] = ()) -> str:
             f"| error rate of the thresholded labels | {_f(unc['error_rate'])} |",
             f"| AUROC of the spread for detecting errors | {_f(unc['spread_error_auroc'])} |",
             f"| AUROC of the margin to the threshold (baseline) | {_f(unc['margin_error_auroc'])} |",
+            f"| AUROC of the error probability the model states (baseline) | {_f(unc['probability_error_auroc'])} |",
             f"| label accuracy | {_f(unc['accuracy'])} |",
             f"| label accuracy, most uncertain {unc['refer_fraction']:.0%} referred (spread) | "
             f"{_f(unc['accuracy_after_referral'])} |",
             f"| label accuracy, most uncertain {unc['refer_fraction']:.0%} referred (margin) | "
             f"{_f(unc['accuracy_after_referral_margin'])} |",
+            f"| label accuracy, most uncertain {unc['refer_fraction']:.0%} referred (stated error probability) | "
+            f"{_f(unc['accuracy_after_referral_probability'])} |",
             f"| image accuracy | {_f(unc['image_accuracy'])} |",
             f"| image accuracy, most uncertain {unc['refer_fraction']:.0%} referred (spread) | "
             f"{_f(unc['image_accuracy_after_referral'])} |",
             f"| image accuracy, most uncertain {unc['refer_fraction']:.0%} referred (margin) | "
             f"{_f(unc['image_accuracy_after_referral_margin'])} |",
+            f"| image accuracy, most uncertain {unc['refer_fraction']:.0%} referred (stated error probability) | "
+            f"{_f(unc['image_accuracy_after_referral_probability'])} |",
         ]
     if figures:
         lines += ["", "## Figures", ""] + [f"![{os.path.basename(p)}]({p})" for p in figures]
