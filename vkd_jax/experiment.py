@@ -259,7 +259,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     batches = s.with_features(input_pipeline.train_batches(
         config.data, batch_size=global_batch // jax.process_count(), tokenizer=s.tokenizer, max_length=max_length,
         seed=config.seed, start_step=step, process_index=jax.process_index(), process_count=jax.process_count()))
-    history, tick, tick_step = [], time.time(), step
+    history, tick, tick_step, paused = [], time.time(), step, 0.0
     notice = _PreemptionNotice()
     while step < last_step:
         state, step_metrics = train_step(state, train.shard_batch(next(batches), mesh))
@@ -271,18 +271,19 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                 raise NonFiniteLossError(
                     f"loss is {summary['loss']} at step {step}; stopped without saving. The last good "
                     f"checkpoint (step {manager.latest_step()}) is intact in {workdir}/checkpoints")
-            summary["steps_per_s"] = (step - tick_step) / (time.time() - tick)
-            history, tick, tick_step = [], time.time(), step
+            summary["steps_per_s"] = (step - tick_step) / (time.time() - tick - paused)
+            history, tick, tick_step, paused = [], time.time(), step, 0.0
             logging.info("step %d/%d: %s", step, last_step, " ".join(f"{k}={v:.4g}" for k, v in sorted(summary.items())))
             _write_scalars(writer, step, {f"train/{k}": v for k, v in summary.items()})
         if step % eval_every == 0 or step == last_step:
+            eval_start = time.time()
             val = run_eval(config.data.val_split, state)
             _log_undefined(val, config.data.val_split)
             logging.info("step %d: validation macro AUROC %s on %d examples", step, val["macro_auc"],
                          val["num_examples"])
             _write_scalars(writer, step, {"val/macro_auc": val["macro_auc"], "val/micro_auc": val["micro_auc"]})
             checkpoint.save(manager, state, {checkpoint.BEST_METRIC: val["macro_auc"]}, force=True)
-            tick = time.time()  # validation time is not training speed
+            paused += time.time() - eval_start  # validation time is not training speed
         elif step % config.train.checkpoint_every_steps == 0:
             checkpoint.save(manager, state)
         if notice.reached(step):
