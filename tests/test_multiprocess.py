@@ -1,8 +1,9 @@
 """A real multi-process run on one machine: 2 processes x 4 CPU devices (jax.distributed,
 gloo collectives over loopback) train like 1 process x 8 devices (the shared `trained` run),
-and one process then restores the checkpoint they wrote. Each subprocess has a deadline and
-is killed after it."""
+and one process then restores the checkpoint they wrote; SIGTERM to one process stops both
+at one step. Each subprocess has a deadline and is killed after it."""
 
+import signal
 import socket
 
 import pytest
@@ -57,3 +58,28 @@ def test_two_processes_train_like_one(trained, data_dir, tmp_path):
     val = experiment.evaluate_checkpoint(saved.load(str(two)), str(two), "validation")
     assert val["checkpoint_step"] == res_two["checkpoint_step"]
     assert val["macro_auc"] == pytest.approx(val["val_macro_auc"], abs=1e-5)
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_step(data_dir, tmp_path):
+    """JAX's preemption service spreads one process's SIGTERM: both save one checkpoint, at
+    a step they agree on, and exit with the preemption status."""
+    address = f"--coordinator_address=localhost:{_free_port()}"
+    procs = [run_py([*TRAINED_ARGS, address, "--num_processes=2", f"--process_id={i}"], data_dir, tmp_path,
+                    devices=4) for i in range(2)]
+    lines = []
+    try:
+        for line in procs[0].stdout:  # until training is under way
+            lines.append(line)
+            if "step 4/16:" in line:
+                break
+        procs[1].send_signal(signal.SIGTERM)
+        outs = ["".join(lines) + procs[0].communicate(timeout=TIMEOUT_S)[0], procs[1].communicate(timeout=TIMEOUT_S)[0]]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    assert [p.returncode for p in procs] == [143, 143], outs
+    stopped = {int(o.split("saved the checkpoint of step ", 1)[1].split(" ", 1)[0]) for o in outs}
+    assert len(stopped) == 1 and 4 <= stopped.pop() < 16
+    assert not (tmp_path / "results.json").exists()
