@@ -45,12 +45,7 @@ def run_config(kind: str, seed: int, changes: dict | None = None):
     config = FLAGS.config.copy_and_resolve_references()
     config.model.kind = kind
     config.seed = seed
-    for path, value in (changes or {}).items():
-        *parents, leaf = path.split(".")
-        node = config
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
+    config.update_from_flattened_dict(changes or {})
     # A frozen pretrained encoder's report features are the same for every run: share them.
     config.model.text_encoder.cache_dir = config.model.text_encoder.cache_dir or os.path.join(
         FLAGS.workdir, "text_features")

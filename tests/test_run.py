@@ -9,19 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from tests.e2e import ROOT, load_json, run_mode, run_py
-
-def _run(args, data_dir, workdir, **kwargs):
-    return run_py(args, data_dir, workdir, **kwargs)
-
-
-def _load(path):
-    return load_json(path)
+from tests.e2e import ROOT, load_json, run_mode
 
 
 def test_demo_trains_evaluates_and_writes_results(trained):
     workdir, out = trained
-    results = _load(workdir / "results.json")
+    results = load_json(workdir / "results.json")
     for key in ("model", "dataset", "split", "num_examples", "macro_auc", "micro_auc", "per_class_auc",
                 "config", "elapsed_s", "auc_ci", "average_precision", "thresholded", "ranking", "calibration",
                 "uncertainty"):
@@ -74,16 +67,16 @@ def _check_report(results: dict, report_path, figures_dir) -> None:
 
 def test_training_ends_with_a_report_and_figures(trained):
     workdir, _ = trained
-    _check_report(_load(workdir / "results.json"), workdir / "report.md", workdir / "figures")
+    _check_report(load_json(workdir / "results.json"), workdir / "report.md", workdir / "figures")
 
 
 def test_eval_mode_restores_the_best_checkpoint(trained, data_dir):
     workdir, _ = trained
     proc = run_mode([f"--workdir={workdir}", "--mode=eval", "--split=validation"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    results = _load(workdir / "results_validation.json")
+    results = load_json(workdir / "results_validation.json")
     assert results["split"] == "validation" and results["num_examples"] == 64
-    assert results["checkpoint_step"] == _load(workdir / "results.json")["checkpoint_step"]
+    assert results["checkpoint_step"] == load_json(workdir / "results.json")["checkpoint_step"]
     # The same checkpoint, batches and latent noise as the validation that ranked it best.
     assert results["macro_auc"] == pytest.approx(results["val_macro_auc"], abs=1e-6)
     _check_report(results, workdir / "report_validation.md", workdir / "figures_validation")
@@ -108,7 +101,7 @@ def test_predict_mode_on_a_folder_with_a_corrupt_file(trained, tmp_path):
     with open(out_csv) as f:
         rows = list(csv.DictReader(f))
     assert [os.path.relpath(r["path"], images) for r in rows] == ["a.png", "c.png", os.path.join("sub", "b.JPG")]
-    class_names = list(_load(workdir / "results.json")["per_class_auc"])
+    class_names = list(load_json(workdir / "results.json")["per_class_auc"])
     for row in rows:
         probs = np.array([float(row[c]) for c in class_names])
         sds = np.array([float(row[f"{c}_sd"]) for c in class_names])

@@ -43,6 +43,12 @@ def create_manager(workdir: str, *, keep_latest: int = KEEP_LATEST, keep_best: i
     return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")), options=options)
 
 
+def best_or_latest_step(manager: ocp.CheckpointManager) -> int | None:
+    """The step to evaluate: the best validated checkpoint, else the latest (None: none)."""
+    best = manager.best_step()
+    return best if best is not None else manager.latest_step()
+
+
 def save(manager: ocp.CheckpointManager, state: Any, metrics: dict | None = None, *, force: bool = False) -> bool:
     """Saves `state` at its step (asynchronously); `metrics` mark it for the best-N ranking."""
     step = int(jax.device_get(state.step))

@@ -196,13 +196,9 @@ def _open_session(config, workdir: str, *, training: bool) -> _Session:
             "training examples")
     schedule_steps = steps_per_epoch * config.train.num_epochs
 
-    model = create_model(config.model, num_classes=len(meta.class_names), vocab_size=len(tokenizer),
-                         axis_name=train.AXIS, text_config=text_config)
-    init_rng, eval_rng = jax.random.split(jax.random.key(config.seed))
-    lr_fn = optim.create_learning_rate_fn(config.optim, schedule_steps)
-    tx = optim.create_optimizer(config.optim, config.model, lr_fn)
-    state = train.create_train_state(model, tx, init_rng, mesh, image_size=meta.image_size,
-                                     max_length=txt.max_length, channels=config.data.channels)
+    model, lr_fn, state, eval_rng = build_state(config, mesh, num_classes=len(meta.class_names),
+                                                vocab_size=len(tokenizer), text_config=text_config,
+                                                schedule_steps=schedule_steps)
     if training:
         state = pretrained.apply(state, encoders, mesh)
         logging.info("parameters: %s", {k: sum(x.size for x in jax.tree.leaves(v)) for k, v in state.params.items()})
@@ -216,13 +212,38 @@ def _open_session(config, workdir: str, *, training: bool) -> _Session:
     return session
 
 
+def build_state(config, mesh, *, num_classes: int, vocab_size: int, text_config, schedule_steps: int):
+    """(model, lr_fn, state, eval_rng): the model of `config` and a fresh train state,
+    replicated on `mesh` (what a checkpoint of this config restores into)."""
+    model = create_model(config.model, num_classes=num_classes, vocab_size=vocab_size, axis_name=train.AXIS,
+                         text_config=text_config)
+    init_rng, eval_rng = jax.random.split(jax.random.key(config.seed))
+    lr_fn = optim.create_learning_rate_fn(config.optim, schedule_steps)
+    tx = optim.create_optimizer(config.optim, config.model, lr_fn)
+    state = train.create_train_state(model, tx, init_rng, mesh, image_size=config.data.image_size,
+                                     max_length=config.model.text_encoder.max_length,
+                                     channels=config.data.channels)
+    return model, lr_fn, state, eval_rng
+
+
+def read_model_info(workdir: str) -> dict | None:
+    """What training saved in `<workdir>/model_info.json` (None for a workdir without it)."""
+    path = os.path.join(workdir, MODEL_INFO)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def text_config_of(info: dict) -> transformers.BertConfig | None:
+    return transformers.BertConfig.from_dict(info["text_config"]) if info["text_config"] else None
+
+
 def _saved_text_config(workdir: str, config):
     """The text encoder's architecture as training saved it (a pretrained one's included)."""
-    path = os.path.join(workdir, MODEL_INFO)
-    if os.path.exists(path):
-        with open(path) as f:
-            saved = json.load(f)["text_config"]
-        return transformers.BertConfig.from_dict(saved) if saved else None
+    info = read_model_info(workdir)
+    if info is not None:
+        return text_config_of(info)
     if config.model.text_encoder.init_from and config.model.kind != "image_only":
         return pretrained.load(config.model, image_channels=config.data.channels).text_config
     return None
@@ -323,7 +344,7 @@ def _evaluate_best(s: _Session, split: str, start_time: float) -> dict[str, Any]
     """The best checkpoint on `split`, with thresholds chosen on the validation split."""
     config, manager = s.config, s.manager
     best_step = manager.best_step()
-    step = best_step if best_step is not None else manager.latest_step()
+    step = checkpoint.best_or_latest_step(manager)
     if step is not None and step != int(s.state.step):
         s.state = checkpoint.restore(manager, s.state, step)
     evl = config.eval

@@ -9,42 +9,33 @@ through the eval pipeline's own resize and normalisation (`input_pipeline.image_
 from __future__ import annotations
 
 import csv
-import json
 import os
 
 import jax
 import numpy as np
-import transformers
 from absl import logging
 
 from data_pipelines import input_pipeline, user_images
-from vkd_jax import checkpoint, config_checks, optim, train
-from vkd_jax.models import create_model
+from vkd_jax import checkpoint, config_checks, experiment, train
 
 CHUNK = 256  # files decoded at a time (bounds host memory on large folders)
 
 
 def load_model_info(workdir: str) -> dict:
-    path = os.path.join(workdir, "model_info.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} is missing: {workdir} is not a workdir of a finished `run.py` training "
-                                "(it writes model_info.json when training starts)")
-    with open(path) as f:
-        return json.load(f)
+    info = experiment.read_model_info(workdir)
+    if info is None:
+        raise FileNotFoundError(f"{os.path.join(workdir, experiment.MODEL_INFO)} is missing: {workdir} is not a "
+                                "workdir of a `run.py` training (it writes model_info.json when training starts)")
+    return info
 
 
 def restore_for_inference(config, workdir: str, info: dict, mesh):
     """(model, state) of the best checkpoint of `workdir` (the latest if none was validated)."""
-    text_config = transformers.BertConfig.from_dict(info["text_config"]) if info["text_config"] else None
-    model = create_model(config.model, num_classes=len(info["class_names"]), vocab_size=info["vocab_size"],
-                         axis_name=train.AXIS, text_config=text_config)
-    lr_fn = optim.create_learning_rate_fn(config.optim, 1)  # shapes only: the schedule is never run
-    tx = optim.create_optimizer(config.optim, config.model, lr_fn)
-    state = train.create_train_state(model, tx, jax.random.key(config.seed), mesh,
-                                     image_size=config.data.image_size,
-                                     max_length=config.model.text_encoder.max_length, channels=config.data.channels)
+    model, _, state, _ = experiment.build_state(  # schedule_steps: shapes only, the schedule never runs
+        config, mesh, num_classes=len(info["class_names"]), vocab_size=info["vocab_size"],
+        text_config=experiment.text_config_of(info), schedule_steps=1)
     manager = checkpoint.create_manager(workdir)
-    step = manager.best_step() if manager.best_step() is not None else manager.latest_step()
+    step = checkpoint.best_or_latest_step(manager)
     if step is None:
         raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
     state = checkpoint.restore(manager, state, step)
