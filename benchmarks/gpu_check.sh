@@ -9,8 +9,9 @@
 #     bash benchmarks/gpu_check.sh --cpu-small
 #
 # Runs, in order (the JAX side stops starting runs at its deadline, so the last ones may be
-# reported as skipped): PyTorch bf16 autocast + channels_last frozen and fine-tuned, fp32
-# frozen; JAX bf16 frozen, finetune, frozen_cached, image_only, fp32 frozen, then bf16 frozen
+# reported as skipped): PyTorch bf16 autocast + channels_last frozen (as published: dropout
+# still on in its frozen BERT), fine-tuned and frozen_eval (its frozen BERT in eval mode, as our
+# frozen step), fp32 frozen; JAX bf16 frozen, finetune, frozen_cached, image_only, fp32 frozen, then bf16 frozen
 # with XLA attention (against cuDNN's) and bf16 finetune_attn0 (fine-tuning with attention
 # dropout 0, where the fused attention applies in training). 3 warm-up and 10 timed steps
 # each. Everything lands in $OUT: env.txt, log.txt, side_by_side.jsonl and side_by_side.txt

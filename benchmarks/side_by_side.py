@@ -18,6 +18,10 @@ run), the anchor's step in a plain loop (`torch.set_num_threads`, all cores by d
 CPU-only torch beside PyPI's torchvision) the anchor's DenseNet-121 is built by
 `torch_densenet_module`, torchvision's architecture in plain torch, and the output says so.
 
+Anchor runs: `frozen` (the anchor as published; its frozen BERT stays in train mode, so
+dropout still runs in it), `finetune`, and `frozen_eval` (its frozen BERT in eval mode: no
+dropout, the computation our frozen step does). A frozen JAX run gets a ratio against both.
+
 Prints a table and writes JSON lines (torch runs, JAX runs, ratios) to
 `<out_dir>/side_by_side.jsonl` (`--out_dir`, default $OUT when set). A ratio is JAX
 samples/s over PyTorch samples/s at the same variant and precision: on a GPU both
@@ -55,10 +59,14 @@ SIZES = {
     # Smoke tests only: seconds to compile, nothing to read in the timings.
     "tiny": (32, (1, 1, 1, 1), 1, 32, 2, 64, 16, 2),
 }
-TORCH_VARIANTS = {"frozen": False, "finetune": True}  # -> bert_trainable
-# JAX variants without a PyTorch twin are compared with this anchor run.
-BASELINE = {"frozen": "frozen", "finetune": "finetune", "finetune_attn0": "finetune",
-            "frozen_cached": "frozen", "image_only": "frozen"}
+# Anchor runs -> its VKD's `bert_trainable`. `frozen` is the anchor as published: its BERT,
+# though frozen, is in train mode, so dropout still draws masks in it; `frozen_eval` puts that
+# BERT in eval mode (no dropout), which is what our frozen step computes (a frozen encoder is
+# a deterministic feature extractor, the same features as the text-feature cache).
+TORCH_VARIANTS = {"frozen": False, "finetune": True, "frozen_eval": False}
+# Each JAX variant is compared with these anchor runs (those that were run).
+BASELINE = {"frozen": ("frozen", "frozen_eval"), "finetune": ("finetune",), "finetune_attn0": ("finetune",),
+            "frozen_cached": ("frozen", "frozen_eval"), "image_only": ("frozen", "frozen_eval")}
 
 
 def log(msg: str) -> None:
@@ -176,6 +184,14 @@ def bert_config(size):
                       intermediate_size=inter)
 
 
+def torch_model(anchor, variant: str, size):
+    """The anchor's VKD for one of TORCH_VARIANTS."""
+    model = anchor.VKD(TORCH_VARIANTS[variant], 256, bert_cfg=bert_config(size))
+    if variant == "frozen_eval":
+        model.bert.eval()  # the anchor's `bench` never calls .train(), so this holds
+    return model
+
+
 def torch_inputs(size, batch, device):
     import torch
     image, _, _, _, _, _, length, _ = size
@@ -239,11 +255,10 @@ def run_torch(anchor, size, args, cuda: bool) -> list[dict]:
             line = dict(side="torch", variant=variant, precision=precision, batch=batch, torch=torch.__version__,
                         torchvision=args.torchvision_version)
             try:
-                model = anchor.VKD(TORCH_VARIANTS[variant], 256, bert_cfg=bert_config(size))
+                model = torch_model(anchor, variant, size)
                 inputs = torch_inputs(size, batch, "cuda" if cuda else "cpu")
                 if cuda and precision == "bf16":  # fp32 eager at batch 8, as the anchor counts
-                    gflop = torch_gflop_per_sample(anchor.VKD(TORCH_VARIANTS[variant], 256,
-                                                              bert_cfg=bert_config(size)).to("cuda"),
+                    gflop = torch_gflop_per_sample(torch_model(anchor, variant, size).to("cuda"),
                                                    torch_inputs(size, 8, "cuda"), 8)
                     torch.cuda.empty_cache()
                 elif not cuda:
@@ -340,36 +355,36 @@ def run_interleaved(anchor, size, args) -> tuple[list[dict], list[dict]]:
         cfg, resolved = ts.run_config(config, variant, dtype, attention)
         jline = ts.base_line(cfg, variant, dtype, resolved, attention, targs, peak)
         jline["side"] = "jax"
-        twin = variant if variant in TORCH_VARIANTS and dtype == "float32" and not any(
-            t["variant"] == variant for t in torch_lines) and anchor is not None else None
-        log(f"{variant} {dtype} attention={resolved}: compiling" + (f", with torch {twin} interleaved" if twin else ""))
+        # The anchor runs this JAX run is compared with and that have not run yet: interleaved with it.
+        twins = [t for t in BASELINE.get(variant, ()) if t in args.torch_variants and dtype == "float32"
+                 and anchor is not None and not any(line["variant"] == t for line in torch_lines)]
+        log(f"{variant} {dtype} attention={resolved}: compiling"
+            + (f", with torch {'+'.join(twins)} interleaved" if twins else ""))
         try:
             prepared = ts.PreparedStep(cfg, variant=variant, batch=batch, mesh=mesh, vocab=targs.vocab)
-            torch_step = None
-            if twin:
+            torch_steps, torch_gflops = {}, {}
+            for twin in twins:
                 torch.manual_seed(0)
-                model, inputs = anchor.VKD(TORCH_VARIANTS[twin], 256, bert_cfg=bert_config(size)), torch_inputs(
-                    size, batch, "cpu")
-                torch_gflop = torch_gflop_per_sample(model, inputs, batch)
-                torch_step = torch_stepper(model, inputs)
+                model, inputs = torch_model(anchor, twin, size), torch_inputs(size, batch, "cpu")
+                torch_gflops[twin] = torch_gflop_per_sample(model, inputs, batch)
+                torch_steps[twin] = torch_stepper(model, inputs)
             for _ in range(args.warmup):
                 prepared.step()
-                if torch_step:
+                for torch_step in torch_steps.values():
                     torch_step()
             prepared.block()
-            jax_times, torch_times, loss = [], [], None
+            jax_times, torch_times, losses = [], collections.defaultdict(list), {}
             for _ in range(args.steps):
-                if torch_step:
-                    dt, loss = torch_step()
-                    torch_times.append(dt)
+                for twin, torch_step in torch_steps.items():
+                    dt, losses[twin] = torch_step()
+                    torch_times[twin].append(dt)
                 jax_times.append(prepared.timed_step())
-            jline.update(prepared.summary(jax_times, None), interleaved_with_torch=bool(twin))
+            jline.update(prepared.summary(jax_times, None), interleaved_with_torch="+".join(twins) or None)
             ts.add_rates(jline, peak)
-            if torch_step:
-                torch_lines.append(dict(torch_cpu_line(twin, batch, torch_times, loss, args),
-                                        gflop_per_sample=torch_gflop))
-                del model, inputs
-            del prepared, torch_step
+            for twin in torch_steps:
+                torch_lines.append(dict(torch_cpu_line(twin, batch, torch_times[twin], losses[twin], args),
+                                        gflop_per_sample=torch_gflops[twin]))
+            del prepared, torch_steps
         except Exception as e:  # noqa: BLE001 - report, go on
             import traceback
             traceback.print_exc(file=sys.stderr)
@@ -389,17 +404,17 @@ def ratios(torch_lines, jax_lines, cuda: bool) -> list[dict]:
         if "samples_per_s" not in j:
             continue
         precision = "bf16" if j["dtype"] in ("bfloat16", "float16") else "fp32"
-        base = BASELINE[j["variant"]]
-        t = next((t for t in torch_lines if t["variant"] == base and t["precision"] == precision
-                  and "samples_per_s" in t), None)
-        if t is None:
-            continue
-        jax_sps = j["samples_per_s_pipelined"] if cuda else j["samples_per_s"]
-        out.append(dict(side="ratio", variant=j["variant"], vs_torch=base, precision=precision,
-                        attention_impl=j.get("attention_impl"), jax_samples_per_s=jax_sps,
-                        torch_samples_per_s=t["samples_per_s"], ratio=round(jax_sps / t["samples_per_s"], 3),
-                        jax_peak_bytes_in_use=j.get("peak_bytes_in_use"), jax_xla_peak_bytes=j.get("xla_peak_bytes"),
-                        torch_peak_mem_gib=t.get("peak_mem_gib")))
+        for base in BASELINE[j["variant"]]:
+            t = next((t for t in torch_lines if t["variant"] == base and t["precision"] == precision
+                      and "samples_per_s" in t), None)
+            if t is None:
+                continue
+            jax_sps = j["samples_per_s_pipelined"] if cuda else j["samples_per_s"]
+            out.append(dict(side="ratio", variant=j["variant"], vs_torch=base, precision=precision,
+                            attention_impl=j.get("attention_impl"), jax_samples_per_s=jax_sps,
+                            torch_samples_per_s=t["samples_per_s"], ratio=round(jax_sps / t["samples_per_s"], 3),
+                            jax_peak_bytes_in_use=j.get("peak_bytes_in_use"),
+                            jax_xla_peak_bytes=j.get("xla_peak_bytes"), torch_peak_mem_gib=t.get("peak_mem_gib")))
     return out
 
 
@@ -432,9 +447,9 @@ def table(torch_lines, jax_lines, ratio_lines) -> str:
                     f"{j.get('tflops_achieved') or 0:8.3f} {gib(j['peak_bytes_in_use']):>9} "
                     f"{gib(j['xla_peak_bytes']):>8} {j['compile_s']:9.1f}")
     rows.append("")
-    rows.append(f"{'ratio JAX/torch (samples/s)':28} {'variant':15} {'vs torch':9} {'prec':5} {'attn':6} {'ratio':>6}")
+    rows.append(f"{'ratio JAX/torch (samples/s)':28} {'variant':15} {'vs torch':11} {'prec':5} {'attn':6} {'ratio':>6}")
     for r in ratio_lines:
-        rows.append(f"{'':28} {r['variant']:15} {r['vs_torch']:9} {r['precision']:5} "
+        rows.append(f"{'':28} {r['variant']:15} {r['vs_torch']:11} {r['precision']:5} "
                     f"{r['attention_impl'] or '-':6} {r['ratio']:6.3f}")
     return "\n".join(rows)
 
@@ -445,7 +460,9 @@ def parse_args(argv=None):
     p.add_argument("--size", choices=tuple(SIZES) + ("auto",), default="auto",
                    help="auto: paper on a CUDA GPU, small otherwise")
     p.add_argument("--batch", type=int, default=0, help="0: the size's batch (paper 64, small 8)")
-    p.add_argument("--torch_variants", default="frozen,finetune")
+    p.add_argument("--torch_variants", default="frozen,finetune,frozen_eval",
+                   help="anchor runs: frozen (as published: dropout on in its frozen BERT), finetune, frozen_eval "
+                   "(its frozen BERT in eval mode, no dropout: what our frozen step computes)")
     p.add_argument("--jax_runs", default="", help="train_step.py --runs (variant:dtype[:attention]); default: "
                    "GPU frozen,finetune,frozen_cached,image_only in bf16 then frozen in float32; CPU frozen,finetune "
                    "in float32")
@@ -461,6 +478,9 @@ def parse_args(argv=None):
     p.add_argument("--out_dir", default=os.environ.get("OUT", ""))
     args = p.parse_args(argv)
     args.torch_variants = [v for v in args.torch_variants.split(",") if v]
+    for v in args.torch_variants:
+        if v not in TORCH_VARIANTS:
+            p.error(f"unknown --torch_variants item {v!r}; known: {tuple(TORCH_VARIANTS)}")
     return args
 
 
@@ -515,9 +535,9 @@ def main(argv=None) -> int:
     print(text, flush=True)
     fields = ("image_size", "block_sizes", "text_layers", "text_hidden", "text_heads", "text_intermediate",
               "max_length", "batch")
-    meta = dict(side="meta", size=size_name, shapes=dict(zip(fields, size, strict=True)),
-                batch=args.batch or size[-1], cuda=cuda, wall_s=round(time.perf_counter() - start, 1),
-                date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    shapes = dict(zip(fields, (*size[:-1], args.batch or size[-1]), strict=True))
+    meta = dict(side="meta", size=size_name, shapes=shapes, batch=shapes["batch"], cuda=cuda,
+                wall_s=round(time.perf_counter() - start, 1), date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     everything = [meta, *torch_lines, *jax_lines, *ratio_lines]
     for line in everything:
         print(json.dumps(line), flush=True)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -122,6 +123,9 @@ def test_side_by_side_tiny_prints_ratios(runs):
     assert "ratio JAX/torch" in stdout
     ratios = [line for line in _json_lines(stdout) if line.get("side") == "ratio"]
     assert {r["variant"] for r in ratios} == {"frozen", "finetune"}
+    # The frozen step against the anchor as published and against its dropout-free frozen BERT.
+    assert sorted((r["variant"], r["vs_torch"]) for r in ratios) == [
+        ("finetune", "finetune"), ("frozen", "frozen"), ("frozen", "frozen_eval")]
     assert all(r["ratio"] > 0 for r in ratios)
 
 
@@ -232,3 +236,25 @@ def test_gpu_check_script_parses():
     result = subprocess.run(["bash", "-n", os.path.join(ROOT, "benchmarks", "gpu_check.sh")], capture_output=True,
                             text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_frozen_eval_anchor_turns_off_dropout_in_its_frozen_bert_only():
+    torch = pytest.importorskip("torch")
+    spec = importlib.util.spec_from_file_location("sbs", os.path.join(ROOT, "benchmarks", "side_by_side.py"))
+    sbs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sbs)
+
+    class VKD(torch.nn.Module):  # the anchor's constructor and submodule names
+        def __init__(self, bert_trainable, latent=256, bert_cfg=None):
+            super().__init__()
+            self.trainable = bert_trainable
+            self.cnn, self.bert = torch.nn.Dropout(0.5), torch.nn.Dropout(0.1)
+
+    anchor = types.SimpleNamespace(VKD=VKD)
+    size = sbs.SIZES["tiny"]
+    published, evaluated, tuned = (sbs.torch_model(anchor, v, size) for v in ("frozen", "frozen_eval", "finetune"))
+    assert (published.trainable, evaluated.trainable, tuned.trainable) == (False, False, True)
+    assert published.bert.training and published.cnn.training
+    assert not evaluated.bert.training and evaluated.cnn.training and evaluated.training
+    with pytest.raises(SystemExit):
+        sbs.parse_args(["--torch_variants=frozen,frozen_nodrop"])
