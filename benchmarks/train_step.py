@@ -35,7 +35,8 @@ tflops_achieved_pipelined, bf16_matmul_tflops (a large bf16 jnp.dot timed in the
 process), frac_of_bf16_peak (tflops_achieved over it), peak_bytes_in_use (the device
 allocator's peak in this process so far, so the largest run yet; null where the backend
 keeps no statistics, e.g. CPU), xla_peak_bytes (arguments + outputs - aliased +
-temporaries of this executable), loss, warmup, steps; or `error` / `skipped` in place of
+temporaries of this executable), xla_temp_bytes (its temporaries: what rematerialisation
+shrinks), xla_alias_bytes (outputs written into the donated state: what donation saves), loss, warmup, steps; or `error` / `skipped` in place of
 the measurements.
 
 No TensorFlow is imported (nor the input pipeline); the config files need ml_collections.
@@ -189,12 +190,18 @@ def _try_flops(stage) -> float | None:
         return None
 
 
-def _xla_peak_bytes(compiled) -> int | None:
+def _xla_memory(compiled) -> dict:
+    """XLA's memory analysis of the executable: the peak (arguments + outputs - aliased +
+    temporaries), the temporaries (activations kept for the backward pass and scratch) and
+    the aliased bytes (outputs written into donated inputs: what donation saves); None
+    where the backend does not report it."""
     try:
         m = compiled.memory_analysis()
-        return int(m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes)
+        return dict(xla_peak_bytes=int(m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
+                                       + m.temp_size_in_bytes),
+                    xla_temp_bytes=int(m.temp_size_in_bytes), xla_alias_bytes=int(m.alias_size_in_bytes))
     except Exception:  # noqa: BLE001 - not every backend reports it
-        return None
+        return dict(xla_peak_bytes=None, xla_temp_bytes=None, xla_alias_bytes=None)
 
 
 def _peak_bytes_in_use() -> int | None:
@@ -228,7 +235,7 @@ class PreparedStep:
         self.compile_s = time.perf_counter() - t
         self.flops = _try_flops(lowered)
         self.flops_compiled = _try_flops(self.compiled)
-        self.xla_peak_bytes = _xla_peak_bytes(self.compiled)
+        self.xla_memory = _xla_memory(self.compiled)
         self.metrics = None
 
     def step(self) -> None:
@@ -255,7 +262,7 @@ class PreparedStep:
             gflop_per_sample_compiled=None if self.flops_compiled is None
             else round(self.flops_compiled / self.batch_size / 1e9, 3),
             peak_bytes_in_use=_peak_bytes_in_use(),
-            xla_peak_bytes=self.xla_peak_bytes,
+            **self.xla_memory,
             loss=float(self.metrics["loss"]),
         )
         if pipelined is not None:

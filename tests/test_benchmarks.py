@@ -29,7 +29,7 @@ TINY = ["--batch=2", "--image_size=32", "--text_layers=1", "--text_hidden=32", "
 VARIANTS = ("frozen", "finetune", "frozen_cached", "image_only")
 REQUIRED_KEYS = {"device_kind", "jax_version", "variant", "dtype", "batch", "compile_s", "step_ms_median",
                  "samples_per_s", "gflop_per_sample", "tflops_achieved", "bf16_matmul_tflops", "frac_of_bf16_peak",
-                 "peak_bytes_in_use", "xla_peak_bytes", "attention_impl"}
+                 "peak_bytes_in_use", "xla_peak_bytes", "xla_temp_bytes", "xla_alias_bytes", "attention_impl"}
 # Runs train_step.py as __main__ and then reports what it imported.
 TRAIN_STEP_WRAPPER = """
 import json, runpy, sys
@@ -108,6 +108,8 @@ def test_train_step_prints_a_json_line_per_run_without_tensorflow(runs, dtype):
         assert line["dtype"] == dtype and line["batch"] == 2
         assert line["samples_per_s"] > 0 and line["gflop_per_sample"] > 0 and np.isfinite(line["loss"])
         assert line["peak_bytes_in_use"] is None  # CPU keeps no allocator statistics
+        # The state is donated: XLA writes the new state into the old one's buffers.
+        assert 0 < line["xla_alias_bytes"] <= line["xla_peak_bytes"] and line["xla_temp_bytes"] > 0
         assert line["attention_impl"] == (None if line["variant"] in ("frozen_cached", "image_only") else "xla")
     by = {line["variant"]: line for line in lines}
     # The cached features skip BERT: no more work than the frozen step that runs it.

@@ -58,14 +58,23 @@ class _Layers(nn.Module):
 
 
 class _DenseLayer(_Layers):
-    """BN-ReLU-Conv1x1-BN-ReLU-Conv3x3; returns only the `growth_rate` new channels."""
+    """BN-ReLU-Conv1x1-BN-ReLU-Conv3x3; returns only the `growth_rate` new channels.
+
+    `x` is the block's features so far: one array, or a tuple of the pieces (the block's
+    input and each earlier layer's new channels), concatenated here. Under `nn.remat` the
+    tuple form keeps the concatenation inside the recomputed function, so the backward pass
+    stores only the pieces, each once for the whole block (the memory-efficient DenseNet of
+    Pleiss et al., 2017), not a concatenation of all earlier features per layer.
+    """
 
     growth_rate: int = 32
     bn_size: int = 4
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+    def __call__(self, x: jnp.ndarray | tuple[jnp.ndarray, ...], train: bool) -> jnp.ndarray:
         # `train` is positional so that nn.remat can mark it static (argnum 2).
+        if isinstance(x, tuple):
+            x = jnp.concatenate(x, axis=-1)
         y = nn.relu(self._norm('norm1', train)(x))
         y = self._conv('conv1', self.bn_size * self.growth_rate, 1)(y)
         y = nn.relu(self._norm('norm2', train)(y))
@@ -83,6 +92,9 @@ class _DenseBlock(_Layers):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
         layer_cls = nn.remat(_DenseLayer, static_argnums=(2,)) if self.remat else _DenseLayer
+        # With remat, each layer gets the pieces and concatenates them itself (see
+        # _DenseLayer); without, the running concatenation, as torchvision computes it.
+        pieces = [x]
         for j in range(1, self.num_layers + 1):
             new = layer_cls(
                 growth_rate=self.growth_rate,
@@ -93,9 +105,11 @@ class _DenseBlock(_Layers):
                 bn_momentum=self.bn_momentum,
                 bn_epsilon=self.bn_epsilon,
                 name=f'denselayer{j}',
-            )(x, train)
-            x = jnp.concatenate([x, new], axis=-1)
-        return x
+            )(tuple(pieces) if self.remat else x, train)
+            pieces.append(new)
+            if not self.remat:
+                x = jnp.concatenate([x, new], axis=-1)
+        return jnp.concatenate(pieces, axis=-1) if self.remat else x
 
 
 class _Transition(_Layers):
@@ -123,7 +137,9 @@ class DenseNet(_Layers):
       bn_axis_name: mapped axis (e.g. 'data' inside shard_map) over which BatchNorm
         averages batch statistics, so they are those of the global batch.
       bn_momentum / bn_epsilon: Flax convention (torch momentum 0.1 == Flax 0.9).
-      remat: rematerialise each dense layer in the backward pass to save memory.
+      remat: rematerialise each dense layer, with its input concatenation, in the backward
+        pass: only each layer's new channels are kept, so activation memory grows linearly
+        with depth instead of quadratically (costs a second forward of the dense layers).
     """
 
     block_sizes: Sequence[int] = (6, 12, 24, 16)
