@@ -59,7 +59,6 @@ jax = ts.jax
 
 KINDS = ("convolution", "matmul", "attention", "normalisation+elementwise", "concatenate/copy", "collective",
          "other")
-PARTS = ("image_encoder", "text_encoder", "heads+loss", "optimiser+rest", "unattributed")
 
 
 def log(msg: str) -> None:
@@ -76,6 +75,11 @@ _CALLS = re.compile(r"calls=%?([\w.\-]+)")
 _OP_NAME = re.compile(r'op_name="([^"]*)"')
 _CUSTOM_TARGET = re.compile(r'custom_call_target="([^"]*)"')
 _CONTAINERS = {"while", "conditional", "call", "async-start", "async-done", "async-update"}
+_COLLECTIVES = {"all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute"}
+_COPIES = {"concatenate", "copy", "transpose", "dynamic-update-slice", "pad", "slice"}
+# What a fusion of copies may hold besides copies: no arithmetic.
+_MOVES = _COPIES | {"bitcast", "parameter", "dynamic-slice", "reshape", "broadcast", "tuple", "get-tuple-element",
+                    "constant"}
 
 
 def parse_hlo(text: str) -> dict[str, dict]:
@@ -111,21 +115,19 @@ def parse_hlo(text: str) -> dict[str, dict]:
             if "gemm" in target or "matmul" in target or "blas" in target:
                 return "matmul"
             return "other"
-        if opcode in ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute"):
+        if opcode in _COLLECTIVES:
             return "collective"
-        if opcode in ("concatenate", "copy", "transpose", "dynamic-update-slice", "pad", "slice"):
+        if opcode in _COPIES:
             return "concatenate/copy"
         if opcode == "fusion" and depth < 3:
             called = _CALLS.search(rest)
-            inner = [kind_of(o, r, depth + 1) for _, o, r in computations.get(called.group(1) if called else "", [])]
+            callee = computations.get(called.group(1), []) if called else []
+            inner = {kind_of(o, r, depth + 1) for _, o, r in callee}
             for k in ("attention", "convolution", "matmul"):
                 if k in inner:
                     return k
-            ops = {o for _, o, _ in computations.get(called.group(1) if called else "", [])}
-            if ops and ops <= {"concatenate", "copy", "transpose", "bitcast", "parameter", "slice",
-                               "dynamic-update-slice", "dynamic-slice", "pad", "reshape", "broadcast", "tuple",
-                               "get-tuple-element", "constant"} and ops & {"concatenate", "copy", "transpose",
-                                                                          "dynamic-update-slice", "pad", "slice"}:
+            ops = {o for _, o, _ in callee}
+            if ops & _COPIES and ops <= _MOVES:
                 return "concatenate/copy"
             return "normalisation+elementwise"
         if opcode in ("parameter", "constant", "tuple", "get-tuple-element", "bitcast"):
@@ -253,22 +255,11 @@ def torch_kind(name: str) -> str:
 
 def profile_torch(anchor, size, variant: str, batch: int, steps: int, warmup: int) -> dict:
     import torch
-    from torch.profiler import ProfilerActivity, profile, record_function
+    from torch.profiler import ProfilerActivity, profile
 
     torch.manual_seed(0)
-    model = sbs.torch_model(anchor, variant, size)
-    inputs = sbs.torch_inputs(size, batch, "cpu")
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-
-    def step():
-        with record_function("vkd::forward"):
-            loss = model(*inputs)
-        opt.zero_grad(set_to_none=True)
-        with record_function("vkd::backward"):
-            loss.backward()
-        with record_function("vkd::optimiser"):
-            opt.step()
-
+    # Its phases are the profiler ranges vkd::forward / vkd::backward / vkd::optimiser.
+    step = sbs.torch_stepper(sbs.torch_model(anchor, variant, size), sbs.torch_inputs(size, batch, "cpu"))
     for _ in range(warmup):
         step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -368,12 +359,9 @@ def main(argv=None) -> int:
             if args.torch_threads:
                 torch.set_num_threads(args.torch_threads)
             anchor, _ = sbs.load_anchor(path, size[1])
-    image, blocks, layers, hidden, heads, inter, length, _ = size
-    targs = ts.parse_args([f"--batch={batch}", f"--image_size={image}", f"--text_layers={layers}",
-                           f"--text_hidden={hidden}", f"--text_heads={heads}", f"--text_intermediate={inter}",
-                           f"--max_length={length}", "--runs=" + ",".join(f"{v}:{args.dtype}" for v in args.variants)]
-                          + ([f"--set=model.image_encoder.block_sizes={tuple(blocks)}"]
-                             if tuple(blocks) != (6, 12, 24, 16) else []))
+    runs = ",".join(f"{v}:{args.dtype}" for v in args.variants)
+    targs = ts.parse_args(sbs.train_step_flags(size, argparse.Namespace(
+        batch=batch, jax_runs=runs, steps=args.steps, warmup=args.warmup)))
     config = ts.build_config(targs)
     rows = []
     for variant in args.variants:

@@ -202,16 +202,22 @@ def torch_inputs(size, batch, device):
 
 def torch_stepper(model, inputs):
     """The anchor's `bench` step (Adam on the trainable parameters, lr 1e-4, fp32) as a
-    function returning the seconds it took and the loss; CPU only (synchronous)."""
+    function returning the seconds it took and the loss; CPU only (synchronous). Its phases
+    are `torch.profiler` ranges `vkd::forward`, `vkd::backward`, `vkd::optimiser` (for
+    `profile_step.py`; outside a profiler they cost next to nothing)."""
     import torch
+    from torch.profiler import record_function
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
     def step():
         t = time.perf_counter()
-        loss = model(*inputs)
+        with record_function("vkd::forward"):
+            loss = model(*inputs)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        with record_function("vkd::backward"):
+            loss.backward()
+        with record_function("vkd::optimiser"):
+            opt.step()
         return time.perf_counter() - t, float(loss.detach())
 
     return step

@@ -106,8 +106,9 @@ class _DenseBlock(_Layers):
                 bn_epsilon=self.bn_epsilon,
                 name=f'denselayer{j}',
             )(tuple(pieces) if self.remat else x, train)
-            pieces.append(new)
-            if not self.remat:
+            if self.remat:
+                pieces.append(new)
+            else:
                 x = jnp.concatenate([x, new], axis=-1)
         return jnp.concatenate(pieces, axis=-1) if self.remat else x
 
