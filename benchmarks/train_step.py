@@ -62,7 +62,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vkd_jax import optim, schedules, train  # noqa: E402
+from vkd_jax import losses, optim, schedules, train  # noqa: E402
 from vkd_jax.models import bert as bert_lib  # noqa: E402
 from vkd_jax.models import create_model  # noqa: E402
 
@@ -108,7 +108,7 @@ def apply_anchor_preset(config) -> None:
     txt.max_position_embeddings, txt.max_length, txt.remat = 512, 256, False
     config.optim.name, config.optim.learning_rate, config.optim.schedule = "adam", 1e-4, "constant"
     config.optim.warmup_steps, config.optim.grad_clip_norm = 0, 0.0
-    config.train.kl_schedule, config.train.kl_weight, config.train.prior_weight = "constant", 1e-3, 1.0
+    config.train.kl_schedule, config.train.beta, config.train.prior_weight = "constant", 0.014, 1.0
     config.train.pos_weight = "none"
 
 
@@ -223,7 +223,8 @@ class PreparedStep:
                                               max_length=max_length, channels=channels)
         step_fn = train.make_train_step(model, mesh, lr_fn=lr_fn,
                                         kl_schedule=schedules.create_kl_schedule(config.train, 1000),
-                                        num_samples=model_cfg.num_samples, prior_weight=config.train.prior_weight,
+                                        num_samples=model_cfg.num_samples,
+                                        objective=losses.Objective.from_config(config.train),
                                         pos_weight=None)
         host_batch = synthetic_batch(batch, image_size, channels, max_length, vocab, txt.hidden_size,
                                      cached=variant == "frozen_cached", seed=config.seed)

@@ -66,18 +66,23 @@ def get_config() -> ml_collections.ConfigDict:
     ))
     # Parameters of the synthetic_cxr builder (used only when data.name == 'synthetic_cxr').
     data.synthetic = ml_collections.ConfigDict(dict(
-        num_train=4000, num_validation=500, num_test=1000, seed=0,
+        num_train=4000, num_validation=500, num_test=1000,
+        seed=0,            # the data seed (the examples); config.seed is the training seed
         image_signal=1.0,  # scales every finding's visual trace
         noise=1.0,         # scales the image noise
+        # Each positive training/validation label becomes "not mentioned" with this
+        # probability (the reports and the test labels stay true).
+        label_noise=0.0,
     ))
 
     config.model = model = ml_collections.ConfigDict()
-    model.kind = "vkd"  # 'vkd' | 'image_only' | 'multimodal' | 'text_only'
+    model.kind = "vkd"  # 'vkd' | 'image_only' | 'multimodal' | 'text_only' | 'distill'
     model.dtype = "float32"  # compute dtype; parameters are always float32
     model.latent_dim = 512
     model.hidden_dim = 512  # width of the prior, posterior and classifier MLPs
     model.dropout = 0.5
-    model.posterior_inputs = "text"  # 'text' (the paper) | 'image_text'
+    # 'text' (the paper) | 'image_text' | 'none' (vkd only: the control, no report at all)
+    model.posterior_inputs = "text"
     model.text_pooling = "cls"  # report feature: 'cls' token or 'mean' over tokens
     model.num_samples = 1  # S latent samples per example in training
     model.eval_samples = 16  # S prior samples per image at test time
@@ -91,6 +96,11 @@ def get_config() -> ml_collections.ConfigDict:
     img.bn_size = 4
     img.num_init_features = 64
     img.remat = False  # recompute dense layers in the backward pass to save memory
+    # The stem's max-pool (torchvision's); False halves the downsampling (4x the compute).
+    img.stem_pool = True
+    # Final pooling: 1 = global average (torchvision's); g > 1 = the mean over each cell of a
+    # g x g grid, concatenated (keeps where a feature is; the final map's side must divide by g).
+    img.pool_grid = 1
     # Local DenseNet-121 ImageNet weights: torchvision/timm .safetensors (or .pth with
     # model.init_allow_pickle), or Keras .h5. '' trains from scratch.
     img.init_from = ""
@@ -135,13 +145,31 @@ def get_config() -> ml_collections.ConfigDict:
     train.eval_batch_size = 64
     train.num_epochs = 50
     train.max_steps = -1  # > 0 stops after that many steps (smoke runs, tests)
-    train.kl_weight = 1e-3
-    train.kl_schedule = "cyclical"  # 'constant' | 'linear' | 'cyclical'
+    # The objective per example is sum_k BCE_k + beta * KL(q || p) (+ the options below),
+    # all divided by the K = 14 labels: beta = 1 is the ELBO. The reference code's KL weight
+    # 1e-3 on a BCE averaged over the 14 labels is beta = 0.014.
+    train.beta = 0.014
+    # The factor on beta over training: 'constant' | 'linear' (warm-up from 0) | 'cyclical'.
+    train.kl_schedule = "cyclical"
     train.kl_warmup_steps = 1000  # for 'linear'
     train.kl_cycles_per_epoch = 4.0  # for 'cyclical' (the reference: 4 per epoch, ratio 0.5)
     train.kl_cycle_ratio = 0.5
+    # KL balancing (DreamerV2): alpha of the KL's gradient pulls the prior towards the
+    # posterior, 1 - alpha costs the posterior; None: the plain KL (all of it to both).
+    train.kl_balance = ml_collections.config_dict.placeholder(float)
+    # Free bits: a floor (nats) under the batch-mean KL, in total or per latent dimension;
+    # below it the KL term is constant (no gradient). 0 is off.
+    train.free_bits = 0.0
+    train.free_bits_per_dim = False
     # Weight of the extra BCE on prior samples (reference code); aligns training with test.
     train.prior_weight = 1.0
+    # model.kind='distill': the image path's loss is (1 - w) * BCE(labels) + w * BCE(teacher's
+    # sigmoid(logits / temperature)), the teacher a report classifier trained alongside.
+    train.distill_weight = 0.5
+    train.distill_temperature = 2.0
+    # > 0 adds an auxiliary task to any kind with an image encoder: predict which tokens the
+    # report contains from h(x) (multi-label BCE summed over the vocabulary, per label slot).
+    train.report_aux_weight = 0.0
     # Per-class positive weights: 'none', 'balanced' ((1-p)/p) or 'reference' ((1-p)^2),
     # p the class prevalence in the training split.
     train.pos_weight = "none"

@@ -6,6 +6,7 @@ import os
 import ml_collections
 
 from configs import default
+from data_pipelines import labels
 
 
 def load(workdir: str) -> ml_collections.ConfigDict:
@@ -20,7 +21,11 @@ def load(workdir: str) -> ml_collections.ConfigDict:
         return tuple(tuples(v) for v in x) if isinstance(x, list) else x
 
     with open(path) as f:
-        saved = ml_collections.ConfigDict(tuples(json.load(f)))
+        saved = tuples(json.load(f))
+    train = saved.get("train", {})
+    if "kl_weight" in train:  # saved by 0.1.0: a KL weight on the BCE's mean over the labels
+        train["beta"] = train.pop("kl_weight") * labels.NUM_CLASSES
+    saved = ml_collections.ConfigDict(saved)
     config = default.get_config()
     config.update(saved)
     return config

@@ -35,7 +35,8 @@ def synthetic_builder(data_cfg, image_size: int) -> tfds.core.DatasetBuilder:
     s = data_cfg.synthetic
     config = synthetic_cxr.builder_config(
         image_size=image_size, num_train=s.num_train, num_validation=s.num_validation,
-        num_test=s.num_test, seed=s.seed, image_signal=s.image_signal, noise=s.noise)
+        num_test=s.num_test, seed=s.seed, image_signal=s.image_signal, noise=s.noise,
+        label_noise=s.label_noise)
     return synthetic_cxr.SyntheticCxr(config=config, data_dir=data_cfg.data_dir)
 
 

@@ -222,8 +222,8 @@ def test_bf16_compute_keeps_float32_where_it_matters():
     def loss_fn(params, batch_stats):
         out, _ = model.apply({"params": params, "batch_stats": batch_stats}, images, ids, ids, noise,
                              train=True, rngs={"dropout": jax.random.key(1)}, mutable=["batch_stats"])
-        loss, _ = losses.vkd_loss(out, jnp.zeros((2, 14)), jnp.ones((2, 14)), jnp.ones(2), kl_weight=1e-3,
-                                  prior_weight=1.0)
+        loss, _ = losses.vkd_loss(out, jnp.zeros((2, 14)), jnp.ones((2, 14)), jnp.ones(2),
+                                  losses.Objective(beta=0.014, prior_weight=1.0))
         return loss, out
 
     (loss, out), grads = jax.eval_shape(jax.value_and_grad(loss_fn, has_aux=True), params, variables["batch_stats"])

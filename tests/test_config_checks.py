@@ -35,6 +35,14 @@ def test_shipped_configs_are_valid():
     ("eval.bootstrap_samples", -1, "bootstrap_samples"),
     ("eval.calibration_bins", 0, "calibration_bins"),
     ("eval.refer_fraction", 1.0, "refer_fraction"),
+    ("train.beta", -1.0, "train.beta"),
+    ("train.beta", float("nan"), "train.beta"),
+    ("train.free_bits", float("inf"), "free_bits"),
+    ("train.report_aux_weight", -0.5, "report_aux_weight"),
+    ("train.kl_balance", 1.5, "kl_balance"),
+    ("train.distill_weight", 2.0, "distill_weight"),
+    ("train.distill_temperature", 0.0, "distill_temperature"),
+    ("model.image_encoder.pool_grid", 0, "pool_grid"),
 ])
 def test_bad_values_are_rejected_by_name(path, value, match):
     cfg = demo_scratch.get_config()
@@ -45,3 +53,26 @@ def test_bad_values_are_rejected_by_name(path, value, match):
     node[leaf] = value
     with pytest.raises(ConfigError, match=match):
         validate(cfg, num_devices=8)
+
+
+def test_the_no_report_control_is_a_vkd_option():
+    cfg = demo_scratch.get_config()
+    cfg.model.posterior_inputs = "none"
+    validate(cfg, num_devices=1)
+    cfg.model.kind = "multimodal"
+    with pytest.raises(ConfigError, match="posterior_inputs='none'"):
+        validate(cfg, num_devices=1)
+
+
+def test_a_saved_kl_weight_becomes_beta(tmp_path):
+    """Workdirs of 0.1.0 saved `train.kl_weight` on a per-label mean BCE: beta = 14 x it."""
+    import json
+
+    from configs import saved
+
+    cfg = demo_scratch.get_config().to_dict()
+    cfg["train"].pop("beta")
+    cfg["train"]["kl_weight"] = 0.5
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    loaded = saved.load(str(tmp_path))
+    assert loaded.train.beta == 7.0 and "kl_weight" not in loaded.train

@@ -262,3 +262,24 @@ def test_remat_keeps_activation_memory_linear_in_depth():
     assert kept[16, False] / kept[8, False] > 2.2  # quadratic
     assert kept[16, True] / kept[8, True] < 1.6, kept  # linear plus a constant
     assert kept[16, True] < 0.2 * kept[16, False], kept
+
+
+def test_grid_pooling_keeps_where_features_are():
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(densenet.grid_mean(jnp.asarray(x), 1), x.mean(axis=(1, 2)), rtol=1e-6)
+    cells = densenet.grid_mean(jnp.asarray(x), 2).reshape(2, 2, 2, 3)  # [B, row, col, C]
+    np.testing.assert_allclose(cells[:, 0, 1], x[:, :4, 4:].mean(axis=(1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(cells[:, 1, 0], x[:, 4:, :4].mean(axis=(1, 2)), rtol=1e-5)
+    with pytest.raises(ValueError, match="pool_grid=3"):
+        densenet.grid_mean(jnp.asarray(x), 3)
+
+
+def test_stem_pool_and_pool_grid_set_the_feature_size():
+    x = jnp.zeros((1, 64, 64, 1))
+    for kw, size in ((dict(), 47), (dict(pool_grid=2), 47 * 4), (dict(stem_pool=False, pool_grid=4), 47 * 16)):
+        model = densenet.DenseNetTiny(**kw)
+        variables = model.init(jax.random.key(0), x, train=False)
+        assert model.apply(variables, x, train=False).shape == (1, size)
+    # 64 px: the final map is 2x2 with the stem's max-pool, 4x4 without it.
+    with pytest.raises(ValueError, match="2x2"):
+        densenet.DenseNetTiny(pool_grid=4).init(jax.random.key(0), x, train=False)

@@ -1,5 +1,6 @@
 """The VKD maths against closed forms, Monte Carlo estimates, sklearn and finite differences."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -127,16 +128,129 @@ def test_vkd_loss_is_the_weighted_sum_of_its_terms():
     out = _outputs(0)
     labels = jnp.asarray((np.random.default_rng(1).random((6, 14)) < 0.3), jnp.float32)
     ones = jnp.ones((6, 14))
-    loss, terms = losses.vkd_loss(out, labels, ones, jnp.ones(6), kl_weight=0.3, prior_weight=0.7)
+    objective = losses.Objective(beta=4.2, prior_weight=0.7)
+    loss, terms = losses.vkd_loss(out, labels, ones, jnp.ones(6), objective, kl_scale=0.5)
     bce = np.mean(_numpy_bce(np.asarray(out["logits"]), np.asarray(labels)))
     bce_prior = np.mean(_numpy_bce(np.asarray(out["prior_logits"]), np.asarray(labels)))
     kl = np.mean(losses.kl_diag_gaussians(*out["posterior"], *out["prior"]))
     np.testing.assert_allclose([terms["bce"], terms["kl"], terms["bce_prior"]], [bce, kl, bce_prior], rtol=1e-5)
-    np.testing.assert_allclose(loss, bce + 0.3 * kl + 0.7 * bce_prior, rtol=1e-5)
+    # With no label masked, the data terms are per-label means and the KL is divided by K = 14.
+    np.testing.assert_allclose(loss, bce + 4.2 * 0.5 * kl / 14 + 0.7 * bce_prior, rtol=1e-5)
     # Without a prior (image_only) the loss is the data term alone.
-    loss_img, terms_img = losses.vkd_loss({"logits": out["logits"]}, labels, ones, jnp.ones(6), kl_weight=0.3)
+    loss_img, terms_img = losses.vkd_loss({"logits": out["logits"]}, labels, ones, jnp.ones(6), objective)
     assert set(terms_img) == {"bce", "loss"}
     np.testing.assert_allclose(loss_img, bce, rtol=1e-5)
+
+
+def test_beta_one_is_the_negative_elbo():
+    """K * loss at beta = 1 equals -E_q[log p(y|x,z)] + KL(q || p) per example, averaged over
+    the batch; masked labels and padding rows contribute nothing (computed here in float64
+    from the Bernoulli log-likelihood and the Gaussians' densities by Monte Carlo)."""
+    out = _outputs(7, batch=5, s=3, k=14, d=4)
+    r = np.random.default_rng(8)
+    labels = (r.random((5, 14)) < 0.3).astype(np.float32)
+    label_mask = (r.random((5, 14)) < 0.8).astype(np.float32)
+    example_mask = np.array([1, 1, 1, 1, 0], np.float32)
+    loss, _ = losses.vkd_loss(out, jnp.asarray(labels), jnp.asarray(label_mask), jnp.asarray(example_mask),
+                              losses.Objective(beta=1.0))
+    logits = np.asarray(out["logits"], np.float64)  # [S, B, K]
+    log_lik = labels * -np.logaddexp(0, -logits) + (1 - labels) * -np.logaddexp(0, logits)
+    nll = -np.sum(log_lik * label_mask, axis=-1).mean(axis=0)  # [B]: summed over labels, mean over samples
+    (mu_q, lv_q), (mu_p, lv_p) = (tuple(np.asarray(x, np.float64) for x in out[k]) for k in ("posterior", "prior"))
+    z = mu_q + np.exp(0.5 * lv_q) * r.normal(size=(200_000,) + mu_q.shape)
+
+    def log_normal(x, mu, lv):
+        return -0.5 * np.sum(np.log(2 * np.pi) + lv + (x - mu) ** 2 / np.exp(lv), axis=-1)
+
+    kl_mc = np.mean(log_normal(z, mu_q, lv_q) - log_normal(z, mu_p, lv_p), axis=0)  # [B]
+    neg_elbo = np.sum((nll + kl_mc) * example_mask) / example_mask.sum()
+    np.testing.assert_allclose(14 * loss, neg_elbo, rtol=0.01)
+
+
+def _kl_grads(objective, seed=11, batch=4, d=3):
+    r = np.random.default_rng(seed)
+    post = tuple(jnp.asarray(r.normal(size=(batch, d)) * 0.5, jnp.float32) for _ in range(2))
+    prior = tuple(jnp.asarray(r.normal(size=(batch, d)) * 0.5, jnp.float32) for _ in range(2))
+    f = lambda q, p: losses.kl_term(q, p, jnp.ones(batch), objective)[0]
+    return f(post, prior), jax.grad(f, argnums=(0, 1))(post, prior)
+
+
+def test_balanced_kl_routes_its_gradient_to_the_intended_side():
+    plain_value, (plain_q, plain_p) = _kl_grads(losses.Objective())
+    zero = lambda tree: all(np.all(np.asarray(x) == 0) for x in jax.tree.leaves(tree))
+    # alpha = 1: only the prior is pulled; the posterior pays nothing.
+    value, (g_q, g_p) = _kl_grads(losses.Objective(kl_balance=1.0))
+    np.testing.assert_allclose(value, plain_value, rtol=1e-6)
+    assert zero(g_q) and not zero(g_p)
+    chex.assert_trees_all_close(g_p, plain_p, rtol=1e-5)
+    # alpha = 0: only the posterior.
+    _, (g_q, g_p) = _kl_grads(losses.Objective(kl_balance=0.0))
+    assert zero(g_p)
+    chex.assert_trees_all_close(g_q, plain_q, rtol=1e-5)
+    # In between, each side gets its share of the plain KL's gradient.
+    _, (g_q, g_p) = _kl_grads(losses.Objective(kl_balance=0.8))
+    chex.assert_trees_all_close(g_p, jax.tree.map(lambda g: 0.8 * g, plain_p), rtol=1e-5)
+    chex.assert_trees_all_close(g_q, jax.tree.map(lambda g: 0.2 * g, plain_q), rtol=1e-5)
+
+
+def test_free_bits_has_no_gradient_below_the_floor():
+    plain_value, (plain_q, plain_p) = _kl_grads(losses.Objective())
+    zero = lambda tree: all(np.all(np.asarray(x) == 0) for x in jax.tree.leaves(tree))
+    # A total floor above the KL: constant, no gradient.
+    value, grads = _kl_grads(losses.Objective(free_bits=float(plain_value) + 1.0))
+    np.testing.assert_allclose(value, float(plain_value) + 1.0, rtol=1e-6)
+    assert zero(grads)
+    # A floor below it changes nothing.
+    value, grads = _kl_grads(losses.Objective(free_bits=float(plain_value) / 2))
+    np.testing.assert_allclose(value, plain_value, rtol=1e-6)
+    chex.assert_trees_all_close(grads, (plain_q, plain_p), rtol=1e-6)
+    # Per dimension: dimensions whose batch-mean KL is under the floor get no gradient.
+    r = np.random.default_rng(11)
+    post = tuple(jnp.asarray(r.normal(size=(4, 3)) * 0.5, jnp.float32) for _ in range(2))
+    prior = tuple(jnp.asarray(r.normal(size=(4, 3)) * 0.5, jnp.float32) for _ in range(2))
+    per_dim = np.asarray(losses.kl_diag_gaussians_per_dim(*post, *prior)).mean(0)
+    floor = float(np.sort(per_dim)[:2].mean())  # between two dimensions, equal to none
+    value, (g_q, g_p) = _kl_grads(losses.Objective(free_bits=floor, free_bits_per_dim=True))
+    np.testing.assert_allclose(value, np.maximum(per_dim, floor).sum(), rtol=1e-5)
+    below = per_dim < floor
+    assert below.any() and (~below).any()
+    for g, plain in ((g_q, plain_q), (g_p, plain_p)):
+        for x, y in zip(g, plain):
+            assert np.all(np.asarray(x)[:, below] == 0)
+            np.testing.assert_allclose(np.asarray(x)[:, ~below], np.asarray(y)[:, ~below], rtol=1e-5)
+
+
+def test_distill_loss_mixes_labels_and_the_teachers_tempered_predictions():
+    r = np.random.default_rng(12)
+    student = r.normal(size=(1, 6, 14)).astype(np.float32)
+    teacher = r.normal(size=(1, 6, 14)).astype(np.float32) * 3
+    labels = (r.random((6, 14)) < 0.3).astype(np.float32)
+    objective = losses.Objective(distill_weight=0.3, distill_temperature=2.0)
+    out = {"logits": jnp.asarray(student), "teacher_logits": jnp.asarray(teacher)}
+    loss, terms = losses.vkd_loss(out, jnp.asarray(labels), jnp.ones((6, 14)), jnp.ones(6), objective)
+    soft = 1 / (1 + np.exp(-teacher.astype(np.float64) / 2.0))
+    expected = (np.mean(_numpy_bce(teacher, labels)) + 0.7 * np.mean(_numpy_bce(student, labels))
+                + 0.3 * np.mean(_numpy_bce(student, soft)))
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    # The soft targets are constants: the student's term sends no gradient to the teacher.
+    g = jax.grad(lambda t: losses.vkd_loss({"logits": jnp.asarray(student), "teacher_logits": t},
+                                           jnp.asarray(labels), jnp.ones((6, 14)), jnp.ones(6), objective)[0])(
+        jnp.asarray(teacher))
+    g_alone = jax.grad(lambda t: losses.vkd_loss({"logits": t}, jnp.asarray(labels), jnp.ones((6, 14)), jnp.ones(6),
+                                                 objective)[0])(jnp.asarray(teacher))
+    np.testing.assert_allclose(g, g_alone, rtol=1e-5)
+
+
+def test_report_words_is_the_bag_of_tokens():
+    ids = jnp.array([[2, 5, 5, 7, 0, 0], [2, 3, 9, 0, 0, 0]], jnp.int32)
+    mask = (ids > 0).astype(jnp.int32)
+    bag = np.asarray(losses.report_words(ids, mask, 10))
+    expected = np.zeros((2, 10))
+    expected[0, [2, 5, 7]] = 1
+    expected[1, [2, 3, 9]] = 1
+    np.testing.assert_array_equal(bag, expected)
+    hashed = np.asarray(losses.report_words(ids, mask, 4))  # ids modulo 4
+    np.testing.assert_array_equal(hashed, [[0, 1, 1, 1], [0, 1, 1, 1]])
 
 
 def test_vkd_loss_over_a_mapped_axis_equals_the_whole_batch():
@@ -146,16 +260,19 @@ def test_vkd_loss_over_a_mapped_axis_equals_the_whole_batch():
     labels = jnp.asarray(r.random((8, 14)) < 0.3, jnp.float32)
     label_mask = jnp.asarray(r.random((8, 14)) < 0.6, jnp.float32)
     example_mask = jnp.array([1, 1, 1, 1, 1, 1, 0, 0], jnp.float32)
-    kw = dict(kl_weight=0.1, prior_weight=0.5)
-    whole, _ = losses.vkd_loss(out, labels, label_mask, example_mask, **kw)
+    for objective in (losses.Objective(beta=1.4, prior_weight=0.5),
+                      losses.Objective(beta=1.4, kl_balance=0.8, free_bits=0.3, free_bits_per_dim=True)):
+        whole, _ = losses.vkd_loss(out, labels, label_mask, example_mask, objective)
 
-    def shard(x, axis):
-        return jnp.stack(jnp.split(x, 4, axis=axis))
+        def shard(x, axis):
+            return jnp.stack(jnp.split(x, 4, axis=axis))
 
-    sharded_out = {
-        "logits": shard(out["logits"], 1), "prior_logits": shard(out["prior_logits"], 1),
-        "posterior": tuple(shard(x, 0) for x in out["posterior"]), "prior": tuple(shard(x, 0) for x in out["prior"]),
-    }
-    mapped = jax.vmap(lambda o, y, m, e: losses.vkd_loss(o, y, m, e, axis_name="data", **kw)[0], axis_name="data")
-    per_shard = mapped(sharded_out, shard(labels, 0), shard(label_mask, 0), shard(example_mask, 0))
-    np.testing.assert_allclose(per_shard, np.full(4, whole), rtol=1e-6)
+        sharded_out = {
+            "logits": shard(out["logits"], 1), "prior_logits": shard(out["prior_logits"], 1),
+            "posterior": tuple(shard(x, 0) for x in out["posterior"]),
+            "prior": tuple(shard(x, 0) for x in out["prior"]),
+        }
+        mapped = jax.vmap(lambda o, y, m, e: losses.vkd_loss(o, y, m, e, objective, axis_name="data")[0],
+                          axis_name="data")
+        per_shard = mapped(sharded_out, shard(labels, 0), shard(label_mask, 0), shard(example_mask, 0))
+        np.testing.assert_allclose(per_shard, np.full(4, whole), rtol=1e-6)

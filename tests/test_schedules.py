@@ -24,12 +24,16 @@ def test_cyclical_linear_matches_the_reference_shape():
 
 
 def test_create_kl_schedule_from_config():
-    cfg = ml_collections.ConfigDict(dict(kl_schedule="cyclical", kl_weight=1e-3, kl_warmup_steps=10,
+    # The schedule is the factor on train.beta, which it does not read.
+    cfg = ml_collections.ConfigDict(dict(kl_schedule="cyclical", kl_warmup_steps=10,
                                          kl_cycles_per_epoch=4.0, kl_cycle_ratio=0.5))
     s = schedules.create_kl_schedule(cfg, steps_per_epoch=400)  # period 100
-    np.testing.assert_allclose([s(0), s(25), s(60), s(100)], [0.0, 5e-4, 1e-3, 0.0], rtol=1e-5)
+    np.testing.assert_allclose([s(0), s(25), s(60), s(100)], [0.0, 0.5, 1.0, 0.0], rtol=1e-5)
     cfg.kl_schedule = "linear"
-    np.testing.assert_allclose(schedules.create_kl_schedule(cfg, 400)(5), 5e-4, rtol=1e-5)
+    np.testing.assert_allclose(schedules.create_kl_schedule(cfg, 400)(5), 0.5, rtol=1e-5)
+    np.testing.assert_allclose(schedules.create_kl_schedule(cfg, 400)(50), 1.0, rtol=1e-5)
+    cfg.kl_schedule = "constant"
+    np.testing.assert_allclose(schedules.create_kl_schedule(cfg, 400)(0), 1.0, rtol=1e-5)
     cfg.kl_schedule = "sawtooth"
     with pytest.raises(ValueError, match="kl_schedule"):
         schedules.create_kl_schedule(cfg, 400)

@@ -199,7 +199,7 @@ def test_config_names_encode_every_parameter():
     base = dict(image_size=32, num_train=10, num_validation=2, num_test=3, seed=0,
                 image_signal=1.0, noise=1.0)
     changes = dict(image_size=48, num_train=11, num_validation=4, num_test=5, seed=1,
-                   image_signal=0.5, noise=2.0)
+                   image_signal=0.5, noise=2.0, label_noise=0.2)
     names = {synthetic_cxr.builder_config(**base).name}
     for field, value in changes.items():
         names.add(synthetic_cxr.builder_config(**(base | {field: value})).name)
@@ -237,3 +237,48 @@ def test_builder_stores_generator_output(built):
         np.testing.assert_array_equal(record["labels"], ex["labels"])
         assert record["report"].decode() == ex["report"]
         assert record["view"].decode() == ex["view"]
+
+
+def test_label_noise_drops_positives_only_at_its_rate():
+    labels = np.array([1, 0, -1, -2] * 25000, np.int8)
+    noisy = generator.noisy_labels(labels, 0.2, seed=0, index=7)
+    changed = noisy != labels
+    assert np.all(labels[changed] == 1) and np.all(noisy[changed] == -2)
+    assert abs(changed[labels == 1].mean() - 0.2) < 0.01
+    np.testing.assert_array_equal(generator.noisy_labels(labels, 0.2, seed=0, index=7), noisy)  # deterministic
+    np.testing.assert_array_equal(generator.noisy_labels(labels, 0.0, seed=0, index=7), labels)
+    with pytest.raises(ValueError, match="label_noise"):
+        generator.noisy_labels(labels, 1.5, seed=0, index=7)
+
+
+def test_label_noise_and_data_seed_change_only_what_they_name(tmp_path):
+    """label_noise corrupts the training and validation labels only; images, reports and the
+    test split stay those of the clean build. The data seed changes the examples."""
+    import tensorflow_datasets as tfds
+
+    from data_pipelines.synthetic_cxr import synthetic_cxr
+
+    def records(**kw):
+        config = synthetic_cxr.builder_config(image_size=16, num_train=150, num_validation=150, num_test=150, **kw)
+        builder = synthetic_cxr.SyntheticCxr(config=config, data_dir=str(tmp_path))
+        builder.download_and_prepare()
+        return {split: {r["image_id"]: r for r in tfds.as_numpy(builder.as_dataset(split=split))}
+                for split in ("train", "validation", "test")}
+
+    clean, noisy = records(), records(label_noise=0.5)
+    for split in ("train", "validation", "test"):
+        assert clean[split].keys() == noisy[split].keys()
+        num_dropped = 0
+        for key, c in clean[split].items():
+            n = noisy[split][key]
+            np.testing.assert_array_equal(c["image"], n["image"])
+            assert c["report"] == n["report"]
+            changed = c["labels"] != n["labels"]
+            assert np.all(c["labels"][changed] == 1) and np.all(n["labels"][changed] == -2)
+            num_dropped += changed.sum()
+        if split == "test":
+            assert num_dropped == 0
+        else:
+            assert num_dropped > 20
+    other_seed = records(seed=1)
+    assert not set(other_seed["train"]) & set(clean["train"])  # other examples (ids carry the seed)

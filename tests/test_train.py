@@ -1,5 +1,7 @@
 """The sharded train step: 8 devices == 1 device == unsharded reference; traced once."""
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -15,8 +17,13 @@ BATCH, IMAGE, TOKENS, SAMPLES = 16, 32, 12, 2
 
 
 def _config(kind="vkd"):
+    """`kind`, or `vkd_control` (no report) or `image_only_aux` (the report-words task)."""
     cfg = demo.get_config()
-    cfg.model.kind = kind
+    cfg.model.kind = {"vkd_control": "vkd", "image_only_aux": "image_only"}.get(kind, kind)
+    if kind == "vkd_control":
+        cfg.model.posterior_inputs = "none"
+    if kind == "image_only_aux":
+        cfg.train.report_aux_weight = 0.5
     # Dropout masks are drawn per device, so they differ between device counts; the
     # equality tests switch dropout off (latent noise is keyed per example and stays on).
     cfg.model.dropout = 0.0
@@ -45,16 +52,22 @@ def _batch(seed):
     }
 
 
+OBJECTIVE = losses.Objective(beta=1.0, prior_weight=0.5, free_bits=0.01, free_bits_per_dim=True,
+                             distill_weight=0.4, distill_temperature=2.0)
+
+
 def _setup(cfg, num_devices, tx, kl_schedule=lambda step: jnp.float32(0.1)):
     mesh = train.make_mesh(num_devices)
-    model = create_model(cfg.model, num_classes=14, vocab_size=64, axis_name=train.AXIS)
+    aux = cfg.train.report_aux_weight > 0
+    model = create_model(cfg.model, num_classes=14, vocab_size=64, axis_name=train.AXIS, report_aux=aux)
     state = train.create_train_state(model, tx, jax.random.key(0), mesh, image_size=IMAGE, max_length=TOKENS)
+    objective = dataclasses.replace(OBJECTIVE, report_aux_weight=cfg.train.report_aux_weight)
     step = train.make_train_step(model, mesh, lr_fn=lambda s: 0.1, kl_schedule=kl_schedule,
-                                 num_samples=SAMPLES, prior_weight=0.5, pos_weight=None)
+                                 num_samples=SAMPLES, objective=objective, pos_weight=None)
     return mesh, model, state, step
 
 
-@pytest.mark.parametrize("kind", ["vkd", "image_only", "text_only"])
+@pytest.mark.parametrize("kind", ["vkd", "image_only", "text_only", "distill", "vkd_control", "image_only_aux"])
 def test_eight_devices_match_one_device(kind):
     assert jax.device_count() >= 8, "tests/conftest.py should provide 8 CPU devices"
     cfg = _config(kind)
@@ -95,7 +108,7 @@ def test_gradient_equals_the_unsharded_reference():
                              batch["image"], batch["input_ids"], batch["attention_mask"], noise,
                              train=True, mutable=["batch_stats"])
         return losses.vkd_loss(out, batch["labels"], batch["label_mask"], batch["mask"],
-                               kl_weight=0.1, prior_weight=0.5)[0]
+                               OBJECTIVE, kl_scale=0.1)[0]
 
     grads = jax.grad(loss_fn)(params0)
     expected = jax.tree.map(lambda p, g: p - lr * g, params0, grads)
@@ -126,18 +139,63 @@ def test_eval_step_scores_each_example_with_prior_samples():
     mesh, model, state, _ = _setup(cfg, 8, optax.sgd(0.1))
     eval_step = train.make_eval_step(model, mesh, num_samples=4)
     batch = _batch(2)
-    mean, std = eval_step(state, train.shard_batch(batch, mesh), jax.random.key(5))
+    mean, std, _ = eval_step(state, train.shard_batch(batch, mesh), jax.random.key(5))
     assert mean.shape == std.shape == (BATCH, 14)
     assert np.all((0 < np.asarray(mean)) & (np.asarray(mean) < 1))
     assert np.all(np.asarray(std) > 0)  # samples of the prior differ
     # The prior path never reads the report.
     no_text = dict(batch, input_ids=np.zeros_like(batch["input_ids"]))
-    mean2, _ = eval_step(state, train.shard_batch(no_text, mesh), jax.random.key(5))
+    mean2, _, _ = eval_step(state, train.shard_batch(no_text, mesh), jax.random.key(5))
     np.testing.assert_allclose(mean2, mean, rtol=1e-6)
     # Same result on one device.
     mesh1 = train.make_mesh(1)
     state1 = train.create_train_state(model, optax.sgd(0.1), jax.random.key(0), mesh1, image_size=IMAGE,
                                       max_length=TOKENS)
-    mean1, _ = train.make_eval_step(model, mesh1, num_samples=4)(state1, train.shard_batch(batch, mesh1),
+    mean1, _, _ = train.make_eval_step(model, mesh1, num_samples=4)(state1, train.shard_batch(batch, mesh1),
                                                                  jax.random.key(5))
     np.testing.assert_allclose(mean1, mean, rtol=1e-5, atol=1e-6)
+
+
+def test_the_control_never_reads_the_report_and_distill_predicts_from_the_image():
+    """`posterior_inputs='none'`: no text encoder, and the loss is the same whatever the
+    report says; `distill` and the auxiliary task train on the report but predict without it."""
+    batch = _batch(3)
+    other_report = dict(batch, input_ids=np.roll(batch["input_ids"], 1, axis=0))
+    for kind, part in (("vkd_control", None), ("distill", "text_encoder"), ("image_only_aux", "report_head")):
+        cfg = _config(kind)
+        losses_seen = []
+        for b in (batch, other_report):
+            mesh, model, state, step = _setup(cfg, 1, optax.sgd(0.0))  # the step donates its state
+            eval_step = train.make_eval_step(model, mesh, num_samples=2)
+            mean = np.asarray(eval_step(state, train.shard_batch(b, mesh), jax.random.key(1))[0])
+            if part is None:
+                assert "text_encoder" not in state.params
+            else:
+                assert part in state.params
+            losses_seen.append(float(step(state, train.shard_batch(b, mesh))[1]["loss"]))
+            if b is batch:
+                first_mean = mean
+        np.testing.assert_allclose(mean, first_mean, rtol=1e-6)  # test time reads the image only
+        if kind == "vkd_control":
+            np.testing.assert_allclose(losses_seen[0], losses_seen[1], rtol=1e-6)
+        else:  # training does read the report
+            assert losses_seen[0] != losses_seen[1]
+
+
+def test_eval_step_reports_each_examples_kl_on_request():
+    cfg = _config("vkd")
+    mesh, model, state, _ = _setup(cfg, 8, optax.sgd(0.1))
+    batch = _batch(4)
+    _, _, kl = train.make_eval_step(model, mesh, num_samples=2, with_kl=True)(
+        state, train.shard_batch(batch, mesh), jax.random.key(0))
+    variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
+    h = model.apply(variables, batch["image"], train=False, method=type(model).encode_image)
+    g = model.apply(variables, batch["input_ids"], batch["attention_mask"], train=False,
+                    method=type(model).encode_text)
+    q = model.apply(variables, h, g, train=False, method=type(model)._posterior)
+    p = model.apply(variables, h, train=False, method=lambda m, h, train: m.prior(h, train=train))
+    np.testing.assert_allclose(kl, losses.kl_diag_gaussians(*q, *p), rtol=1e-4, atol=1e-6)
+    assert np.all(np.asarray(kl) > 0)
+    _, _, no_kl = train.make_eval_step(model, mesh, num_samples=2)(state, train.shard_batch(batch, mesh),
+                                                                   jax.random.key(0))
+    assert not np.any(np.asarray(no_kl))

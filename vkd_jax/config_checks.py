@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 from data_pipelines import labels  # numpy only, no TensorFlow
@@ -52,6 +53,21 @@ def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
                  "train.num_epochs", "optim.learning_rate", "data.std", "train.kl_cycles_per_epoch"):
         section, field = path.split(".")
         _positive(config[section][field], path)
+    tr = config.train
+    for field in ("beta", "free_bits", "prior_weight", "report_aux_weight"):
+        if not (isinstance(tr[field], (int, float)) and math.isfinite(tr[field]) and tr[field] >= 0):
+            raise ConfigError(f"config.train.{field} must be a finite number >= 0, got {tr[field]!r}")
+    if tr.kl_balance is not None and not 0 <= tr.kl_balance <= 1:
+        raise ConfigError(f"config.train.kl_balance must be None (the plain KL) or in [0, 1], got {tr.kl_balance}")
+    if not 0 <= tr.distill_weight <= 1:
+        raise ConfigError(f"config.train.distill_weight must be in [0, 1], got {tr.distill_weight}")
+    _positive(tr.distill_temperature, "train.distill_temperature")
+    if config.model.posterior_inputs == "none" and config.model.kind != "vkd":
+        raise ConfigError("config.model.posterior_inputs='none' (the no-report control) needs model.kind='vkd', "
+                          f"got {config.model.kind!r}")
+    if not (isinstance(config.model.image_encoder.pool_grid, int) and config.model.image_encoder.pool_grid >= 1):
+        raise ConfigError(f"config.model.image_encoder.pool_grid must be an int >= 1, "
+                          f"got {config.model.image_encoder.pool_grid!r}")
     if not 0 <= config.model.dropout < 1:
         raise ConfigError(f"config.model.dropout must be in [0, 1), got {config.model.dropout}")
     if config.data.image_size < 32:

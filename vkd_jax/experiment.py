@@ -24,8 +24,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from data_pipelines import input_pipeline
 from data_pipelines.tokenizer import load_tokenizer
-from vkd_jax import checkpoint, config_checks, metrics, optim, pretrained, schedules, text_cache, train
-from vkd_jax.models import create_model
+from vkd_jax import checkpoint, config_checks, losses, metrics, optim, pretrained, schedules, text_cache, train
+from vkd_jax.models import create_model, reads_report
 
 
 class NonFiniteLossError(RuntimeError):
@@ -78,14 +78,15 @@ def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
 def predict_split(state, eval_step, batches: Iterator[dict], mesh, rng) -> dict[str, np.ndarray]:
     """Scores every example of a split exactly once (padding rows dropped by their mask):
     `probs` and `spreads` [N, K] (mean and sd over latent samples), `labels`, `label_mask`
-    [N, K], `study_id` [N] (digests of the ids)."""
-    out = {k: [] for k in ("probs", "spreads", "labels", "label_mask", "study_id")}
+    [N, K], `kl` [N] (KL(q || p) of `vkd`, else 0), `study_id` [N] (digests of the ids)."""
+    out = {k: [] for k in ("probs", "spreads", "kl", "labels", "label_mask", "study_id")}
     for i, host_batch in enumerate(batches):
         batch = train.shard_batch(host_batch, mesh)
-        mean, std = eval_step(state, batch, jax.random.fold_in(rng, i))
+        mean, std, kl = eval_step(state, batch, jax.random.fold_in(rng, i))
         keep = train.to_host(batch["mask"]).astype(bool)
         out["probs"].append(train.to_host(mean)[keep])
         out["spreads"].append(train.to_host(std)[keep])
+        out["kl"].append(train.to_host(kl)[keep])
         out["labels"].append(train.to_host(batch["labels"])[keep])
         out["label_mask"].append(train.to_host(batch["label_mask"])[keep])
         out["study_id"].append(_global_ids(host_batch["study_id"], mesh)[keep])
@@ -106,6 +107,7 @@ def evaluate(state, eval_step, batches: Iterator[dict], mesh, rng, class_names) 
     summary = metrics.auroc_summary(pred["labels"], pred["probs"], class_names, pred["label_mask"])
     summary["num_examples"] = int(len(pred["probs"]))
     summary["mean_spread"] = float(pred["spreads"].mean())
+    summary["kl"] = float(pred["kl"].mean())
     return summary
 
 
@@ -133,6 +135,7 @@ class _Session:
     eval_step: Any = None
     with_features: Any = None
     eval_rng: Any = None
+    final_train: dict | None = None  # the last logged training metrics (means over the interval)
 
     @property
     def is_chief(self) -> bool:
@@ -206,7 +209,8 @@ def _open_session(config, workdir: str, *, training: bool) -> _Session:
     session = _Session(config=config, workdir=workdir, meta=meta, mesh=mesh, tokenizer=tokenizer, model=model,
                        state=state, manager=checkpoint.create_manager(workdir), lr_fn=lr_fn,
                        schedule_steps=schedule_steps, steps_per_epoch=steps_per_epoch, eval_rng=eval_rng,
-                       eval_step=train.make_eval_step(model, mesh, num_samples=config.model.eval_samples))
+                       eval_step=train.make_eval_step(model, mesh, num_samples=config.model.eval_samples,
+                                                      with_kl=True))
     cache = _text_feature_cache(session)
     session.with_features = cache.wrap if cache is not None else (lambda batches: batches)
     return session
@@ -216,7 +220,7 @@ def build_state(config, mesh, *, num_classes: int, vocab_size: int, text_config,
     """(model, lr_fn, state, eval_rng): the model of `config` and a fresh train state,
     replicated on `mesh` (what a checkpoint of this config restores into)."""
     model = create_model(config.model, num_classes=num_classes, vocab_size=vocab_size, axis_name=train.AXIS,
-                         text_config=text_config)
+                         text_config=text_config, report_aux=config.train.report_aux_weight > 0)
     init_rng, eval_rng = jax.random.split(jax.random.key(config.seed))
     lr_fn = optim.create_learning_rate_fn(config.optim, schedule_steps)
     tx = optim.create_optimizer(config.optim, config.model, lr_fn)
@@ -244,7 +248,7 @@ def _saved_text_config(workdir: str, config):
     info = read_model_info(workdir)
     if info is not None:
         return text_config_of(info)
-    if config.model.text_encoder.init_from and config.model.kind != "image_only":
+    if config.model.text_encoder.init_from and reads_report(config.model.kind, config.model.posterior_inputs):
         return pretrained.load(config.model, image_channels=config.data.channels).text_config
     return None
 
@@ -268,7 +272,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
 
     train_step = train.make_train_step(
         s.model, mesh, lr_fn=s.lr_fn, kl_schedule=schedules.create_kl_schedule(config.train, s.steps_per_epoch),
-        num_samples=config.model.num_samples, prior_weight=config.train.prior_weight,
+        num_samples=config.model.num_samples, objective=losses.Objective.from_config(config.train),
         pos_weight=_pos_weight(config))
 
     def run_eval(split, state):
@@ -295,14 +299,16 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
             summary["steps_per_s"] = (step - tick_step) / (time.time() - tick - paused)
             history, tick, tick_step, paused = [], time.time(), step, 0.0
             logging.info("step %d/%d: %s", step, last_step, " ".join(f"{k}={v:.4g}" for k, v in sorted(summary.items())))
+            s.final_train = summary
             _write_scalars(writer, step, {f"train/{k}": v for k, v in summary.items()})
         if step % eval_every == 0 or step == last_step:
             eval_start = time.time()
             val = run_eval(config.data.val_split, state)
             _log_undefined(val, config.data.val_split)
-            logging.info("step %d: validation macro AUROC %s on %d examples", step, val["macro_auc"],
-                         val["num_examples"])
-            _write_scalars(writer, step, {"val/macro_auc": val["macro_auc"], "val/micro_auc": val["micro_auc"]})
+            logging.info("step %d: validation macro AUROC %s on %d examples%s", step, val["macro_auc"],
+                         val["num_examples"], f", KL(q || p) {val['kl']:.4g} nats" if config.model.kind == "vkd" else "")
+            _write_scalars(writer, step, {"val/macro_auc": val["macro_auc"], "val/micro_auc": val["micro_auc"],
+                                          **({"val/kl": val["kl"]} if config.model.kind == "vkd" else {})})
             checkpoint.save(manager, state, {checkpoint.BEST_METRIC: val["macro_auc"]}, force=True)
             paused += time.time() - eval_start  # validation time is not training speed
         elif step % config.train.checkpoint_every_steps == 0:
@@ -370,6 +376,10 @@ def _evaluate_best(s: _Session, split: str, start_time: float) -> dict[str, Any]
         "threshold_method": evl.threshold_method,
         **report,
         "mean_prediction_spread": float(pred["spreads"].mean()),
+        # KL(q(z|x,t) || p(z|x)) in nats, mean over the split's examples (vkd; 0 otherwise):
+        # near 0 means the posterior collapsed onto the prior.
+        "kl": float(pred["kl"].mean()),
+        "final_train": s.final_train,
         "config": json.loads(config.to_json_best_effort()),
         "elapsed_s": round(time.time() - start_time, 2),
     }
@@ -412,7 +422,8 @@ def _text_feature_cache(s: _Session):
     """The frozen text encoder's features of every split's reports (None when not frozen)."""
     config = s.config
     txt = config.model.text_encoder
-    if config.model.kind == "image_only" or txt.train_mode != "frozen" or not txt.cache_features:
+    if not reads_report(config.model.kind, config.model.posterior_inputs) or txt.train_mode != "frozen" or (
+            not txt.cache_features):
         return None
     name = text_cache.fingerprint(config, s.meta.num_examples, s.tokenizer) + ".npz"
     path = os.path.join(txt.cache_dir or os.path.join(s.workdir, "text_features"), name)

@@ -17,6 +17,7 @@ from absl import logging
 
 from data_pipelines import input_pipeline, user_images
 from vkd_jax import checkpoint, config_checks, experiment, train
+from vkd_jax.models.vkd import IMAGE_ONLY_AT_TEST
 
 CHUNK = 256  # files decoded at a time (bounds host memory on large folders)
 
@@ -48,10 +49,10 @@ def predict_files(config, workdir: str, spec: str, output: str) -> dict:
     """Writes `output` (CSV): one row per decodable image, each finding's probability (mean
     over the prior samples) and its spread (`<finding>_sd`). Undecodable files are named in
     the log and skipped. Returns counts and the skipped files."""
-    if config.model.kind in ("multimodal", "text_only"):
+    if config.model.kind not in IMAGE_ONLY_AT_TEST:
         raise config_checks.ConfigError(
             f"the model in {workdir} is `{config.model.kind}`, which needs the report: predict mode runs image-only "
-            "models (vkd, image_only)")
+            f"models ({', '.join(IMAGE_ONLY_AT_TEST)})")
     info = load_model_info(workdir)
     paths = user_images.find_images(spec)
     mesh = train.make_mesh(config.num_devices or None)
@@ -82,7 +83,7 @@ def predict_files(config, workdir: str, spec: str, output: str) -> dict:
                 pad = np.zeros((batch_size - n,) + images.shape[1:], images.dtype)
                 tokens = np.zeros((batch_size, max_length), np.int32)  # never read: no report at test time
                 batch = {"image": np.concatenate([images, pad]), "input_ids": tokens, "attention_mask": tokens}
-                mean, std = eval_step(state, train.shard_batch(batch, mesh), jax.random.fold_in(rng, num_batches))
+                mean, std, _ = eval_step(state, train.shard_batch(batch, mesh), jax.random.fold_in(rng, num_batches))
                 num_batches += 1
                 mean, std = train.to_host(mean)[:n], train.to_host(std)[:n]
                 for path, m, s in zip(ok[rows:rows + n], mean, std):

@@ -11,6 +11,7 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from vkd_jax import weights
+from vkd_jax.models.vkd import reads_report
 
 
 @dataclasses.dataclass
@@ -31,7 +32,7 @@ def load(model_cfg, *, image_channels: int) -> PretrainedEncoders:
     out = PretrainedEncoders()
     kw = dict(allow_pickle=model_cfg.init_allow_pickle)
     txt, img = model_cfg.text_encoder, model_cfg.image_encoder
-    if txt.init_from and model_cfg.kind != "image_only":
+    if txt.init_from and reads_report(model_cfg.kind, model_cfg.posterior_inputs):
         (out.text_config, out.text_params), report = weights.load_bert_with_report(
             txt.init_from, add_pooling_layer=False, **kw)
         report.log("text encoder")

@@ -53,6 +53,8 @@ def markdown(results: dict, figures: Sequence[str] = ()) -> str:
         f"| expected calibration error ({cal['num_bins']} bins) | {_f(cal['ece'])} | |",
         f"| Brier score | {_f(cal['brier'])} | |",
     ]
+    if results["model"] == "vkd" and results.get("kl") is not None:
+        lines.append(f"| KL from the posterior q(z given x, t) to the prior p(z given x), nats (near 0: collapsed) | {_f(results['kl'])} | |")
     if ci:
         unit = "studies" if ci.get("unit") == "group" else "examples"
         lines += ["", f"Intervals: percentile bootstrap over {unit}, {ci['num_samples']} resamples, seed {ci['seed']}."]
@@ -186,8 +188,8 @@ def read_scalars(tensorboard_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray
 def plot_training_curves(path: str, tensorboard_dir: str) -> bool:
     """Losses, KL, learning rate and validation AUROC over steps; False if nothing was logged."""
     scalars = read_scalars(tensorboard_dir) if os.path.isdir(tensorboard_dir) else {}
-    panels = [("loss", ["train/loss", "train/bce", "train/bce_prior"]), ("KL (nats)", ["train/kl"]),
-              ("KL weight", ["train/kl_weight"]), ("learning rate", ["train/learning_rate"]),
+    panels = [("loss", ["train/loss", "train/bce", "train/bce_prior"]), ("KL (nats)", ["train/kl", "val/kl"]),
+              ("beta (KL weight)", ["train/beta"]), ("learning rate", ["train/learning_rate"]),
               ("validation AUROC", ["val/macro_auc", "val/micro_auc"])]
     panels = [(title, [t for t in tags if t in scalars]) for title, tags in panels]
     panels = [(title, tags) for title, tags in panels if tags]

@@ -40,11 +40,12 @@ def cyclical_linear(weight: float, period: float, ratio: float = 0.5) -> Schedul
 
 
 def create_kl_schedule(cfg, steps_per_epoch: int) -> Schedule:
-    """Builds the schedule named by `cfg.kl_schedule` from the `train` config section."""
+    """The factor on `train.beta` per step, from `cfg.kl_schedule` of the `train` section
+    (1 once any warm-up or cycle phase is over)."""
     if cfg.kl_schedule == "constant":
-        return constant(cfg.kl_weight)
+        return constant(1.0)
     if cfg.kl_schedule == "linear":
-        return linear_warmup(cfg.kl_weight, cfg.kl_warmup_steps)
+        return linear_warmup(1.0, cfg.kl_warmup_steps)
     if cfg.kl_schedule == "cyclical":
-        return cyclical_linear(cfg.kl_weight, steps_per_epoch / cfg.kl_cycles_per_epoch, cfg.kl_cycle_ratio)
+        return cyclical_linear(1.0, steps_per_epoch / cfg.kl_cycles_per_epoch, cfg.kl_cycle_ratio)
     raise ValueError(f"train.kl_schedule must be one of {KL_SCHEDULES}, got {cfg.kl_schedule!r}")

@@ -100,9 +100,11 @@ def _example_ids(local_batch: int) -> jax.Array:
 
 
 def make_train_step(model: VKDModel, mesh: Mesh, *, lr_fn: optax.Schedule,
-                    kl_schedule: Callable, num_samples: int, prior_weight: float,
+                    kl_schedule: Callable, num_samples: int, objective: losses.Objective,
                     pos_weight: np.ndarray | None) -> Callable:
-    """Returns `train_step(state, batch) -> (state, metrics)`, jitted, state donated."""
+    """Returns `train_step(state, batch) -> (state, metrics)`, jitted, state donated.
+
+    `kl_schedule(step)` is the factor on `objective.beta` at that step (warm-up, cycles)."""
     pos_weight = None if pos_weight is None else jnp.asarray(pos_weight, jnp.float32)
 
     def step_fn(state: TrainState, batch):
@@ -113,21 +115,23 @@ def make_train_step(model: VKDModel, mesh: Mesh, *, lr_fn: optax.Schedule,
         dropout_rng = jax.random.fold_in(dropout_rng, lax.axis_index(AXIS))
         local_batch = batch["image"].shape[0]
         noise = losses.per_example_normal(noise_rng, _example_ids(local_batch), (num_samples, model.latent_dim))
-        kl_weight = kl_schedule(state.step)
+        kl_scale = kl_schedule(state.step)
 
         def loss_fn(params):
             variables = {"params": params, "batch_stats": state.batch_stats}
             out, updates = model.apply(variables, batch["image"], batch["input_ids"], batch["attention_mask"],
                                        noise, train=True, text_features=batch.get("text_features"),
                                        rngs={"dropout": dropout_rng}, mutable=["batch_stats"])
-            loss, terms = losses.vkd_loss(out, batch["labels"], batch["label_mask"], batch["mask"],
-                                          kl_weight=kl_weight, prior_weight=prior_weight,
-                                          pos_weight=pos_weight, axis_name=AXIS)
+            if model.report_vocab_size:
+                out["report_words"] = losses.report_words(batch["input_ids"], batch["attention_mask"],
+                                                          model.report_vocab_size)
+            loss, terms = losses.vkd_loss(out, batch["labels"], batch["label_mask"], batch["mask"], objective,
+                                          kl_scale=kl_scale, pos_weight=pos_weight, axis_name=AXIS)
             return loss, (terms, updates.get("batch_stats", {}))
 
         (_, (terms, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         new_state = state.apply_gradients(grads, batch_stats)
-        metrics = dict(terms, kl_weight=kl_weight, learning_rate=lr_fn(state.step),
+        metrics = dict(terms, beta=objective.beta * kl_scale, learning_rate=lr_fn(state.step),
                        grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(state.params))
         return new_state, metrics
 
@@ -146,11 +150,13 @@ def make_text_encode_step(model: VKDModel, mesh: Mesh) -> Callable:
     return jax.jit(mapped)
 
 
-def make_eval_step(model: VKDModel, mesh: Mesh, *, num_samples: int) -> Callable:
-    """Returns `eval_step(state, batch, rng) -> (prob_mean, prob_std)`, each `[B, K]`.
+def make_eval_step(model: VKDModel, mesh: Mesh, *, num_samples: int, with_kl: bool = False) -> Callable:
+    """Returns `eval_step(state, batch, rng) -> (prob_mean, prob_std, kl)`: `[B, K]`, `[B, K]`, `[B]`.
 
     Probabilities are averaged over `num_samples` test-time latent samples (the prior for
-    `vkd`); their standard deviation over samples is a per-class uncertainty.
+    `vkd`); their standard deviation over samples is a per-class uncertainty. `kl` is
+    KL(q(z|x,t) || p(z|x)) of each example with `with_kl` for `vkd` (it reads the report),
+    else zeros.
     """
 
     def eval_fn(state: TrainState, batch, rng):
@@ -160,9 +166,16 @@ def make_eval_step(model: VKDModel, mesh: Mesh, *, num_samples: int) -> Callable
                              batch["image"], batch["input_ids"], batch["attention_mask"], noise,
                              text_features=batch.get("text_features"), method=VKDModel.predict)
         probs = jax.nn.sigmoid(logits)
-        return probs.mean(axis=0), probs.std(axis=0)
+        if with_kl and model.kind == "vkd":
+            kl = model.apply({"params": state.params, "batch_stats": state.batch_stats}, batch["image"],
+                             batch["input_ids"], batch["attention_mask"], text_features=batch.get("text_features"),
+                             method=VKDModel.latent_kl)
+        else:
+            kl = jnp.zeros((local_batch,), jnp.float32)
+        return probs.mean(axis=0), probs.std(axis=0), kl
 
-    mapped = jax.shard_map(eval_fn, mesh=mesh, in_specs=(P(), P(AXIS), P()), out_specs=(P(AXIS), P(AXIS)))
+    mapped = jax.shard_map(eval_fn, mesh=mesh, in_specs=(P(), P(AXIS), P()),
+                           out_specs=(P(AXIS), P(AXIS), P(AXIS)))
     return jax.jit(mapped)
 
 

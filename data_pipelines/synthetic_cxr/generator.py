@@ -32,9 +32,20 @@ def vocabulary() -> list[str]:
 
 
 def _streams(seed: int, index: int) -> tuple[np.random.Generator, ...]:
-    """Independent generators for labels, report and image of example `index`."""
-    children = np.random.SeedSequence([seed, index]).spawn(3)
+    """Independent generators for labels, report, image and label noise of example `index`
+    (spawned children 0-3: adding a stream leaves the earlier ones unchanged)."""
+    children = np.random.SeedSequence([seed, index]).spawn(4)
     return tuple(np.random.default_rng(c) for c in children)
+
+
+def noisy_labels(labels: np.ndarray, rate: float, *, seed: int, index: int) -> np.ndarray:
+    """`labels` int8 [14] with each positive (1) dropped to not mentioned (-2) with
+    probability `rate`, from example `index`'s own stream: the image and the report keep
+    the true findings, so only the training signal is noisy."""
+    if not 0 <= rate <= 1:
+        raise ValueError(f"label_noise must be in [0, 1], got {rate}")
+    u = _streams(seed, index)[3].random(labels.shape)
+    return np.where((labels == 1) & (u < rate), np.int8(-2), labels).astype(np.int8)
 
 
 def strengths_with_defaults(strengths: Mapping[str, float] | None) -> dict[str, float]:
@@ -65,7 +76,7 @@ def generate_example(
     """
     if image_size < 8:
         raise ValueError(f"image_size must be at least 8, got {image_size}")
-    label_rng, report_rng, image_rng = _streams(seed, index)
+    label_rng, report_rng, image_rng, _ = _streams(seed, index)
     study = findings_lib.sample_study(label_rng)
     image = render.render_image(
         study, image_rng, image_size=image_size, image_signal=image_signal, noise=noise,

@@ -22,6 +22,8 @@ from data_pipelines.synthetic_cxr import generator
 # Index ranges of the splits are far apart, so a split's examples do not depend on the
 # sizes of the other splits (growing `num_train` leaves validation and test unchanged).
 SPLIT_OFFSETS = {"train": 0, "validation": 1_000_000_000, "test": 2_000_000_000}
+# Splits whose labels `label_noise` corrupts; the test split's stay clean.
+NOISY_SPLITS = ("train", "validation")
 
 _DESCRIPTION = f"""\
 Synthetic frontal chest X-rays paired with free-text reports and 14 CheXpert-style labels
@@ -43,6 +45,7 @@ class SyntheticCxrConfig(tfds.core.BuilderConfig):
     seed: int = 0
     image_signal: float = generator.DEFAULT_IMAGE_SIGNAL
     noise: float = generator.DEFAULT_NOISE
+    label_noise: float = 0.0
 
 
 def _number(x: float) -> str:
@@ -64,16 +67,25 @@ def builder_config(
     seed: int = 0,
     image_signal: float = generator.DEFAULT_IMAGE_SIGNAL,
     noise: float = generator.DEFAULT_NOISE,
+    label_noise: float = 0.0,
 ) -> SyntheticCxrConfig:
-    """A config whose name encodes every parameter: `s64_n4000-1000-1000_seed0_sig1p0_noise1p0`."""
+    """A config whose name encodes every parameter: `s64_n4000-1000-1000_seed0_sig1p0_noise1p0`
+    (and `_lnoise0p2` for a label noise of 0.2; none for 0, the builds that predate it).
+
+    `label_noise` drops each positive label of the training and validation splits to "not
+    mentioned" with that probability (`generator.noisy_labels`); test labels stay clean.
+    """
     if image_size < 8:
         raise ValueError(f"image_size must be at least 8, got {image_size}")
     for field, n in (("num_train", num_train), ("num_validation", num_validation),
                      ("num_test", num_test)):
         if n < 0:
             raise ValueError(f"{field} must be >= 0, got {n}")
+    if not 0 <= label_noise <= 1:
+        raise ValueError(f"label_noise must be in [0, 1], got {label_noise}")
     name = (f"s{image_size}_n{num_train}-{num_validation}-{num_test}_seed{seed}"
-            f"_sig{_number(image_signal)}_noise{_number(noise)}")
+            f"_sig{_number(image_signal)}_noise{_number(noise)}"
+            + (f"_lnoise{_number(label_noise)}" if label_noise else ""))
     if name not in _CONFIGS:
         _CONFIGS[name] = SyntheticCxrConfig(
             name=name,
@@ -81,6 +93,7 @@ def builder_config(
             f"image_signal {image_signal}, noise {noise}.",
             image_size=image_size, num_train=num_train, num_validation=num_validation,
             num_test=num_test, seed=seed, image_signal=float(image_signal), noise=float(noise),
+            label_noise=float(label_noise),
         )
     return _CONFIGS[name]
 
@@ -112,4 +125,7 @@ class SyntheticCxr(tfds.core.GeneratorBasedBuilder):
                 i, seed=cfg.seed, image_size=cfg.image_size, image_signal=cfg.image_signal,
                 noise=cfg.noise,
             )
+            if cfg.label_noise and split in NOISY_SPLITS:
+                example["labels"] = generator.noisy_labels(example["labels"], cfg.label_noise, seed=cfg.seed,
+                                                           index=i)
             yield example["image_id"], example

@@ -10,10 +10,13 @@ import transformers
 
 from vkd_jax.models.bert import ATTENTION_IMPLS, Bert
 from vkd_jax.models.densenet import DenseNet
-from vkd_jax.models.vkd import KINDS, VKDModel
+from vkd_jax.models.vkd import KINDS, VKDModel, reads_report
 
-__all__ = ["ATTENTION_IMPLS", "Bert", "DenseNet", "KINDS", "VKDModel", "create_model", "bert_config"]
+__all__ = ["ATTENTION_IMPLS", "Bert", "DenseNet", "KINDS", "VKDModel", "create_model", "reads_report", "bert_config"]
 
+# The auxiliary task's output size: token ids are hashed into this many buckets (see
+# `losses.report_words`), so a 30k-token vocabulary does not need a 30k-wide head.
+REPORT_BUCKETS = 1024
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
@@ -38,12 +41,13 @@ def bert_config(text_cfg, vocab_size: int) -> transformers.BertConfig:
 
 
 def create_model(model_cfg, *, num_classes: int, vocab_size: int, axis_name: str | None = None,
-                 text_config: transformers.BertConfig | None = None) -> VKDModel:
+                 text_config: transformers.BertConfig | None = None, report_aux: bool = False) -> VKDModel:
     """Builds the `VKDModel` of `model_cfg` (the config's `model` section).
 
     `axis_name` is the mapped axis over which BatchNorm averages its statistics, so that
     they are those of the global batch under `shard_map`. `text_config` (a pretrained
-    checkpoint's) replaces the BERT sizes of the config.
+    checkpoint's) replaces the BERT sizes of the config. `report_aux` adds the auxiliary
+    head that predicts the report's words (hashed into `REPORT_BUCKETS`) from the image features.
     """
     dtype = compute_dtype(model_cfg.dtype)
     kind = model_cfg.kind
@@ -58,8 +62,10 @@ def create_model(model_cfg, *, num_classes: int, vocab_size: int, axis_name: str
             dtype=dtype,
             bn_axis_name=axis_name,
             remat=img.remat,
+            stem_pool=img.stem_pool,
+            pool_grid=img.pool_grid,
         )
-    if kind != "image_only":
+    if reads_report(kind, model_cfg.posterior_inputs):
         txt = model_cfg.text_encoder
         text_config = text_config or bert_config(txt, vocab_size)
         # .get: configs saved before the field existed still build.
@@ -77,5 +83,6 @@ def create_model(model_cfg, *, num_classes: int, vocab_size: int, axis_name: str
         text_pooling=model_cfg.text_pooling,
         freeze_image_encoder=model_cfg.image_encoder.train_mode == "frozen",
         freeze_text_encoder=model_cfg.text_encoder.train_mode == "frozen",
+        report_vocab_size=min(vocab_size, REPORT_BUCKETS) if report_aux else 0,
         dtype=dtype,
     )

@@ -141,6 +141,11 @@ class DenseNet(_Layers):
       remat: rematerialise each dense layer, with its input concatenation, in the backward
         pass: only each layer's new channels are kept, so activation memory grows linearly
         with depth instead of quadratically (costs a second forward of the dense layers).
+      stem_pool: the stem's 3x3 max-pool (torchvision's); without it every map is twice as
+        wide and high (4x the compute), for small images.
+      pool_grid: 1 averages the final map globally (torchvision's); g > 1 averages it over a
+        g x g grid of cells and concatenates them (C * g * g features), which keeps *where*
+        a feature was seen. The final map's side must be a multiple of g.
     """
 
     block_sizes: Sequence[int] = (6, 12, 24, 16)
@@ -149,6 +154,8 @@ class DenseNet(_Layers):
     num_init_features: int = 64
     compression: float = 0.5
     remat: bool = False
+    stem_pool: bool = True
+    pool_grid: int = 1
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -161,8 +168,9 @@ class DenseNet(_Layers):
         x = jnp.asarray(x, self.dtype)
         x = self._conv('conv0', self.num_init_features, 7, stride=2, padding=3)(x)
         x = nn.relu(self._norm('norm0', train)(x))
-        # Padding is -inf for max pooling, as in torch.
-        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        if self.stem_pool:
+            # Padding is -inf for max pooling, as in torch.
+            x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
 
         for i, num_layers in enumerate(self.block_sizes, start=1):
             x = _DenseBlock(
@@ -190,7 +198,17 @@ class DenseNet(_Layers):
 
         x = nn.relu(self._norm('norm5', train)(x))
         # Mean in float32: a bf16 sum over H*W positions loses precision.
-        return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+        return grid_mean(x.astype(jnp.float32), self.pool_grid)
+
+
+def grid_mean(x: jnp.ndarray, grid: int) -> jnp.ndarray:
+    """[B, H, W, C] -> [B, C * grid^2]: the mean over each cell of a grid x grid partition,
+    cells in row-major order, each cell's C channels together."""
+    b, h, w, c = x.shape
+    if h % grid or w % grid:
+        raise ValueError(f'image_encoder.pool_grid={grid} must divide the final feature map, {h}x{w}')
+    cells = x.reshape(b, grid, h // grid, grid, w // grid, c).mean(axis=(2, 4))
+    return cells.reshape(b, grid * grid * c)
 
 
 DenseNet121 = functools.partial(

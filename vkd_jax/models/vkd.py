@@ -8,6 +8,13 @@ Four variants share the parts (`kind`):
 - `multimodal`: `[z ; h(x)]` with `z ~ q(z|x,t)` at training and test time (an upper bound
   that needs the report at test time).
 - `text_only`: the posterior path alone, `z ~ q(z|t)`, classified from `z`.
+- `distill`: generalized distillation (Lopez-Paz et al., 2016): the image path of
+  `image_only`, trained on a mix of the labels and the soft predictions of a report
+  classifier (the teacher, trained on the labels alongside it); image only at test time.
+
+Any kind with an image encoder can also predict the report's words from `h(x)` (an
+auxiliary task; `report_vocab_size > 0`), and `posterior_inputs='none'` feeds the posterior
+a constant: VKD's stochastic bottleneck and prior-path loss with no report (the control).
 
 Noise is an input (`noise`, standard normal `[S, B, D]`) rather than drawn inside, so the
 module is a pure function of its inputs and the train step decides how noise is keyed.
@@ -21,11 +28,20 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vkd_jax.losses import reparameterize
+from vkd_jax.losses import kl_diag_gaussians, reparameterize
 
-KINDS = ("vkd", "image_only", "multimodal", "text_only")
-POSTERIOR_INPUTS = ("text", "image_text")
+KINDS = ("vkd", "image_only", "multimodal", "text_only", "distill")
+# Kinds whose test-time prediction reads the image alone.
+IMAGE_ONLY_AT_TEST = ("vkd", "image_only", "distill")
+POSTERIOR_INPUTS = ("text", "image_text", "none")
 TEXT_POOLING = ("cls", "mean")
+
+
+def reads_report(kind: str, posterior_inputs: str) -> bool:
+    """Whether a model of this kind reads the report in training (builds a text encoder)."""
+    if kind == "image_only":
+        return False
+    return kind == "distill" or posterior_inputs != "none"
 
 
 class MLP(nn.Module):
@@ -88,6 +104,7 @@ class VKDModel(nn.Module):
     text_pooling: str = "cls"
     freeze_image_encoder: bool = False
     freeze_text_encoder: bool = False
+    report_vocab_size: int = 0
     dtype: Any = jnp.float32
 
     def setup(self):
@@ -96,17 +113,26 @@ class VKDModel(nn.Module):
         head = dict(hidden_dim=self.hidden_dim, dropout_rate=self.dropout_rate, dtype=self.dtype)
         if self.kind == "vkd":
             self.prior = GaussianHead(self.latent_dim, **head)
-        if self.kind != "image_only":
+        if self.has_latent:
             self.posterior = GaussianHead(self.latent_dim, **head)
+        if self.kind == "distill":
+            self.teacher = MLP(out_dim=self.num_classes, **head)
+        if self.report_vocab_size:
+            self.report_head = nn.Dense(self.report_vocab_size, dtype=self.dtype)
         self.classifier = MLP(out_dim=self.num_classes, **head)
 
     @property
-    def uses_text_at_test_time(self) -> bool:
-        return self.kind in ("multimodal", "text_only")
+    def has_latent(self) -> bool:
+        return self.kind not in ("image_only", "distill")
 
     @property
     def uses_image(self) -> bool:
         return self.kind != "text_only"
+
+    @property
+    def uses_text(self) -> bool:
+        """Whether training reads the report (the control's posterior does not)."""
+        return reads_report(self.kind, self.posterior_inputs)
 
     def encode_image(self, images, *, train: bool):
         h = self.image_encoder(images, train=train and not self.freeze_image_encoder)
@@ -124,6 +150,8 @@ class VKDModel(nn.Module):
         return jax.lax.stop_gradient(g) if self.freeze_text_encoder else g
 
     def _posterior(self, h, g, *, train):
+        if self.posterior_inputs == "none":  # the control: q(z) learns one Gaussian for all
+            return self.posterior(jnp.zeros((g.shape[0], 1), self.dtype), train=train)
         inputs = g if self.posterior_inputs == "text" or h is None else jnp.concatenate([h, g], axis=-1)
         return self.posterior(inputs, train=train)
 
@@ -147,12 +175,22 @@ class VKDModel(nn.Module):
         common random numbers), `prior` and `posterior` `(mu, logvar)` pairs `[B, D]`.
         """
         h = self.encode_image(images, train=train) if self.uses_image else None
-        if self.kind == "image_only":
-            return {"logits": self._classify(None, h, train=train)}
-        g = self.encode_text(input_ids, attention_mask, train=train, text_features=text_features)
+        out = {}
+        if self.report_vocab_size:
+            out["report_logits"] = self.report_head(h).astype(jnp.float32)
+        if not self.has_latent:
+            out["logits"] = self._classify(None, h, train=train)
+            if self.kind == "distill":
+                g = self.encode_text(input_ids, attention_mask, train=train, text_features=text_features)
+                out["teacher_logits"] = self.teacher(g.astype(self.dtype), train=train).astype(jnp.float32)
+            return out
+        if self.uses_text:
+            g = self.encode_text(input_ids, attention_mask, train=train, text_features=text_features)
+        else:
+            g = jnp.zeros((images.shape[0], 1), self.dtype)
         posterior = self._posterior(h, g, train=train)
         z_q = reparameterize(*posterior, noise)
-        out = {"logits": self._classify(z_q, h, train=train), "posterior": posterior}
+        out.update(logits=self._classify(z_q, h, train=train), posterior=posterior)
         if self.kind == "vkd":
             prior = self.prior(h, train=train)
             z_p = reparameterize(*prior, noise)
@@ -160,13 +198,13 @@ class VKDModel(nn.Module):
         return out
 
     def predict(self, images, input_ids=None, attention_mask=None, noise=None, text_features=None):
-        """Test-time logits `[S, B, K]` (S = 1 for `image_only`).
+        """Test-time logits `[S, B, K]` (S = 1 for `image_only` and `distill`).
 
         `vkd` samples the image-only prior and never touches the report; `multimodal` and
         `text_only` need `input_ids` and `attention_mask`.
         """
         h = self.encode_image(images, train=False) if self.uses_image else None
-        if self.kind == "image_only":
+        if not self.has_latent:
             return self._classify(None, h, train=False)
         if self.kind == "vkd":
             dist = self.prior(h, train=False)
@@ -174,3 +212,11 @@ class VKDModel(nn.Module):
             g = self.encode_text(input_ids, attention_mask, train=False, text_features=text_features)
             dist = self._posterior(h, g, train=False)
         return self._classify(reparameterize(*dist, noise), h, train=False)
+
+    def latent_kl(self, images, input_ids, attention_mask, text_features=None):
+        """KL(q(z|x,t) || p(z|x)) per example `[B]` at test time (`vkd` only): how much the
+        report still tells the latent beyond the image."""
+        h = self.encode_image(images, train=False)
+        g = (self.encode_text(input_ids, attention_mask, train=False, text_features=text_features)
+             if self.uses_text else jnp.zeros((images.shape[0], 1), self.dtype))
+        return kl_diag_gaussians(*self._posterior(h, g, train=False), *self.prior(h, train=False))
