@@ -1,6 +1,14 @@
-"""The paper's comparison in one command: every model kind over several seeds, plus vkd ablations.
+"""The comparisons in one command each.
+
+`--study=kinds` (the default): every model kind over several seeds, plus vkd ablations:
 
     python benchmarks/compare.py --config=configs/demo_scratch.py --workdir=/tmp/vkd-compare
+
+`--study=prereg`: the pre-registered comparison of `benchmarks/prereg.py` (tuning on
+validation, then every cell x method x seed), with its decision rule:
+
+    python benchmarks/compare.py --study=prereg --config=configs/synthetic_bench.py \
+        --workdir=/tmp/vkd-prereg --record=benchmarks/results/prereg
 
 Each run trains in `<workdir>/<kind>/seed<seed>` (ablations: `<workdir>/ablations/<name>/vkd/
 seed<seed>`) and is evaluated like `run.py` does (best validation checkpoint on the test split,
@@ -22,10 +30,10 @@ from ml_collections import config_flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 KINDS = ("image_only", "vkd", "multimodal", "text_only")
-# One changed field per row, applied to `vkd`: KL weight, samples S, posterior inputs,
-# prior-path loss weight, latent size (demo_scratch: 1, 1, text, 1, 64).
+# One changed field per row, applied to `vkd`: beta, samples S, posterior inputs,
+# prior-path loss weight, latent size (demo_scratch: 14, 1, text, 1, 64).
 ABLATIONS = {
-    "kl_weight=0.01": {"train.kl_weight": 0.01},
+    "beta=0.14": {"train.beta": 0.14},
     "num_samples=4": {"model.num_samples": 4},
     "posterior_inputs=image_text": {"model.posterior_inputs": "image_text"},
     "prior_weight=0": {"train.prior_weight": 0.0},
@@ -39,6 +47,11 @@ flags.DEFINE_list("kinds", list(KINDS), "Model kinds to compare.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds (the synthetic data stays the same).")
 flags.DEFINE_list("ablations", list(ABLATIONS), f"vkd ablations to run (of {', '.join(ABLATIONS)}); "
                                                 "'none' for none.")
+flags.DEFINE_enum("study", "kinds", ["kinds", "prereg"], "Which comparison (see the module docstring).")
+flags.DEFINE_string("record", "benchmarks/results/prereg",
+                    "prereg: directory of the per-run summaries (commit it: finished runs are reused from it)")
+flags.DEFINE_list("cells", None, "prereg: cells to run (default: all, in the order of prereg.CELLS)")
+flags.DEFINE_list("methods", None, "prereg: methods to run (default: all of prereg.METHODS)")
 
 
 def run_config(kind: str, seed: int, changes: dict | None = None):
@@ -131,11 +144,83 @@ def uncertainty_table(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def _prereg_run(name_parts: tuple[str, ...], changes: dict, seed: int) -> dict:
+    """One run of the study: its recorded summary if this config already ran, else trained."""
+    from benchmarks import prereg
+
+    config = run_config(changes.get("model.kind", "vkd"), seed, changes)
+    path = prereg.record_path(FLAGS.record, *name_parts)
+    rec = prereg.load_record(path, config)
+    if rec is None:
+        rec = prereg.summary(run_one(os.path.join(FLAGS.workdir, *name_parts), config), config)
+        prereg.save_record(path, rec)
+    return rec
+
+
+def _estimate(cells, methods, seeds) -> str:
+    """The expected time of the whole study from nothing, from the recorded runs' times."""
+    from benchmarks import prereg
+
+    done = []
+    for root, _, files in os.walk(FLAGS.record):
+        for name in files:
+            if name.endswith(".json") and name != "chosen.json":
+                with open(os.path.join(root, name)) as f:
+                    done.append(json.load(f)["elapsed_s"])
+    per_run = float(np.median(done)) if done else 240.0
+    sizes = {c: prereg.CELLS[c].get("data.synthetic.num_train", 4000) / 4000 for c in cells}
+    todo = sum(max(sizes[c], 0.25) for c in cells for _ in methods for _ in seeds)
+    tuning = sum(len(v) for v in prereg.TUNING.values())
+    hours = (todo + tuning) * per_run / 3600
+    return (f"{len(cells) * len(methods) * len(seeds)} runs + {tuning} tuning runs, about {per_run:.0f} s per "
+            f"4,000-image run ({len(done)} recorded): {hours:.1f} h from nothing; recorded runs are reused")
+
+
+def prereg_study() -> str:
+    from benchmarks import prereg
+
+    cells = FLAGS.cells or list(prereg.CELLS)
+    methods = FLAGS.methods or list(prereg.METHODS)
+    seeds = [int(s) for s in FLAGS.seeds] if FLAGS["seeds"].present else list(prereg.SEEDS)
+    unknown = [c for c in cells if c not in prereg.CELLS] + [m for m in methods if m not in prereg.METHODS]
+    if unknown:
+        raise app.UsageError(f"unknown cells or methods {unknown}; cells: {list(prereg.CELLS)}, "
+                             f"methods: {list(prereg.METHODS)}")
+    print(_estimate(cells, methods, seeds), flush=True)
+    tune_changes = prereg.CELLS[prereg.TUNING_CELL]
+    trials, chosen = {}, {}
+    for method, settings in prereg.TUNING.items():
+        trials[method] = {name: _prereg_run(("tuning", method, name), prereg.METHODS[method] | tune_changes | change,
+                                            prereg.TUNING_SEED) for name, change in settings.items()}
+        chosen[method] = prereg.choose(trials[method])
+    prereg.save_record(os.path.join(FLAGS.record, "chosen.json"), chosen)
+    results = {}
+    for cell in cells:
+        results[cell] = {}
+        for method in methods:
+            owner = prereg.SETTING_OF.get(method, method)
+            setting = prereg.TUNING.get(owner, {}).get(chosen.get(owner), {})
+            changes = prereg.METHODS[method] | prereg.CELLS[cell] | setting
+            results[cell][method] = [_prereg_run((cell, method, f"seed{s}"), changes, s) for s in seeds]
+    verdict, reasons = prereg.decide(results)
+    return "\n".join(["## Tuning (validation split, base cell, seed 0)", "", prereg.tuning_table(trials, chosen), "",
+                      "## Cells (test split, 10,000 images; best validation checkpoint)", "",
+                      prereg.cells_table(results), "", f"## Decision: {verdict}", ""]
+                     + [f"- {r}" for r in reasons])
+
+
 def main(argv):
     del argv
     from vkd_jax import log
 
     log.quiet_library_logs()
+    if FLAGS.study == "prereg":
+        text = prereg_study()
+        os.makedirs(FLAGS.workdir, exist_ok=True)
+        with open(os.path.join(FLAGS.workdir, "prereg.md"), "w") as f:
+            f.write(text + "\n")
+        print(text)
+        return
     unknown = [a for a in FLAGS.ablations if a not in ABLATIONS and a != "none"]
     if unknown:
         raise app.UsageError(f"unknown ablations {unknown}; choose from {list(ABLATIONS)}")

@@ -28,3 +28,54 @@ def test_tables_report_means_spreads_and_paired_differences():
     unc = compare.uncertainty_table({"vkd": base})
     vals = [r["uncertainty"]["spread_error_auroc"] for r in base]
     assert f"{np.mean(vals):.4f} ± {np.std(vals, ddof=1):.4f}" in unc
+
+
+def _rec(auc, ap=0.3, kl=1.0, val=0.7):
+    return {"macro_auc": auc, "macro_ap": ap, "test_kl": kl, "val_macro_auc": val}
+
+
+def test_paired_interval_is_the_paired_t_interval():
+    from scipy import stats
+
+    from benchmarks import prereg
+
+    a, b = [0.71, 0.73, 0.70, 0.74, 0.72], [0.70, 0.70, 0.69, 0.71, 0.70]
+    mean, low, high = prereg.paired_interval(a, b)
+    ci = stats.ttest_rel(a, b).confidence_interval(0.95)
+    np.testing.assert_allclose([mean, low, high], [np.mean(np.subtract(a, b)), ci.low, ci.high], rtol=1e-10)
+
+
+def test_decision_rule():
+    from benchmarks import prereg
+
+    base = [_rec(a) for a in (0.70, 0.71, 0.69, 0.70, 0.72)]
+    gain = [_rec(r["macro_auc"] + d) for r, d in zip(base, (0.02, 0.025, 0.018, 0.022, 0.03))]
+    control = [_rec(r["macro_auc"] + 0.001 * i) for i, r in enumerate(base)]
+    verdict, reasons = prereg.decide({"base": {"image_only": base, "vkd": gain, "vkd_control": control}})
+    assert verdict == "reproduced" and reasons[0].startswith("base: VKD - image-only +0.0230")
+    # A collapsed posterior does not count, however large the gain.
+    collapsed = [dict(r, test_kl=0.01) for r in gain]
+    assert prereg.decide({"base": {"image_only": base, "vkd": collapsed, "vkd_control": control}})[0] == "inconclusive"
+    # No gain anywhere: every interval's upper end below 0.01.
+    same = [_rec(r["macro_auc"] + d) for r, d in zip(base, (0.001, -0.002, 0.0, 0.002, -0.001))]
+    assert prereg.decide({"base": {"image_only": base, "vkd": same}})[0] == "not reproduced"
+    # ... but a cell without runs leaves it open.
+    assert prereg.decide({"base": {"image_only": base, "vkd": same}, "low": {}})[0] == "inconclusive"
+    # A gain the control matches is regularisation, not distillation.
+    assert prereg.decide({"base": {"image_only": base, "vkd": gain, "vkd_control": gain}})[0] == "inconclusive"
+
+
+def test_records_are_reused_only_for_the_same_config(tmp_path):
+    from benchmarks import prereg
+    from configs import demo_scratch
+
+    config = demo_scratch.get_config()
+    path = prereg.record_path(str(tmp_path), "base", "vkd", "seed0")
+    prereg.save_record(path, {"fingerprint": prereg.fingerprint(config), "macro_auc": 0.7})
+    moved = config.copy_and_resolve_references()
+    moved.data.data_dir = "/elsewhere"  # another machine's paths: the same run
+    assert prereg.load_record(path, moved)["macro_auc"] == 0.7
+    changed = config.copy_and_resolve_references()
+    changed.train.beta = 1.0
+    assert prereg.load_record(path, changed) is None
+    assert prereg.choose({"a": _rec(0.7, val=0.70), "b": _rec(0.6, val=0.72)}) == "b"

@@ -1,0 +1,197 @@
+"""The pre-registered comparison of VKD against a tuned image-only baseline (README, "Does VKD
+work?"): its design, its statistics and its tables. `benchmarks/compare.py --study=prereg` runs it.
+
+Design (fixed before any comparison run; the README states it with the decision rule):
+- cells: `base` (4,000 training images), `low` (1,000), `noisy` (4,000, label noise 0.2),
+  `large` (16,000), and `base_data1` (the base cell on a second data seed); validation 2,000
+  and test 10,000 images in every cell (`configs/synthetic_bench.py`).
+- methods: `image_only` (the tuned recipe), `vkd`, `vkd_control` (VKD's bottleneck and
+  prior-path loss with no report), `distill` (generalized distillation) and `report_aux`
+  (the image also predicts the report's words), each with the setting chosen on the
+  validation split of the base cell, training seed 0, from `TUNING`.
+- paired training seeds 0..4 (same initialisation and batches across methods).
+- endpoint: the paired difference in test macro AUROC, VKD minus image-only, mean and 95%
+  t-interval over seeds; also macro AP.
+
+Every run's summary is recorded under `--record` (a JSON per run, keyed by a fingerprint
+of its config), so a study can be stopped and resumed, across sessions and machines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+from scipy import stats
+
+CELLS = {
+    "base": {"data.synthetic.num_train": 4000},
+    "noisy": {"data.synthetic.num_train": 4000, "data.synthetic.label_noise": 0.2},
+    "low": {"data.synthetic.num_train": 1000},
+    "large": {"data.synthetic.num_train": 16000},
+    "base_data1": {"data.synthetic.num_train": 4000, "data.synthetic.seed": 1},
+}
+TUNING_CELL = "base"
+TUNING_SEED = 0
+METHODS = {
+    "image_only": {"model.kind": "image_only"},
+    "vkd": {"model.kind": "vkd"},
+    "vkd_control": {"model.kind": "vkd", "model.posterior_inputs": "none"},
+    "distill": {"model.kind": "distill"},
+    "report_aux": {"model.kind": "image_only"},
+}
+# The candidate settings of each method, chosen between on validation (base cell, seed 0).
+# The control uses the setting chosen for vkd. image_only's recipe is the config's own,
+# tuned on the same validation split beforehand (README, "The baseline recipe").
+TUNING = {
+    "vkd": {
+        "beta1": {"train.beta": 1.0},
+        "beta1_balance0.8": {"train.beta": 1.0, "train.kl_balance": 0.8},
+        "beta1_balance0.8_freebits3": {"train.beta": 1.0, "train.kl_balance": 0.8, "train.free_bits": 3.0},
+        "beta0.3": {"train.beta": 0.3},
+    },
+    "distill": {
+        "w0.5_t2": {"train.distill_weight": 0.5, "train.distill_temperature": 2.0},
+        "w0.8_t1": {"train.distill_weight": 0.8, "train.distill_temperature": 1.0},
+    },
+    "report_aux": {
+        "w0.1": {"train.report_aux_weight": 0.1},
+        "w1": {"train.report_aux_weight": 1.0},
+    },
+}
+SETTING_OF = {"vkd_control": "vkd"}  # methods that take another method's chosen setting
+SEEDS = (0, 1, 2, 3, 4)
+# Paths that differ between machines and do not change what a run computes.
+_UNFINGERPRINTED = (("data", "data_dir"), ("model", "text_encoder", "cache_dir"),
+                    ("model", "text_encoder", "init_from"), ("model", "text_encoder", "tokenizer"))
+
+
+def fingerprint(config) -> str:
+    """A short hash of everything in `config` that decides what a run computes."""
+    d = json.loads(config.to_json_best_effort())
+    for path in _UNFINGERPRINTED:
+        node = d
+        for key in path[:-1]:
+            node = node.get(key, {})
+        node.pop(path[-1], None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def summary(results: dict, config) -> dict:
+    """What the study keeps of one run's results.json."""
+    return {
+        "fingerprint": fingerprint(config),
+        "macro_auc": results["macro_auc"],
+        "macro_ap": results["average_precision"]["macro"],
+        "val_macro_auc": results["val_macro_auc"],
+        "per_class_auc": results["per_class_auc"],
+        "test_kl": results.get("kl"),
+        "final_train": results.get("final_train"),
+        "checkpoint_step": results["checkpoint_step"],
+        "elapsed_s": results["elapsed_s"],
+    }
+
+
+def record_path(record_dir: str, *parts: str) -> str:
+    return os.path.join(record_dir, *parts[:-1], f"{parts[-1]}.json")
+
+
+def load_record(path: str, config) -> dict | None:
+    """The recorded summary at `path` if it is of this very config, else None."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        rec = json.load(f)
+    return rec if rec.get("fingerprint") == fingerprint(config) else None
+
+
+def save_record(path: str, rec: dict) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(rec, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def choose(trials: dict[str, dict]) -> str:
+    """The setting with the highest validation macro AUROC (ties: the first listed)."""
+    return max(trials, key=lambda name: trials[name]["val_macro_auc"])
+
+
+def paired_interval(a, b, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of the paired differences a - b: a t-interval over the pairs."""
+    d = np.subtract(a, b, dtype=float)
+    if len(d) < 2:
+        return float(d.mean()), float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + confidence / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
+
+
+def decide(cells: dict[str, dict[str, list[dict]]]) -> tuple[str, list[str]]:
+    """The pre-registered decision rule over the cells' runs (method -> per-seed summaries).
+
+    "reproduced": in some cell the 95% interval of VKD minus image-only excludes 0 with a mean
+    of at least 0.01, VKD's test KL averages above 0.5 nats there, and VKD beats its no-report
+    control (the interval of VKD minus control excludes 0). "not reproduced": the interval's
+    upper end is below 0.01 in every cell. Otherwise "inconclusive"."""
+    reasons, upper_ends, reproduced = [], [], False
+    for cell, runs in cells.items():
+        if not (runs.get("vkd") and runs.get("image_only")) or len(runs["vkd"]) != len(runs["image_only"]):
+            continue
+        mean, low, high = paired_interval(*(_aucs(runs[m]) for m in ("vkd", "image_only")))
+        upper_ends.append(high)
+        kl = float(np.mean([r["test_kl"] for r in runs["vkd"]]))
+        control = runs.get("vkd_control")
+        beats_control = bool(control and len(control) == len(runs["vkd"])
+                             and paired_interval(_aucs(runs["vkd"]), _aucs(control))[1] > 0)
+        ok = low > 0 and mean >= 0.01 and kl > 0.5 and beats_control
+        reproduced |= ok
+        reasons.append(f"{cell}: VKD - image-only {mean:+.4f} [{low:+.4f}, {high:+.4f}], VKD test KL {kl:.3f} nats, "
+                       f"beats the control: {'yes' if beats_control else 'no'}")
+    if reproduced:
+        return "reproduced", reasons
+    if upper_ends and all(h < 0.01 for h in upper_ends) and len(upper_ends) == len(cells):
+        return "not reproduced", reasons
+    return "inconclusive", reasons
+
+
+def _aucs(runs: list[dict], key: str = "macro_auc") -> list[float]:
+    return [r[key] for r in runs]
+
+
+def cells_table(cells: dict[str, dict[str, list[dict]]]) -> str:
+    """Per cell and method: test macro AUROC and AP (mean ± sd over seeds), the paired
+    difference to image-only with its 95% interval, and the test KL."""
+    lines = ["| cell | method | seeds | test macro AUROC | paired diff. to image_only [95% CI] | "
+             "macro AP | paired AP diff. [95% CI] | test KL (nats) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for cell, runs in cells.items():
+        base = runs.get("image_only")
+        for method, rs in runs.items():
+            aucs, aps = _aucs(rs), _aucs(rs, "macro_ap")
+            diff = ap_diff = ""
+            if base and method != "image_only" and len(base) == len(rs):
+                diff = "{:+.4f} [{:+.4f}, {:+.4f}]".format(*paired_interval(aucs, _aucs(base)))
+                ap_diff = "{:+.4f} [{:+.4f}, {:+.4f}]".format(*paired_interval(aps, _aucs(base, "macro_ap")))
+            kls = [r["test_kl"] for r in rs if r.get("test_kl")]
+            lines.append(f"| {cell} | {method} | {len(rs)} | {_mean_sd(aucs)} | {diff} | {_mean_sd(aps)} | {ap_diff} | "
+                         f"{np.mean(kls):.3f} |" if kls else
+                         f"| {cell} | {method} | {len(rs)} | {_mean_sd(aucs)} | {diff} | {_mean_sd(aps)} | {ap_diff} | |")
+    return "\n".join(lines)
+
+
+def tuning_table(trials: dict[str, dict[str, dict]], chosen: dict[str, str]) -> str:
+    lines = ["| method | setting | validation macro AUROC | test KL (nats) | chosen |", "|---|---|---|---|---|"]
+    for method, by_name in trials.items():
+        for name, rec in by_name.items():
+            kl = f"{rec['test_kl']:.3f}" if rec.get("test_kl") else ""
+            lines.append(f"| {method} | {name} | {rec['val_macro_auc']:.4f} | {kl} | "
+                         f"{'yes' if chosen.get(method) == name else ''} |")
+    return "\n".join(lines)
+
+
+def _mean_sd(values) -> str:
+    v = np.asarray(values, float)
+    return f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}"
