@@ -46,11 +46,15 @@ METHODS = {
 # The control uses the setting chosen for vkd. image_only's recipe is the config's own,
 # tuned on the same validation split beforehand (README, "The baseline recipe").
 TUNING = {
+    # At beta >= 1 (plain KL) a posterior that encodes the labels saves at most a nat of
+    # log-loss per nat of KL, so collapse is optimal; the candidates lower the posterior's
+    # cost (beta < 1, or balancing: (1 - alpha) * beta) and keep a strong pull on the prior.
     "vkd": {
-        "beta1": {"train.beta": 1.0},
-        "beta1_balance0.8": {"train.beta": 1.0, "train.kl_balance": 0.8},
-        "beta1_balance0.8_freebits3": {"train.beta": 1.0, "train.kl_balance": 0.8, "train.free_bits": 3.0},
         "beta0.3": {"train.beta": 0.3},
+        "beta0.1": {"train.beta": 0.1},
+        "beta1_balance0.8": {"train.beta": 1.0, "train.kl_balance": 0.8},
+        "beta3_balance0.9": {"train.beta": 3.0, "train.kl_balance": 0.9},
+        "beta1_balance0.8_freebits3": {"train.beta": 1.0, "train.kl_balance": 0.8, "train.free_bits": 3.0},
     },
     "distill": {
         "w0.5_t2": {"train.distill_weight": 0.5, "train.distill_temperature": 2.0},

@@ -20,4 +20,7 @@ def get_config():
     # The seeds give the intervals; per-run bootstrap intervals over 10,000 images are slow.
     config.eval.bootstrap_samples = 0
     config.eval.figures = False
+    # VKD's KL weight rises linearly over the first 250 steps (no cyclical restarts).
+    config.train.kl_schedule = "linear"
+    config.train.kl_warmup_steps = 250
     return config

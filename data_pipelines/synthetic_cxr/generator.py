@@ -38,6 +38,11 @@ def _streams(seed: int, index: int) -> tuple[np.random.Generator, ...]:
     return tuple(np.random.default_rng(c) for c in children)
 
 
+def study_of(index: int, *, seed: int = 0) -> findings_lib.Study:
+    """The labels and details (side, severity, devices, ...) that example `index` is made from."""
+    return findings_lib.sample_study(_streams(seed, index)[0])
+
+
 def noisy_labels(labels: np.ndarray, rate: float, *, seed: int, index: int) -> np.ndarray:
     """`labels` int8 [14] with each positive (1) dropped to not mentioned (-2) with
     probability `rate`, from example `index`'s own stream: the image and the report keep
@@ -76,8 +81,8 @@ def generate_example(
     """
     if image_size < 8:
         raise ValueError(f"image_size must be at least 8, got {image_size}")
-    label_rng, report_rng, image_rng, _ = _streams(seed, index)
-    study = findings_lib.sample_study(label_rng)
+    _, report_rng, image_rng, _ = _streams(seed, index)
+    study = study_of(index, seed=seed)
     image = render.render_image(
         study, image_rng, image_size=image_size, image_signal=image_signal, noise=noise,
         strengths=strengths_with_defaults(strengths),
