@@ -60,9 +60,11 @@ TUNING = {
         "w0.5_t2": {"train.distill_weight": 0.5, "train.distill_temperature": 2.0},
         "w0.8_t1": {"train.distill_weight": 0.8, "train.distill_temperature": 1.0},
     },
+    # The words' BCE is summed over 1,024 buckets (about 51 per label slot at the start),
+    # so its weight is small.
     "report_aux": {
+        "w0.01": {"train.report_aux_weight": 0.01},
         "w0.1": {"train.report_aux_weight": 0.1},
-        "w1": {"train.report_aux_weight": 1.0},
     },
 }
 SETTING_OF = {"vkd_control": "vkd"}  # methods that take another method's chosen setting

@@ -14,6 +14,7 @@ from configs import demo
 
 def get_config():
     config = demo.get_config()
+    config.train.num_epochs = demo.RECIPE_EPOCHS
     synthetic = config.data.synthetic
     synthetic.num_validation = 2000
     synthetic.num_test = 10_000
