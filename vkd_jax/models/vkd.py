@@ -1,6 +1,6 @@
 """The VKD model: image encoder, text encoder, latent prior and posterior, classifier.
 
-Four variants share the parts (`kind`):
+Five variants share the parts (`kind`):
 - `vkd`: the paper. Training classifies `[z ; h(x)]` with `z ~ q(z|x,t)` and pulls the
   image-only prior `p(z|x)` towards the posterior through the KL term; test time samples
   `z ~ p(z|x)` and needs no report.
@@ -149,10 +149,15 @@ class VKDModel(nn.Module):
         g = pool_text(hidden, attention_mask, self.text_pooling)
         return jax.lax.stop_gradient(g) if self.freeze_text_encoder else g
 
+    def _report_features(self, images, input_ids, attention_mask, *, train: bool, text_features=None):
+        """The posterior's report input `[B, H]`; for the control (`posterior_inputs='none'`)
+        a constant `[B, 1]`, so that q(z) learns one Gaussian for every example."""
+        if self.uses_text:
+            return self.encode_text(input_ids, attention_mask, train=train, text_features=text_features)
+        return jnp.zeros((images.shape[0], 1), self.dtype)
+
     def _posterior(self, h, g, *, train):
-        if self.posterior_inputs == "none":  # the control: q(z) learns one Gaussian for all
-            return self.posterior(jnp.zeros((g.shape[0], 1), self.dtype), train=train)
-        inputs = g if self.posterior_inputs == "text" or h is None else jnp.concatenate([h, g], axis=-1)
+        inputs = g if self.posterior_inputs != "image_text" or h is None else jnp.concatenate([h, g], axis=-1)
         return self.posterior(inputs, train=train)
 
     def _classify(self, z, h, *, train):
@@ -184,10 +189,7 @@ class VKDModel(nn.Module):
                 g = self.encode_text(input_ids, attention_mask, train=train, text_features=text_features)
                 out["teacher_logits"] = self.teacher(g.astype(self.dtype), train=train).astype(jnp.float32)
             return out
-        if self.uses_text:
-            g = self.encode_text(input_ids, attention_mask, train=train, text_features=text_features)
-        else:
-            g = jnp.zeros((images.shape[0], 1), self.dtype)
+        g = self._report_features(images, input_ids, attention_mask, train=train, text_features=text_features)
         posterior = self._posterior(h, g, train=train)
         z_q = reparameterize(*posterior, noise)
         out.update(logits=self._classify(z_q, h, train=train), posterior=posterior)
@@ -217,6 +219,5 @@ class VKDModel(nn.Module):
         """KL(q(z|x,t) || p(z|x)) per example `[B]` at test time (`vkd` only): how much the
         report still tells the latent beyond the image."""
         h = self.encode_image(images, train=False)
-        g = (self.encode_text(input_ids, attention_mask, train=False, text_features=text_features)
-             if self.uses_text else jnp.zeros((images.shape[0], 1), self.dtype))
+        g = self._report_features(images, input_ids, attention_mask, train=False, text_features=text_features)
         return kl_diag_gaussians(*self._posterior(h, g, train=False), *self.prior(h, train=False))
