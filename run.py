@@ -48,9 +48,9 @@ def _config_for(mode: str):
         return FLAGS.config
     if mode == "predict" and FLAGS.config is not None:
         raise app.UsageError("predict mode uses the config saved in --workdir; leave out --config")
-    from configs import saved
+    from vkd_jax import workdir as wd
 
-    return FLAGS.config if FLAGS.config is not None else saved.load(FLAGS.workdir)
+    return FLAGS.config if FLAGS.config is not None else wd.read_config(FLAGS.workdir)
 
 
 def main(argv):
@@ -65,6 +65,7 @@ def main(argv):
     except ValueError as e:
         raise app.UsageError(str(e)) from None
     from vkd_jax import checkpoint, config_checks, experiment, log, weights
+    from vkd_jax import workdir as wd
 
     log.quiet_library_logs()
 
@@ -86,7 +87,7 @@ def main(argv):
         print(str(e), file=sys.stderr)
         sys.exit(PREEMPTED_EXIT_CODE)
     except (FileNotFoundError, config_checks.ConfigError, weights.WeightsError, experiment.NonFiniteLossError,
-            checkpoint.StorageError, checkpoint.RestoreError) as e:
+            checkpoint.StorageError, checkpoint.RestoreError, wd.RunFileError) as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -68,11 +68,11 @@ def test_a_saved_kl_weight_becomes_beta(tmp_path):
     """Workdirs of 0.1.0 saved `train.kl_weight` on a per-label mean BCE: beta = 14 x it."""
     import json
 
-    from configs import saved
+    from vkd_jax import workdir
 
     cfg = demo_scratch.get_config().to_dict()
     cfg["train"].pop("beta")
     cfg["train"]["kl_weight"] = 0.5
     (tmp_path / "config.json").write_text(json.dumps(cfg))
-    loaded = saved.load(str(tmp_path))
+    loaded = workdir.read_config(str(tmp_path))
     assert loaded.train.beta == 7.0 and "kl_weight" not in loaded.train
