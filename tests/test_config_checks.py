@@ -43,6 +43,12 @@ def test_shipped_configs_are_valid():
     ("train.distill_weight", 2.0, "distill_weight"),
     ("train.distill_temperature", 0.0, "distill_temperature"),
     ("model.image_encoder.pool_grid", 0, "pool_grid"),
+    ("optim.learning_rate", float("inf"), "optim.learning_rate"),
+    ("optim.b1", float("nan"), "optim.b1"),
+    ("data.mean", float("-inf"), "data.mean"),
+    ("data.augment.rotation", float("nan"), "data.augment.rotation"),
+    ("train.kl_balance", float("nan"), "train.kl_balance"),
+    ("eval.refer_fraction", float("nan"), "refer_fraction"),
 ])
 def test_bad_values_are_rejected_by_name(path, value, match):
     cfg = demo_scratch.get_config()

@@ -31,8 +31,22 @@ def _positive(value, path: str) -> None:
         raise ConfigError(f"config.{path} must be > 0, got {value!r}")
 
 
+def _finite(config, prefix: str = "") -> None:
+    """Every float of the config (nested sections and tuples included) is finite: a NaN or
+    an infinity would otherwise train until the NaN guard stops it."""
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if hasattr(value, "items"):
+            _finite(value, f"{path}.")
+            continue
+        for v in value if isinstance(value, (tuple, list)) else (value,):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"config.{path} must be a finite number, got {value!r}")
+
+
 def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
     """Raises `ConfigError` for the first field that is out of range or inconsistent."""
+    _finite(config)
     _choice(config, "model.kind", KINDS)
     _choice(config, "model.posterior_inputs", POSTERIOR_INPUTS)
     _choice(config, "model.text_pooling", TEXT_POOLING)
