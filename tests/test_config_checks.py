@@ -49,6 +49,19 @@ def test_shipped_configs_are_valid():
     ("data.augment.rotation", float("nan"), "data.augment.rotation"),
     ("train.kl_balance", float("nan"), "train.kl_balance"),
     ("eval.refer_fraction", float("nan"), "refer_fraction"),
+    # The data section (checked here only, not again by the input pipeline).
+    ("data.name", "", "data.name"),
+    ("data.uncertainty_policy", "maybe", "uncertainty_policy"),
+    ("data.std", 0.0, "data.std"),
+    ("data.shuffle_buffer", 0, "shuffle_buffer"),
+    ("data.val_split", "", "val_split"),
+    ("data.channels", 2, "channels"),
+    ("data.normalization", "imagenet", "normalization"),
+    ("data.normalization", "zscore", "normalization"),
+    ("data.augment.rotation", 90.0, "augment.rotation"),
+    ("data.build_size", 4, "build_size"),
+    ("data.label_set", "nih", "no_finding_rule"),
+    ("data.label_set", "padchest", "label_set"),
 ])
 def test_bad_values_are_rejected_by_name(path, value, match):
     cfg = demo_scratch.get_config()
