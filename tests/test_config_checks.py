@@ -92,6 +92,8 @@ def test_a_saved_kl_weight_becomes_beta(tmp_path):
     cfg = demo_scratch.get_config().to_dict()
     cfg["train"].pop("beta")
     cfg["train"]["kl_weight"] = 0.5
+    del cfg["model"]["text_encoder"]["attention_impl"]  # added since: read as its default
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     loaded = workdir.read_config(str(tmp_path))
     assert loaded.train.beta == 7.0 and "kl_weight" not in loaded.train
+    assert loaded.model.text_encoder.attention_impl == "auto"
