@@ -10,7 +10,7 @@ import pytest
 
 from configs import default
 from data_pipelines import build, input_pipeline, labels as L, tokenizer as tokenizer_lib
-from data_pipelines.fabricate import chestxray14
+from tests.fabricate import chestxray14
 
 SIZE = 32
 AUGMENT = dict(rotation=10.0, scale=0.1, translate=0.05, brightness=0.1, contrast=0.2, hflip=False)
