@@ -2,6 +2,7 @@
 training augmentation (seeded, resumable, off in eval), a stored size other than the
 training size, and ChestX-ray14's own label set."""
 
+import importlib.util
 import itertools
 
 import ml_collections
@@ -118,3 +119,24 @@ def test_chestxray14_label_sets(nih_dir, tok, label_set):
 def test_nih_label_set_needs_its_feature(data_dir):
     with pytest.raises(ValueError, match="nih_labels"):
         input_pipeline.prepare(_config(data_dir, label_set="nih", no_finding_rule=False))
+
+
+def test_the_build_command_reads_its_options_from_the_training_config(tmp_path):
+    """`build --config=FILE` builds what that config trains on: one list of build options."""
+    chestxray14.write(str(tmp_path / "src"))
+    config_file = tmp_path / "nih_small.py"
+    config_file.write_text(
+        "from configs import chestxray14\n\n\n"
+        "def get_config():\n"
+        "    config = chestxray14.get_config()\n"
+        f"    config.data.data_dir = {str(tmp_path / 'tfds')!r}\n"
+        f"    config.data.image_size = {SIZE}\n"
+        "    config.data.chestxray14.val_fraction = 0.3\n"
+        "    return config\n")
+    assert build.main([f"--config={config_file}", f"--manual_dir={tmp_path / 'src'}", "--workers=1"]) == 0
+    spec = importlib.util.spec_from_file_location("nih_small", config_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    meta = input_pipeline.prepare(module.get_config().data)  # raises if it is not the build made
+    assert meta.name == "chestxray14" and meta.stored_image_size == SIZE
+    assert build.main([f"--config={config_file}", "--dataset=openi"]) == 2  # the config names another
