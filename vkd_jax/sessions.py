@@ -6,10 +6,11 @@ Training (`open_training`):
   workdir, if any -> only then `config.json` and `model_info.json` are written -> the
   text-feature cache, from the state training starts with.
 
-Evaluation (`open_evaluation`) and prediction (`restore_best`):
-  config checked -> `model_info.json` -> fresh state of that shape -> the best checkpoint
-  restored -> only then is any parameter read (the text-feature cache included, which a
-  frozen pretrained encoder would otherwise fill from random weights).
+Evaluation (`open_evaluation`):
+  config checked -> `model_info.json` -> dataset -> tokenizer -> fresh state of that shape
+  -> the best checkpoint restored (`restore_best`, which prediction uses too) -> only then
+  is any parameter read (the text-feature cache included, which a frozen pretrained
+  encoder would otherwise fill from random weights).
 
 The state is built by one function, `build_state`, for all three.
 """
