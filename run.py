@@ -6,7 +6,9 @@
 
 Any config field can be overridden on the command line, e.g. `--config.train.batch_size=16`.
 Training again on an existing workdir resumes from its latest checkpoint. Evaluation and
-prediction read the config the training saved in the workdir (eval also takes `--config`).
+prediction read the config the training saved in the workdir (eval also takes `--config`);
+without `--config` they take overrides of the evaluation fields, e.g. `--config.eval.figures=false`.
+A failure is one `error:` line (exit status 2); `--debug` shows its traceback instead.
 Several processes (TPU pods, multi-node GPUs): see `vkd_jax/distributed.py` and the README.
 """
 
@@ -38,59 +40,111 @@ flags.DEFINE_string("coordinator_address", None, "Multi-process runs without a d
                                                  "HOST:PORT (all processes give the same).")
 flags.DEFINE_integer("num_processes", None, "Multi-process runs: how many processes take part.")
 flags.DEFINE_integer("process_id", None, "Multi-process runs: this process's index, 0 .. num_processes - 1.")
+flags.DEFINE_bool("debug", False, "Show the traceback of a failure instead of its one `error:` line.")
 flags.mark_flag_as_required("workdir")
+
+# eval/predict without --config: `--config.a.b=v` overrides of the saved config's evaluation fields.
+_saved_config_overrides: list[tuple[str, str]] = []
+
+
+def _parse_flags(argv):
+    from vkd_jax import cli
+
+    try:
+        argv, overrides = cli.split_overrides(argv)
+        rest = FLAGS(argv)  # loads the config file and applies its overrides
+    except (flags.Error, cli.UsageError) as e:
+        cli.fail(cli.one_line(e))
+    except Exception as e:  # noqa: BLE001 - a config file, or an override of it, can raise anything
+        if "--debug" in argv:
+            raise
+        cli.fail(f"--config: {cli.one_line(e)}")
+    _saved_config_overrides.extend(overrides)
+    return rest
 
 
 def _config_for(mode: str):
-    if mode == "train":
-        if FLAGS.config is None:
-            raise app.UsageError("--config is required to train (e.g. --config=configs/demo.py)")
-        return FLAGS.config
-    if mode == "predict" and FLAGS.config is not None:
-        raise app.UsageError("predict mode uses the config saved in --workdir; leave out --config")
-    from configs import saved
+    from vkd_jax import cli, config_checks
+    from vkd_jax import workdir as wd
 
-    return FLAGS.config if FLAGS.config is not None else saved.load(FLAGS.workdir)
+    if mode == "train" and not FLAGS["config"].present:
+        raise cli.UsageError("--config is required to train (e.g. --config=configs/demo.py)")
+    if mode == "predict" and FLAGS["config"].present:
+        raise cli.UsageError("predict mode uses the config saved in --workdir; leave out --config")
+    if FLAGS["config"].present:
+        try:
+            config = FLAGS.config
+            config.keys()  # a file that failed to load raises on first use
+            return config
+        except Exception as e:  # noqa: BLE001 - a config file can raise anything
+            raise config_checks.ConfigError(f"--config: {cli.one_line(e)}") from e
+    config = wd.read_config(FLAGS.workdir)
+    cli.apply_overrides(config, _saved_config_overrides)
+    return config
 
 
 def main(argv):
+    from vkd_jax import cli
+
+    if not FLAGS.debug:
+        cli.drop_orbax_leftovers()
+    try:
+        _main(argv)
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001 - every failure becomes one line unless --debug
+        if FLAGS.debug:
+            raise
+        from vkd_jax import experiment
+
+        if isinstance(e, experiment.Preempted):
+            logging.warning("%s", e)
+            print(str(e), file=sys.stderr)
+            sys.exit(PREEMPTED_EXIT_CODE)
+        logging.error("%s", e)
+        if not isinstance(e, _user_errors()):
+            cli.fail(f"unexpected {type(e).__name__}: {cli.one_line(e)} (rerun with --debug for the traceback)")
+        cli.fail(cli.one_line(e))
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The failures a user can cause (their message says what to do)."""
+    from vkd_jax import checkpoint, cli, config_checks, experiment, weights
+    from vkd_jax import workdir as wd
+
+    return (FileNotFoundError, cli.UsageError, config_checks.ConfigError, weights.WeightsError,
+            experiment.NonFiniteLossError, checkpoint.StorageError, checkpoint.RestoreError, wd.RunFileError)
+
+
+def _main(argv):
+    from vkd_jax import cli
+
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        raise cli.UsageError(f"unexpected arguments: {argv[1:]}")
     if FLAGS.mode == "predict" and not FLAGS.input:
-        raise app.UsageError("--mode=predict needs --input=FILE_OR_DIR_OR_GLOB")
+        raise cli.UsageError("--mode=predict needs --input=FILE_OR_DIR_OR_GLOB")
     from vkd_jax import distributed  # after flag parsing: keeps --help fast
 
     try:  # before any JAX computation
         distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     except ValueError as e:
-        raise app.UsageError(str(e)) from None
-    from vkd_jax import checkpoint, config_checks, experiment, log, weights
+        raise cli.UsageError(str(e)) from None
+    from vkd_jax import experiment, log
 
     log.quiet_library_logs()
+    config = _config_for(FLAGS.mode)
+    if FLAGS.mode == "train":
+        experiment.train_and_evaluate(config, FLAGS.workdir)
+    elif FLAGS.mode == "eval":
+        experiment.evaluate_checkpoint(config, FLAGS.workdir, FLAGS.split)
+    else:
+        from vkd_jax import predict
 
-    try:
-        config = _config_for(FLAGS.mode)
-        if FLAGS.mode == "train":
-            experiment.train_and_evaluate(config, FLAGS.workdir)
-        elif FLAGS.mode == "eval":
-            experiment.evaluate_checkpoint(config, FLAGS.workdir, FLAGS.split)
-        else:
-            from vkd_jax import predict
-
-            output = FLAGS.output or os.path.join(FLAGS.workdir, "predictions.csv")
-            done = predict.predict_files(config, FLAGS.workdir, FLAGS.input, output)
-            print(f"wrote {done['num_predicted']} prediction(s) to {output}; skipped {len(done['skipped'])} "
-                  "file(s) that could not be decoded" + "".join(f"\n  {p}: {r}" for p, r in done["skipped"]))
-    except experiment.Preempted as e:
-        logging.warning("%s", e)
-        print(str(e), file=sys.stderr)
-        sys.exit(PREEMPTED_EXIT_CODE)
-    except (FileNotFoundError, config_checks.ConfigError, weights.WeightsError, experiment.NonFiniteLossError,
-            checkpoint.StorageError, checkpoint.RestoreError) as e:
-        logging.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        output = FLAGS.output or os.path.join(FLAGS.workdir, "predictions.csv")
+        done = predict.predict_files(config, FLAGS.workdir, FLAGS.input, output)
+        print(f"wrote {done['num_predicted']} prediction(s) to {output}; skipped {len(done['skipped'])} "
+              "file(s) that could not be decoded" + "".join(f"\n  {p}: {r}" for p, r in done["skipped"]))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

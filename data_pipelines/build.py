@@ -1,19 +1,25 @@
 """Builds a dataset's tfds records from its source files (nothing is downloaded):
 
+    python -m data_pipelines.build --config=configs/mimic.py --manual_dir=DIR --data_dir=DIR
     python -m data_pipelines.build --dataset={mimic_cxr,openi,chestxray14,synthetic_cxr} \
         --manual_dir=DIR --data_dir=DIR [--image_size=224] [--workers=N]
 
-Images are decoded, made 8-bit grayscale, resized (shorter side) and centre-cropped once,
-in `--workers` processes, into a cache under `--data_dir`; an interrupted build rerun
-with the same command skips the images already done. The build ends with a report
-(examples per split, files skipped and why), also saved as `build_report.json` beside
-the records. Dataset options (`--views`, `--labeler`, `--sections`, `--labels_csv`,
-`--split_seed`, `--val_fraction`) must match the training config's `data.<dataset>`.
+With `--config`, the dataset, its options (`data.<dataset>`), `data_dir` and the stored
+size (`data.build_size`, else `data.image_size`) come from the training config's data
+section, so the build is the one that config reads; flags override them. Without it, the
+options are `configs/default.py`'s. Images are decoded, made 8-bit grayscale, resized
+(shorter side) and centre-cropped once, in `--workers` processes, into a cache under
+`--data_dir`; an interrupted build rerun with the same command skips the images already
+done. The build ends with a report (examples per split, files skipped and why), also saved
+as `build_report.json` beside the records. Dataset option flags (`--views`, `--labeler`,
+`--sections`, `--labels_csv`, `--split_seed`, `--val_fraction`) are the fields of those
+config sections.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -21,44 +27,79 @@ import sys
 
 # Keep this module's imports light: worker processes re-import it when they start.
 
-_OPTIONS = {  # flag -> (datasets that take it, type)
-    "views": (("mimic_cxr",), str),
-    "labeler": (("mimic_cxr",), str),
-    "sections": (("mimic_cxr", "openi"), str),
-    "labels_csv": (("openi",), str),
-    "split_seed": (("openi", "chestxray14"), int),
-    "val_fraction": (("chestxray14",), float),
-}
+REAL = ("mimic_cxr", "openi", "chestxray14")
+
+
+def _options_of(data_cfg) -> dict[str, tuple[tuple[str, ...], type]]:
+    """flag -> (the datasets that take it, its type): the fields of the config's
+    `data.<dataset>` sections, the one list of build options training reads too."""
+    flags: dict[str, tuple[tuple[str, ...], type]] = {}
+    for name in REAL:
+        for field, value in data_cfg[name].items():
+            flags[field] = (flags.get(field, ((), None))[0] + (name,), type(value))
+    return flags
+
+
+def _default_data():
+    from configs import default  # ml_collections only: light enough for the workers
+
+    return default.get_config().data
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m data_pipelines.build", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", required=True,
-                   choices=("mimic_cxr", "openi", "chestxray14", "synthetic_cxr"))
+    p.add_argument("--config", help="a training config file (configs/*.py): the dataset, its options, "
+                                    "data_dir and stored size come from its data section")
+    p.add_argument("--dataset", choices=(*REAL, "synthetic_cxr"),
+                   help="the dataset (default: the config's data.name; required without --config)")
     p.add_argument("--manual_dir", help="the dataset's source files (not for synthetic_cxr)")
-    p.add_argument("--data_dir", required=True, help="where the tfds records are written")
-    p.add_argument("--image_size", type=int, default=224, help="stored image side, pixels")
+    p.add_argument("--data_dir", help="where the tfds records are written (default: the config's)")
+    p.add_argument("--image_size", type=int,
+                   help="stored image side, pixels (default: the config's data.build_size or "
+                        "data.image_size; 224 without --config)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="image preprocessing processes (default: all CPU cores)")
     p.add_argument("--keep_cache", action="store_true",
                    help="keep the preprocessed PNGs after a successful build (another config "
                         "of the same dataset and size reuses them)")
-    for flag, (datasets, kind) in _OPTIONS.items():
-        p.add_argument(f"--{flag}", type=kind, help=f"{', '.join(datasets)} only")
+    for flag, (datasets, kind) in _options_of(_default_data()).items():
+        p.add_argument(f"--{flag}", type=kind, help=f"{', '.join(datasets)} only (default: the config's)")
     return p
 
 
-def _options(args) -> dict:
-    options = {}
-    for flag, (datasets, _) in _OPTIONS.items():
+def _load_config(path: str):
+    spec = importlib.util.spec_from_file_location("build_config", path)
+    if spec is None or not os.path.isfile(path):
+        raise FileNotFoundError(f"--config={path}: no such config file")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def _data_config(args):
+    """The data section the build serves: `--config`'s (else the defaults), with the
+    command's flags applied on top."""
+    data = _load_config(args.config).data if args.config else _default_data()
+    if args.dataset is None and not args.config:
+        raise ValueError("give --dataset (or --config)")
+    if args.dataset is not None and args.config and args.dataset != data.name:
+        raise ValueError(f"--dataset={args.dataset} but {args.config} trains on {data.name}")
+    data.name = args.dataset or data.name
+    if args.data_dir is not None:
+        data.data_dir = args.data_dir
+    if not data.data_dir:
+        raise ValueError("give --data_dir (or a config with data.data_dir)")
+    if args.image_size is not None:
+        data.build_size = args.image_size
+    for flag, (datasets, _) in _options_of(data).items():
         value = getattr(args, flag)
         if value is None:
             continue
-        if args.dataset not in datasets:
-            raise ValueError(f"--{flag} applies to {', '.join(datasets)}, not {args.dataset}")
-        options[flag] = value
-    return options
+        if data.name not in datasets:
+            raise ValueError(f"--{flag} applies to {', '.join(datasets)}, not {data.name}")
+        data[data.name][flag] = value
+    return data
 
 
 def build(args) -> dict:
@@ -68,30 +109,29 @@ def build(args) -> dict:
 
     from data_pipelines import datasets, source_files
 
-    if args.image_size < 8:
-        raise ValueError(f"--image_size must be >= 8, got {args.image_size}")
-    if args.dataset == datasets.SYNTHETIC:
-        from configs import default  # The build training looks for by default.
-        data_cfg = default.get_config().data
-        data_cfg.data_dir = args.data_dir
-        builder = datasets.synthetic_builder(data_cfg, args.image_size)
+    data = _data_config(args)
+    image_size = data.build_size or data.image_size
+    if image_size < 8:
+        raise ValueError(f"--image_size must be >= 8, got {image_size}")
+    if data.name == datasets.SYNTHETIC:
+        builder = datasets.synthetic_builder(data, image_size)
         builder.download_and_prepare()
-        return {"dataset": args.dataset, "examples": {
+        return {"dataset": data.name, "examples": {
             n: s.num_examples for n, s in builder.info.splits.items()}, "skipped": {}, "notes": {}}
 
-    builder = datasets.real_builder(args.dataset, image_size=args.image_size,
-                                    data_dir=args.data_dir, workers=args.workers, **_options(args))
+    builder = datasets.real_builder(data.name, image_size=image_size, data_dir=data.data_dir,
+                                    workers=args.workers, **data[data.name].to_dict())
     report_path = os.path.join(os.fspath(builder.data_dir), "build_report.json")
     if builder.is_prepared():
-        print(f"{args.dataset}/{builder.builder_config.name} is already built in "
+        print(f"{data.name}/{builder.builder_config.name} is already built in "
               f"{builder.data_dir}", flush=True)
         with open(report_path) as f:
             return json.load(f)
-    source_files.require_dir(args.manual_dir, args.dataset, builder.MANUAL_DOWNLOAD_INSTRUCTIONS)
+    source_files.require_dir(args.manual_dir, data.name, builder.MANUAL_DOWNLOAD_INSTRUCTIONS)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=args.manual_dir, try_download_gcs=False))
     report = builder.build_report | {"config": builder.builder_config.name,
-                                     "image_size": args.image_size}
+                                     "image_size": image_size}
     with open(report_path, "w") as f:
         json.dump(report, f, indent=2)
     if not args.keep_cache:

@@ -46,11 +46,10 @@ def builder(data_cfg) -> tfds.core.DatasetBuilder:
     The stored size is `data.build_size`, or `data.image_size` when that is None; the
     dataset-specific options are the config section named after the dataset.
     """
-    size = data_cfg.get("build_size") or data_cfg.image_size
+    size = data_cfg.build_size or data_cfg.image_size
     if data_cfg.name == SYNTHETIC:
         return synthetic_builder(data_cfg, size)
     if data_cfg.name in REAL:
-        options = data_cfg.get(data_cfg.name)
         return real_builder(data_cfg.name, image_size=size, data_dir=data_cfg.data_dir,
-                            **(options.to_dict() if options is not None else {}))
+                            **data_cfg[data_cfg.name].to_dict())
     return tfds.builder(data_cfg.name, data_dir=data_cfg.data_dir)

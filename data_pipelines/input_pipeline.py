@@ -34,7 +34,6 @@ from data_pipelines import labels as labels_lib
 
 SYNTHETIC = datasets.SYNTHETIC
 _FEATURES = ("image", "report", "labels", "image_id", "study_id")
-NORMALIZATIONS = ("scalar", "imagenet")
 # ImageNet RGB statistics, for encoders pretrained on it (the gray image in each channel).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -63,48 +62,6 @@ class DatasetMeta:
     stored_image_size: int = 0  # Size of the records' images (the build's `--image_size`).
 
 
-def _opt(data_cfg, field: str, default):
-    """`data_cfg.<field>`, or `default` for configs that predate the field."""
-    value = data_cfg.get(field)
-    return default if value is None else value
-
-
-def _check_config(data_cfg: ml_collections.ConfigDict) -> None:
-    """Raises ValueError naming the first invalid field of `data_cfg`."""
-    def require(ok: bool, field: str, expected: str) -> None:
-        if not ok:
-            raise ValueError(f"data.{field} must be {expected}, got {data_cfg.get(field)!r}")
-
-    require(isinstance(data_cfg.name, str) and data_cfg.name != "", "name", "a dataset name")
-    require(data_cfg.data_dir is None or isinstance(data_cfg.data_dir, str), "data_dir",
-            "a directory or None")
-    require(isinstance(data_cfg.image_size, int) and data_cfg.image_size >= 8, "image_size",
-            "an int >= 8")
-    require(isinstance(data_cfg.mean, (int, float)), "mean", "a number")
-    require(isinstance(data_cfg.std, (int, float)) and data_cfg.std > 0, "std", "positive")
-    require(data_cfg.uncertainty_policy in labels_lib.UNCERTAINTY_POLICIES,
-            "uncertainty_policy", f"one of {labels_lib.UNCERTAINTY_POLICIES}")
-    require(isinstance(data_cfg.no_finding_rule, bool), "no_finding_rule", "a bool")
-    require(isinstance(data_cfg.shuffle_buffer, int) and data_cfg.shuffle_buffer >= 1,
-            "shuffle_buffer", "an int >= 1")
-    for field in ("train_split", "val_split", "test_split"):
-        require(isinstance(data_cfg[field], str) and data_cfg[field] != "", field, "a split name")
-    channels, norm = _opt(data_cfg, "channels", 1), _opt(data_cfg, "normalization", "scalar")
-    require(channels in (1, 3), "channels", "1 or 3")
-    require(norm in NORMALIZATIONS, "normalization", f"one of {NORMALIZATIONS}")
-    require(norm != "imagenet" or channels == 3, "normalization",
-            "'scalar' with data.channels=1 (ImageNet statistics are per RGB channel)")
-    label_set = _opt(data_cfg, "label_set", "chexpert")
-    require(label_set in labels_lib.LABEL_SETS, "label_set", f"one of {labels_lib.LABEL_SETS}")
-    require(label_set == "chexpert" or not data_cfg.no_finding_rule, "no_finding_rule",
-            "False with data.label_set='nih' (its 14 classes have no 'No Finding')")
-    build_size = data_cfg.get("build_size")
-    require(build_size is None or (isinstance(build_size, int) and build_size >= 8),
-            "build_size", "None or an int >= 8")
-    if data_cfg.get("augment") is not None:
-        augment_lib.check(data_cfg.augment)
-
-
 def _not_built(data_cfg, looked_in: str | None = None) -> FileNotFoundError:
     looked_in = looked_in or data_cfg.data_dir or (
         "tfds's default data_dir (~/tensorflow_datasets, or $TFDS_DATA_DIR)")
@@ -124,7 +81,6 @@ def _builder(data_cfg) -> tfds.core.DatasetBuilder:
 
 
 def _prepared_builder(data_cfg) -> tfds.core.DatasetBuilder:
-    _check_config(data_cfg)
     builder = _builder(data_cfg)
     if not builder.is_prepared():
         raise _not_built(data_cfg, str(builder.data_dir))
@@ -134,19 +90,19 @@ def _prepared_builder(data_cfg) -> tfds.core.DatasetBuilder:
         raise ValueError(f"{data_cfg.name}: stored class order {class_names} differs from "
                          f"data_pipelines.labels.CLASS_NAMES")
     if _label_key(data_cfg) not in builder.info.features:
-        raise ValueError(f"data.label_set={_opt(data_cfg, 'label_set', None)!r} needs a "
+        raise ValueError(f"data.label_set={data_cfg.label_set!r} needs a "
                          f"'{_label_key(data_cfg)}' feature, which {data_cfg.name} lacks")
     return builder
 
 
 def _label_key(data_cfg) -> str:
     """The record feature holding the labels of `data.label_set`."""
-    return "nih_labels" if _opt(data_cfg, "label_set", "chexpert") == "nih" else "labels"
+    return "nih_labels" if data_cfg.label_set == "nih" else "labels"
 
 
 def prepare(data_cfg: ml_collections.ConfigDict) -> DatasetMeta:
-    """Makes sure the dataset is built (generating `synthetic_cxr` if need be)."""
-    _check_config(data_cfg)
+    """Makes sure the dataset is built (generating `synthetic_cxr` if need be). `data_cfg`
+    is a checked config's data section (`vkd_jax.config_checks.validate`)."""
     if data_cfg.name == SYNTHETIC:
         builder = _builder(data_cfg)
         if not builder.is_prepared():
@@ -156,9 +112,9 @@ def prepare(data_cfg: ml_collections.ConfigDict) -> DatasetMeta:
     return DatasetMeta(
         name=data_cfg.name,
         num_examples={name: s.num_examples for name, s in builder.info.splits.items()},
-        class_names=labels_lib.class_names(_opt(data_cfg, "label_set", "chexpert")),
+        class_names=labels_lib.class_names(data_cfg.label_set),
         image_size=data_cfg.image_size,
-        channels=_opt(data_cfg, "channels", 1),
+        channels=data_cfg.channels,
         stored_image_size=_stored_size(builder),
     )
 
@@ -192,7 +148,7 @@ def _process_slice(ds, batch_size: int, process_index: int, process_count: int):
 
 def _normaliser(data_cfg):
     """(mean, std) broadcastable to [H, W, C], for pixels scaled to [0, 1]."""
-    if _opt(data_cfg, "normalization", "scalar") == "imagenet":
+    if data_cfg.normalization == "imagenet":
         return tf.constant(IMAGENET_MEAN), tf.constant(IMAGENET_STD)
     return tf.constant(float(data_cfg.mean)), tf.constant(float(data_cfg.std))
 
@@ -201,7 +157,7 @@ def _decode_fn(data_cfg, stored_size: int, train: bool = False):
     """Decodes, resizes (if the stored size differs) and augments (`train` only) one
     example's image -> float32 [H, W, 1] in [0, 255]. Training examples carry `aug_seed`."""
     size = data_cfg.image_size
-    aug_cfg = data_cfg.get("augment")
+    aug_cfg = data_cfg.augment
     augment = train and augment_lib.is_enabled(aug_cfg)
 
     def decode(ex):
@@ -224,7 +180,7 @@ def _normalise_fn(data_cfg):
     Applied after batching: one vectorised op per batch is cheaper than one per example,
     which matters most for 3-channel 224-px images.
     """
-    channels = _opt(data_cfg, "channels", 1)
+    channels = data_cfg.channels
     mean, std = _normaliser(data_cfg)
 
     def normalise(batch):
@@ -378,7 +334,7 @@ def image_batches(data_cfg: ml_collections.ConfigDict, stored: np.ndarray, batch
 
 def _empty_batch(data_cfg, stored_size: int) -> dict:
     size = data_cfg.image_size
-    channels = _opt(data_cfg, "channels", 1)
+    channels = data_cfg.channels
     return {"image": np.zeros((0, size, size, channels), np.float32), "report": [],
             "labels": np.zeros((0, labels_lib.NUM_CLASSES), np.int8), "image_id": [], "study_id": []}
 

@@ -29,10 +29,11 @@ TINY = [
 TRAINED_ARGS = ["--config.train.num_epochs=2"]
 
 
-def run_py(args, data_dir, workdir, *, devices: int = 2, **kwargs) -> subprocess.Popen:
-    """`run.py --config=configs/demo_scratch.py` with the TINY overrides, on `devices` fake CPU devices."""
+def run_py(args, data_dir, workdir, *, devices: int = 2, config: str = "configs/demo_scratch.py",
+           **kwargs) -> subprocess.Popen:
+    """`run.py --config=CONFIG` with the TINY overrides, on `devices` fake CPU devices."""
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "run.py", "--config=configs/demo_scratch.py", f"--workdir={workdir}",
+    cmd = [sys.executable, "run.py", f"--config={config}", f"--workdir={workdir}",
            f"--config.data.data_dir={data_dir}", *TINY, *args]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, **kwargs)

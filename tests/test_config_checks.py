@@ -43,6 +43,25 @@ def test_shipped_configs_are_valid():
     ("train.distill_weight", 2.0, "distill_weight"),
     ("train.distill_temperature", 0.0, "distill_temperature"),
     ("model.image_encoder.pool_grid", 0, "pool_grid"),
+    ("optim.learning_rate", float("inf"), "optim.learning_rate"),
+    ("optim.b1", float("nan"), "optim.b1"),
+    ("data.mean", float("-inf"), "data.mean"),
+    ("data.augment.rotation", float("nan"), "data.augment.rotation"),
+    ("train.kl_balance", float("nan"), "train.kl_balance"),
+    ("eval.refer_fraction", float("nan"), "refer_fraction"),
+    # The data section (checked here only, not again by the input pipeline).
+    ("data.name", "", "data.name"),
+    ("data.uncertainty_policy", "maybe", "uncertainty_policy"),
+    ("data.std", 0.0, "data.std"),
+    ("data.shuffle_buffer", 0, "shuffle_buffer"),
+    ("data.val_split", "", "val_split"),
+    ("data.channels", 2, "channels"),
+    ("data.normalization", "imagenet", "normalization"),
+    ("data.normalization", "zscore", "normalization"),
+    ("data.augment.rotation", 90.0, "augment.rotation"),
+    ("data.build_size", 4, "build_size"),
+    ("data.label_set", "nih", "no_finding_rule"),
+    ("data.label_set", "padchest", "label_set"),
 ])
 def test_bad_values_are_rejected_by_name(path, value, match):
     cfg = demo_scratch.get_config()
@@ -68,11 +87,13 @@ def test_a_saved_kl_weight_becomes_beta(tmp_path):
     """Workdirs of 0.1.0 saved `train.kl_weight` on a per-label mean BCE: beta = 14 x it."""
     import json
 
-    from configs import saved
+    from vkd_jax import workdir
 
     cfg = demo_scratch.get_config().to_dict()
     cfg["train"].pop("beta")
     cfg["train"]["kl_weight"] = 0.5
+    del cfg["model"]["text_encoder"]["attention_impl"]  # added since: read as its default
     (tmp_path / "config.json").write_text(json.dumps(cfg))
-    loaded = saved.load(str(tmp_path))
+    loaded = workdir.read_config(str(tmp_path))
     assert loaded.train.beta == 7.0 and "kl_weight" not in loaded.train
+    assert loaded.model.text_encoder.attention_impl == "auto"

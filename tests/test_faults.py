@@ -11,9 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from configs import saved
 from tests.e2e import TRAINED_ARGS, load_json, run_py
-from vkd_jax import checkpoint, predict, train
+from vkd_jax import checkpoint, sessions, train
+from vkd_jax import workdir as wd
 
 TIMEOUT_S = 600
 
@@ -27,8 +27,9 @@ def _same_end(workdir, trained_dir) -> None:
     # The same weights: both best checkpoints, restored here (8 devices, as they were written).
     states = []
     for w in (workdir, trained_dir):
-        _, state = predict.restore_for_inference(saved.load(str(w)), str(w), predict.load_model_info(str(w)),
-                                                 train.make_mesh(8))
+        _, state, _, manager = sessions.restore_best(wd.read_config(str(w)), str(w),
+                                                     wd.read_model_info(str(w)), train.make_mesh(8))
+        manager.close()
         states.append(jax.device_get(state.params))
     for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1])):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -6,6 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from configs import default
 from data_pipelines import input_pipeline
 from data_pipelines import labels as L
 from data_pipelines import tokenizer as tokenizer_lib
@@ -17,14 +18,12 @@ KEYS = {"image", "input_ids", "attention_mask", "labels", "label_mask", "mask"}
 
 
 def _config(data_dir, **overrides) -> ml_collections.ConfigDict:
-    fields = dict(
-        name="synthetic_cxr", data_dir=str(data_dir), image_size=SIZE, mean=0.5, std=0.25,
-        uncertainty_policy="zeros", no_finding_rule=True, shuffle_buffer=64,
-        train_split="train", val_split="validation", test_split="test",
-        synthetic=dict(num_train=NUM_TRAIN, num_validation=NUM_VAL, num_test=NUM_TEST,
-                       seed=SEED, image_signal=1.0, noise=1.0),
-    )
-    return ml_collections.ConfigDict(fields | overrides)
+    """`configs/default.py`'s data section on a tiny synthetic_cxr build, with `overrides`."""
+    cfg = default.get_config().data
+    cfg.update(dict(name="synthetic_cxr", data_dir=str(data_dir), image_size=SIZE, shuffle_buffer=64))
+    cfg.synthetic.update(dict(num_train=NUM_TRAIN, num_validation=NUM_VAL, num_test=NUM_TEST, seed=SEED))
+    cfg.update(overrides)
+    return cfg
 
 
 @pytest.fixture(scope="module")
@@ -184,15 +183,6 @@ def test_unknown_dataset_is_a_clear_error(tmp_path, tok):
     assert str(tmp_path) in str(err.value) and "data_pipelines.build" in str(err.value)
     with pytest.raises(FileNotFoundError, match="mimic_cxr"):
         _train(cfg, tok, 1)
-
-
-@pytest.mark.parametrize("field, value", [
-    ("uncertainty_policy", "maybe"), ("image_size", 0), ("std", 0.0), ("shuffle_buffer", 0),
-    ("no_finding_rule", "yes"), ("val_split", ""),
-])
-def test_invalid_config_names_the_field(tmp_path, field, value):
-    with pytest.raises(ValueError, match=field):
-        input_pipeline.prepare(_config(tmp_path, **{field: value}))
 
 
 def test_too_few_examples_for_a_batch(cfg, tok):

@@ -8,9 +8,9 @@ import socket
 
 import pytest
 
-from configs import saved
 from tests.e2e import TRAINED_ARGS, load_json, run_py
 from vkd_jax import experiment, report
+from vkd_jax import workdir as wd
 
 TIMEOUT_S = 420
 
@@ -55,7 +55,7 @@ def test_two_processes_train_like_one(trained, data_dir, tmp_path):
     assert res_two["macro_auc"] == pytest.approx(res_one["macro_auc"], abs=1e-3)
 
     # One process (this one: 8 devices) restores what the two wrote and evaluates it.
-    val = experiment.evaluate_checkpoint(saved.load(str(two)), str(two), "validation")
+    val = experiment.evaluate_checkpoint(wd.read_config(str(two)), str(two), "validation")
     assert val["checkpoint_step"] == res_two["checkpoint_step"]
     assert val["macro_auc"] == pytest.approx(val["val_macro_auc"], abs=1e-5)
 

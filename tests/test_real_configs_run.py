@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from data_pipelines import build
-from data_pipelines.fabricate import chestxray14, mimic_cxr, openi
+from tests.fabricate import chestxray14, mimic_cxr, openi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 32

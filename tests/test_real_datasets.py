@@ -1,5 +1,5 @@
 """Builds of mimic_cxr, openi and chestxray14 from tiny fabricated trees in their real
-layouts (data_pipelines/fabricate): counts, labels, report text, ids, the build report,
+layouts (tests/fabricate): counts, labels, report text, ids, the build report,
 restarts and bad input."""
 
 import json
@@ -10,9 +10,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 from data_pipelines import build, datasets, images, labels as L
-from data_pipelines.fabricate import chestxray14 as fab_nih
-from data_pipelines.fabricate import mimic_cxr as fab_mimic
-from data_pipelines.fabricate import openi as fab_openi
+from tests.fabricate import chestxray14 as fab_nih
+from tests.fabricate import mimic_cxr as fab_mimic
+from tests.fabricate import openi as fab_openi
 
 SIZE = 32
 FABRICATE = {"mimic_cxr": fab_mimic.write, "openi": fab_openi.write,

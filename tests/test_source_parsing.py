@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from data_pipelines import images, labels as L, manual_builder, source_files
-from data_pipelines.fabricate import common
+from tests.fabricate import common
 from data_pipelines.mimic_cxr import sections
 from data_pipelines.openi import mesh
 

@@ -113,7 +113,7 @@ def _minilm_dir():
 
 def test_bert_parity_all_minilm_l6_v2():
     path = _minilm_dir()
-    tokenizer = weights.load_bert_tokenizer(path)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
     batch = tokenizer(REPORTS, padding="max_length", truncation=True, max_length=40, return_tensors="np")
     model = transformers.BertModel.from_pretrained(path, local_files_only=True).eval()
     cfg, _ = _compare_bert(path, model, batch["input_ids"], batch["attention_mask"])

@@ -4,11 +4,13 @@ All live in one `CheckpointManager` under `<workdir>/checkpoints`. Each save mad
 validation carries its metrics; orbax's `best_fn` reads them back from disk, so which
 checkpoint is best survives restarts. Resuming needs nothing but the state: the RNG is in it
 and the data position is derived from its step. A checkpoint that cannot be restored
-(truncated or missing files) is set aside, with a warning, for the previous one.
+(truncated or missing files), or a directory named like a step that is no checkpoint at all,
+is set aside in `checkpoints/damaged/`, with a warning, for the previous one.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -55,14 +57,21 @@ def save(manager: ocp.CheckpointManager, state: Any, metrics: dict | None = None
     return manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=force)
 
 
-def restore(manager: ocp.CheckpointManager, target: Any, step: int) -> Any:
-    """Restores step `step` into the structure and shardings of `target` (a live state)."""
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    return manager.restore(step, args=ocp.args.StandardRestore(abstract))
-
-
 class RestoreError(RuntimeError):
-    """No checkpoint of the workdir restores into the state the config builds."""
+    """A checkpoint of the workdir does not restore into the state the config builds."""
+
+
+def restore(manager: ocp.CheckpointManager, target: Any, step: int) -> Any:
+    """Restores step `step` into the structure and shardings of `target` (a live state);
+    `RestoreError`, naming the step's directory, if it cannot."""
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    try:
+        return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    except Exception as e:  # noqa: BLE001 - orbax and tensorstore raise many kinds
+        raise RestoreError(
+            f"the checkpoint {os.path.join(str(manager.directory), str(step))} cannot be restored into the model of "
+            f"this config ({type(e).__name__}: {str(e)[:300]}). It is damaged (truncated or missing files) or was "
+            "written with another config: train again, or evaluate with the config it was written with") from e
 
 
 def restore_latest_good(manager: ocp.CheckpointManager, target: Any) -> tuple[Any, int | None]:
@@ -71,12 +80,17 @@ def restore_latest_good(manager: ocp.CheckpointManager, target: Any) -> tuple[An
     `checkpoints/damaged/` with a warning, so their steps can be saved again. If none
     restores, nothing is moved and `RestoreError` is raised: that is a config that no
     longer matches the checkpoints (e.g. another model or optimiser), not damage."""
+    for step in manager.all_steps():
+        if not _looks_complete(manager, step):
+            logging.warning("the directory of step %d, %s, is not a checkpoint (no readable %s or no %s/); "
+                            "set aside in damaged/", step, _step_dir(manager, step), _METADATA, _ITEM)
+            _set_aside(manager, step)
     failed = []
     for step in sorted(manager.all_steps(), reverse=True):
         try:
             state = restore(manager, target, step)
-        except Exception as e:  # noqa: BLE001 - orbax and tensorstore raise many kinds
-            failed.append((step, f"{type(e).__name__}: {str(e)[:300]}"))
+        except RestoreError as e:
+            failed.append((step, f"{type(e.__cause__).__name__}: {str(e.__cause__)[:300]}"))
             continue
         for bad, reason in failed:
             logging.warning("the checkpoint of step %d in %s cannot be restored (%s); set aside in damaged/, "
@@ -90,9 +104,30 @@ def restore_latest_good(manager: ocp.CheckpointManager, target: Any) -> tuple[An
     return target, None
 
 
+_METADATA, _ITEM = "_CHECKPOINT_METADATA", "default"
+
+
+def _step_dir(manager: ocp.CheckpointManager, step: int) -> str:
+    return os.path.join(str(manager.directory), str(step))
+
+
+def _looks_complete(manager: ocp.CheckpointManager, step: int) -> bool:
+    """Whether the directory of `step` has what every checkpoint `save` writes has: the
+    manager's metadata file (valid JSON) and the state's item directory. A stray directory
+    named like a step (empty, or junk) is not restorable, and trying it leaves the manager
+    unable to restore the good ones."""
+    directory = _step_dir(manager, step)
+    try:
+        with open(os.path.join(directory, _METADATA)) as f:
+            json.load(f)
+    except (OSError, ValueError):
+        return False
+    return os.path.isdir(os.path.join(directory, _ITEM))
+
+
 def _set_aside(manager: ocp.CheckpointManager, step: int) -> None:
     if jax.process_index() == 0:
-        src = os.path.join(str(manager.directory), str(step))
+        src = _step_dir(manager, step)
         dst = os.path.join(str(manager.directory), "damaged", f"{step}-{int(time.time())}")
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         shutil.move(src, dst)

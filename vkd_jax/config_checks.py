@@ -12,6 +12,9 @@ from vkd_jax.models.vkd import KINDS, POSTERIOR_INPUTS, TEXT_POOLING
 
 POS_WEIGHTS = ("none", "balanced", "reference")
 THRESHOLD_METHODS = ("youden", "f1")
+NORMALIZATIONS = ("scalar", "imagenet")
+# data.augment: each range's upper limit (uniform draws in +- the value).
+AUGMENT_LIMITS = {"rotation": 45.0, "scale": 0.5, "translate": 0.5, "brightness": 1.0, "contrast": 0.9}
 
 
 class ConfigError(ValueError):
@@ -31,8 +34,59 @@ def _positive(value, path: str) -> None:
         raise ConfigError(f"config.{path} must be > 0, got {value!r}")
 
 
+def _finite(config, prefix: str = "") -> None:
+    """Every float of the config (nested sections and tuples included) is finite: a NaN or
+    an infinity would otherwise train until the NaN guard stops it."""
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if hasattr(value, "items"):
+            _finite(value, f"{path}.")
+            continue
+        for v in value if isinstance(value, (tuple, list)) else (value,):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"config.{path} must be a finite number, got {value!r}")
+
+
+def _check_data(data) -> None:
+    """The data section (the input pipeline trusts it: it is checked here only)."""
+    def require(ok: bool, field: str, expected: str) -> None:
+        if not ok:
+            raise ConfigError(f"config.data.{field} must be {expected}, got {data[field]!r}")
+
+    require(isinstance(data.name, str) and data.name != "", "name", "a dataset name")
+    require(data.data_dir is None or isinstance(data.data_dir, str), "data_dir", "a directory or None")
+    require(isinstance(data.image_size, int) and data.image_size >= 32, "image_size",
+            "an int >= 32 (DenseNet downsamples 32x)")
+    require(isinstance(data.mean, (int, float)), "mean", "a number")
+    require(isinstance(data.std, (int, float)) and data.std > 0, "std", "> 0")
+    require(data.uncertainty_policy in labels.UNCERTAINTY_POLICIES, "uncertainty_policy",
+            f"one of {labels.UNCERTAINTY_POLICIES}")
+    require(isinstance(data.no_finding_rule, bool), "no_finding_rule", "a bool")
+    require(isinstance(data.shuffle_buffer, int) and data.shuffle_buffer >= 1, "shuffle_buffer", "an int >= 1")
+    for field in ("train_split", "val_split", "test_split"):
+        require(isinstance(data[field], str) and data[field] != "", field, "a split name")
+    require(data.channels in (1, 3), "channels", "1 or 3")
+    require(data.normalization in NORMALIZATIONS, "normalization", f"one of {NORMALIZATIONS}")
+    require(data.normalization != "imagenet" or data.channels == 3, "normalization",
+            "'scalar' with data.channels=1 (ImageNet statistics are per RGB channel)")
+    require(data.label_set in labels.LABEL_SETS, "label_set", f"one of {labels.LABEL_SETS}")
+    require(data.label_set == "chexpert" or not data.no_finding_rule, "no_finding_rule",
+            "False with data.label_set='nih' (its 14 classes have no 'No Finding')")
+    require(data.build_size is None or (isinstance(data.build_size, int) and data.build_size >= 8),
+            "build_size", "None or an int >= 8")
+    for field, limit in AUGMENT_LIMITS.items():
+        value = data.augment[field]
+        if not (isinstance(value, (int, float)) and 0 <= value <= limit):
+            raise ConfigError(f"config.data.augment.{field} must be a number in [0, {limit}], got {value!r}")
+    if not isinstance(data.augment.hflip, bool):
+        raise ConfigError(f"config.data.augment.hflip must be a bool, got {data.augment.hflip!r}")
+
+
 def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
-    """Raises `ConfigError` for the first field that is out of range or inconsistent."""
+    """Raises `ConfigError` for the first field that is out of range or inconsistent.
+    The one check of a config: run once, before any work (`vkd_jax.sessions`)."""
+    _finite(config)
+    _check_data(config.data)
     _choice(config, "model.kind", KINDS)
     _choice(config, "model.posterior_inputs", POSTERIOR_INPUTS)
     _choice(config, "model.text_pooling", TEXT_POOLING)
@@ -42,7 +96,6 @@ def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
     _choice(config, "train.pos_weight", POS_WEIGHTS)
     _choice(config, "optim.name", optim.OPTIMIZERS)
     _choice(config, "optim.schedule", optim.LR_SCHEDULES)
-    _choice(config, "data.uncertainty_policy", labels.UNCERTAINTY_POLICIES)
     _choice(config, "eval.threshold_method", THRESHOLD_METHODS)
     _positive(config.eval.calibration_bins, "eval.calibration_bins")
     if config.eval.bootstrap_samples < 0:
@@ -50,7 +103,7 @@ def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
     if not 0 <= config.eval.refer_fraction < 1:
         raise ConfigError(f"config.eval.refer_fraction must be in [0, 1), got {config.eval.refer_fraction}")
     for path in ("model.latent_dim", "model.hidden_dim", "model.num_samples", "model.eval_samples",
-                 "train.num_epochs", "optim.learning_rate", "data.std", "train.kl_cycles_per_epoch"):
+                 "train.num_epochs", "optim.learning_rate", "train.kl_cycles_per_epoch"):
         section, field = path.split(".")
         _positive(config[section][field], path)
     tr = config.train
@@ -70,8 +123,6 @@ def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
                           f"got {config.model.image_encoder.pool_grid!r}")
     if not 0 <= config.model.dropout < 1:
         raise ConfigError(f"config.model.dropout must be in [0, 1), got {config.model.dropout}")
-    if config.data.image_size < 32:
-        raise ConfigError(f"config.data.image_size must be >= 32 (DenseNet downsamples 32x), got {config.data.image_size}")
     for field in ("batch_size", "eval_batch_size"):
         size = config.train[field]
         if size <= 0 or size % num_devices or size % num_processes:

@@ -16,16 +16,6 @@ import jax.numpy as jnp
 from jax import lax
 
 
-def sample_gaussian(rng: jax.Array, mu: jax.Array, logvar: jax.Array, num_samples: int) -> jax.Array:
-    """Reparameterised samples `z_s = mu + sigma * eps_s`, `[S, *mu.shape]`.
-
-    Each sample is an independent draw: no averaging over draws (the reference code averaged
-    100 draws, which shrinks the sample's variance a hundredfold).
-    """
-    eps = jax.random.normal(rng, (num_samples, *mu.shape), mu.dtype)
-    return reparameterize(mu, logvar, eps)
-
-
 def reparameterize(mu: jax.Array, logvar: jax.Array, eps: jax.Array) -> jax.Array:
     """`mu + exp(logvar / 2) * eps` with `eps` broadcast from the left, `[S, *mu.shape]`."""
     return mu + jnp.exp(0.5 * logvar) * eps

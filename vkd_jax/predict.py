@@ -1,7 +1,8 @@
 """`run.py --mode=predict`: a trained model on the user's own images, no report needed.
 
 The model, its class names and the preprocessing come from the training workdir (its
-`config.json`, `model_info.json` and best checkpoint); the dataset is not needed. Each image
+`config.json`, `model_info.json` and best checkpoint, read through `vkd_jax.workdir` and
+`vkd_jax.sessions.restore_best`); the dataset is not needed. Each image
 is read as the dataset build reads a source image (`data_pipelines.user_images`), then goes
 through the eval pipeline's own resize and normalisation (`input_pipeline.image_batches`).
 """
@@ -16,33 +17,11 @@ import numpy as np
 from absl import logging
 
 from data_pipelines import input_pipeline, user_images
-from vkd_jax import checkpoint, config_checks, experiment, train
+from vkd_jax import config_checks, sessions, train
+from vkd_jax import workdir as wd
 from vkd_jax.models.vkd import IMAGE_ONLY_AT_TEST
 
 CHUNK = 256  # files decoded at a time (bounds host memory on large folders)
-
-
-def load_model_info(workdir: str) -> dict:
-    info = experiment.read_model_info(workdir)
-    if info is None:
-        raise FileNotFoundError(f"{os.path.join(workdir, experiment.MODEL_INFO)} is missing: {workdir} is not a "
-                                "workdir of a `run.py` training (it writes model_info.json when training starts)")
-    return info
-
-
-def restore_for_inference(config, workdir: str, info: dict, mesh):
-    """(model, state) of the best checkpoint of `workdir` (the latest if none was validated)."""
-    model, _, state, _ = experiment.build_state(  # schedule_steps: shapes only, the schedule never runs
-        config, mesh, num_classes=len(info["class_names"]), vocab_size=info["vocab_size"],
-        text_config=experiment.text_config_of(info), schedule_steps=1)
-    manager = checkpoint.create_manager(workdir)
-    step = checkpoint.best_or_latest_step(manager)
-    if step is None:
-        raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
-    state = checkpoint.restore(manager, state, step)
-    manager.close()
-    logging.info("restored the checkpoint of step %d from %s", step, workdir)
-    return model, state
 
 
 def predict_files(config, workdir: str, spec: str, output: str) -> dict:
@@ -53,15 +32,16 @@ def predict_files(config, workdir: str, spec: str, output: str) -> dict:
         raise config_checks.ConfigError(
             f"the model in {workdir} is `{config.model.kind}`, which needs the report: predict mode runs image-only "
             f"models ({', '.join(IMAGE_ONLY_AT_TEST)})")
-    info = load_model_info(workdir)
+    info = wd.read_model_info(workdir)
     paths = user_images.find_images(spec)
     mesh = train.make_mesh(config.num_devices or None)
-    model, state = restore_for_inference(config, workdir, info, mesh)
+    model, state, _, manager = sessions.restore_best(config, workdir, info, mesh)
+    manager.close()
     eval_step = train.make_eval_step(model, mesh, num_samples=config.model.eval_samples)
     rng = jax.random.fold_in(jax.random.key(config.seed), 1)
     batch_size = config.train.eval_batch_size // jax.process_count()
     max_length = config.model.text_encoder.max_length
-    class_names = info["class_names"]
+    class_names = info.class_names
     skipped = []
 
     def on_error(path, reason):
@@ -75,7 +55,7 @@ def predict_files(config, workdir: str, spec: str, output: str) -> dict:
         writer = csv.writer(f)
         writer.writerow(["path"] + list(class_names) + [f"{c}_sd" for c in class_names])
         for start in range(0, len(paths), CHUNK):
-            ok, stored, _ = user_images.load_images(paths[start:start + CHUNK], info["stored_image_size"],
+            ok, stored, _ = user_images.load_images(paths[start:start + CHUNK], info.stored_image_size,
                                                     on_error=on_error)
             rows = 0
             for images in input_pipeline.image_batches(config.data, stored, batch_size):

@@ -153,11 +153,6 @@ def bert_params_from_state_dict(abstract_params, state: Mapping[str, np.ndarray]
                  ignore, source)
 
 
-def load_bert_tokenizer(path: str) -> transformers.PreTrainedTokenizerFast:
-    """The fast tokenizer saved beside a checkpoint, from local files only."""
-    return transformers.AutoTokenizer.from_pretrained(path, local_files_only=True, use_fast=True)
-
-
 # ----------------------------------------------------------------------------- DenseNet-121
 
 # Old torchvision checkpoints name dense-layer modules 'norm.1' instead of 'norm1'.

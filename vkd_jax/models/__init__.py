@@ -68,9 +68,7 @@ def create_model(model_cfg, *, num_classes: int, vocab_size: int, axis_name: str
     if reads_report(kind, model_cfg.posterior_inputs):
         txt = model_cfg.text_encoder
         text_config = text_config or bert_config(txt, vocab_size)
-        # .get: configs saved before the field existed still build.
-        text_encoder = Bert(text_config, dtype=dtype, remat=txt.remat,
-                            attention_impl=txt.get("attention_impl", "auto"))
+        text_encoder = Bert(text_config, dtype=dtype, remat=txt.remat, attention_impl=txt.attention_impl)
     return VKDModel(
         kind=kind,
         image_encoder=image_encoder,

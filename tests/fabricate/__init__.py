@@ -1,4 +1,4 @@
-"""Tiny fake source trees in each real dataset's exact layout, for tests and benchmarks.
+"""Tiny fake source trees in each real dataset's exact layout, for tests.
 
 Each `write_*` function writes a handful of images with the messy cases of the real data
 (corrupt files, missing reports or labels, odd CSV headers) and returns what a correct

@@ -8,7 +8,7 @@ import tarfile
 
 from data_pipelines import labels as labels_lib
 from data_pipelines import manual_builder
-from data_pipelines.fabricate import common
+from tests.fabricate import common
 from data_pipelines.openi import openi
 
 _XML = """<?xml version="1.0" encoding="utf-8"?>

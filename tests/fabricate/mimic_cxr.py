@@ -7,7 +7,7 @@ import os
 import zipfile
 
 from data_pipelines import labels as labels_lib
-from data_pipelines.fabricate import common
+from tests.fabricate import common
 
 # One-space headers, wrapped lines, `___`, an addendum after a line of underscores.
 REPORT_FULL = """\

@@ -6,7 +6,7 @@ import os
 
 from data_pipelines import labels as labels_lib
 from data_pipelines import manual_builder
-from data_pipelines.fabricate import common
+from tests.fabricate import common
 
 # The v2020 header: bracketed names hold commas, `Patient Sex`, a trailing empty column.
 HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Sex,"

@@ -1,0 +1,107 @@
+"""`run.py`'s command line: the config each mode runs, `--config.a.b=v` overrides of a
+saved config, and one `error:` line (exit status 2) for every failure a user can cause.
+
+Training needs `--config=FILE` (overrides then go through ml_collections' config flags).
+Eval and predict read the config the training saved; without `--config`, overrides of the
+evaluation fields (`EVAL_FIELDS`) are parsed here, by the type of the field they replace.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import sys
+
+import ml_collections
+
+# Fields a saved config may have overridden by eval or predict: how a trained model is
+# evaluated, not what it is.
+EVAL_FIELDS = ("eval.", "model.eval_samples", "train.eval_batch_size", "data.data_dir", "num_devices")
+EXIT_USER_ERROR = 2
+
+
+class UsageError(ValueError):
+    """A command line that cannot run (bad flag combination, bad override)."""
+
+
+def one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def fail(message: str) -> None:
+    """The `error:` line on stderr, then exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(EXIT_USER_ERROR)
+
+
+def split_overrides(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """(argv, overrides): without a `--config=FILE`, the `--config.a.b=v` arguments are taken
+    out of argv (absl knows them only once a config file defines the fields)."""
+    if any(a == "--config" or a.startswith("--config=") for a in argv):
+        return argv, []
+    rest, overrides = [], []
+    for arg in argv:
+        if arg.startswith("--config."):
+            field, eq, value = arg[len("--config."):].partition("=")
+            if not eq:
+                raise UsageError(f"{arg}: give the value as --config.{field}=VALUE")
+            overrides.append((field, value))
+        else:
+            rest.append(arg)
+    return rest, overrides
+
+
+def _parse(text: str, current):
+    if isinstance(current, bool):
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(f"expected true or false, got {text!r}")
+    if isinstance(current, int):
+        return int(text)
+    if isinstance(current, float):
+        return float(text)
+    if isinstance(current, str):
+        return text
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: list[tuple[str, str]]) -> None:
+    """Sets each `(a.b, text)` of `overrides` on `config`; only `EVAL_FIELDS` may be set."""
+    for field, text in overrides:
+        if not any(field == f or (f.endswith(".") and field.startswith(f)) for f in EVAL_FIELDS):
+            raise UsageError(f"--config.{field}: without --config only the evaluation fields can be overridden "
+                             f"({', '.join(f + '*' if f.endswith('.') else f for f in EVAL_FIELDS)})")
+        *parents, leaf = field.split(".")
+        node = config
+        try:
+            for p in parents:
+                node = node[p]
+            current = node[leaf]
+        except (KeyError, AttributeError):
+            raise UsageError(f"--config.{field}: no such config field") from None
+        try:
+            node[leaf] = _parse(text, current)
+        except (ValueError, TypeError) as e:
+            raise UsageError(f"--config.{field}={text}: {one_line(e)}") from None
+
+
+def drop_orbax_leftovers() -> None:
+    """After a failed orbax restore, tensorstore's pending reads call back into the asyncio
+    loop orbax already closed, and orbax's unfinished read coroutines are collected with
+    their error: each reaches `sys.unraisablehook` as a traceback on stderr, around the one
+    `error:` line. Those (and only those) are dropped; the failure itself is reported."""
+    default = sys.unraisablehook
+
+    def hook(unraisable):
+        code = getattr(unraisable.object, "cr_code", None)
+        if (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"
+                or code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename):
+            return
+        default(unraisable)
+
+    sys.unraisablehook = hook

@@ -1,0 +1,133 @@
+"""Scoring a state on a split, and the test report of a run (results, report, figures).
+
+`predict_split` is the one loop over eval batches; `evaluate` summarises a split for
+validation during training; `evaluate_best` writes the full evaluation of a run's best
+checkpoint through `vkd_jax.workdir`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from typing import TYPE_CHECKING, Any, Iterator
+
+import jax
+import numpy as np
+from absl import logging
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from vkd_jax import checkpoint, metrics, train
+from vkd_jax import workdir as wd
+
+if TYPE_CHECKING:
+    from vkd_jax.sessions import EvalRun
+
+
+def predict_split(state, eval_step, batches: Iterator[dict], mesh, rng) -> dict[str, np.ndarray]:
+    """Scores every example of a split exactly once (padding rows dropped by their mask):
+    `probs` and `spreads` [N, K] (mean and sd over latent samples), `labels`, `label_mask`
+    [N, K], `kl` [N] (KL(q || p) of `vkd`, else 0), `study_id` [N] (digests of the ids)."""
+    out = {k: [] for k in ("probs", "spreads", "kl", "labels", "label_mask", "study_id")}
+    for i, host_batch in enumerate(batches):
+        batch = train.shard_batch(host_batch, mesh)
+        mean, std, kl = eval_step(state, batch, jax.random.fold_in(rng, i))
+        keep = train.to_host(batch["mask"]).astype(bool)
+        out["probs"].append(train.to_host(mean)[keep])
+        out["spreads"].append(train.to_host(std)[keep])
+        out["kl"].append(train.to_host(kl)[keep])
+        out["labels"].append(train.to_host(batch["labels"])[keep])
+        out["label_mask"].append(train.to_host(batch["label_mask"])[keep])
+        out["study_id"].append(_global_ids(host_batch["study_id"], mesh)[keep])
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def _global_ids(ids: np.ndarray, mesh) -> np.ndarray:
+    """This process's string ids -> every process's, in the global batch order, as 64-bit
+    digests (only their equality matters: they group a study's images for the bootstrap)."""
+    digests = np.array([np.frombuffer(hashlib.sha1(i.encode()).digest()[:8], np.int32) for i in ids], np.int32)
+    sharded = jax.make_array_from_process_local_data(NamedSharding(mesh, P(train.AXIS)), digests.reshape(-1, 2))
+    return np.ascontiguousarray(train.to_host(sharded)).view(np.int64)[:, 0]
+
+
+def evaluate(state, eval_step, batches: Iterator[dict], mesh, rng, class_names) -> dict:
+    """AUROC summary of one split (validation during training)."""
+    pred = predict_split(state, eval_step, batches, mesh, rng)
+    summary = metrics.auroc_summary(pred["labels"], pred["probs"], class_names, pred["label_mask"])
+    summary["num_examples"] = int(len(pred["probs"]))
+    summary["mean_spread"] = float(pred["spreads"].mean())
+    summary["kl"] = float(pred["kl"].mean())
+    return summary
+
+
+def log_undefined(summary: dict, split: str) -> None:
+    if summary["undefined_classes"]:
+        logging.warning("AUROC undefined on %s for %s (a single label value); left out of the macro average",
+                        split, ", ".join(summary["undefined_classes"]))
+
+
+def evaluate_best(run: EvalRun, split: str, start_time: float, final_train: dict | None = None) -> dict[str, Any]:
+    """The best checkpoint of `run` (restored into `run.state` unless it is there) on
+    `split`, with thresholds chosen on the validation split; writes the results, report and
+    figures (process 0). Returns the results."""
+    config, manager = run.config, run.manager
+    best_step = manager.best_step()
+    step = checkpoint.best_or_latest_step(manager)
+    if step is not None and step != int(run.state.step):
+        run.state = checkpoint.restore(manager, run.state, step)
+    evl = config.eval
+    logging.info("evaluating the checkpoint of step %s on %s (thresholds: %s on %s)", step, split,
+                 evl.threshold_method, config.data.val_split)
+    val = run.predict(config.data.val_split)
+    thresholds = metrics.choose_thresholds(val["labels"], val["probs"], val["label_mask"],
+                                           method=evl.threshold_method)
+    pred = val if split == config.data.val_split else run.predict(split)
+    report = metrics.classification_report(
+        pred["labels"], pred["probs"], run.meta.class_names, mask=pred["label_mask"], spreads=pred["spreads"],
+        thresholds=thresholds, groups=pred["study_id"], num_bootstrap=evl.bootstrap_samples,
+        seed=evl.bootstrap_seed, num_bins=evl.calibration_bins, refer_fraction=evl.refer_fraction)
+    log_undefined(report, split)
+    best_val = manager.metrics(best_step) if best_step is not None else None
+    results = {
+        "model": config.model.kind,
+        "dataset": run.meta.name,
+        "split": split,
+        "eval_samples": config.model.eval_samples,
+        "checkpoint_step": step,
+        "val_macro_auc": (best_val or {}).get(checkpoint.BEST_METRIC),
+        "threshold_method": evl.threshold_method,
+        **report,
+        "mean_prediction_spread": float(pred["spreads"].mean()),
+        # KL(q(z|x,t) || p(z|x)) in nats, mean over the split's examples (vkd; 0 otherwise):
+        # near 0 means the posterior collapsed onto the prior.
+        "kl": float(pred["kl"].mean()),
+        "final_train": final_train,
+        "config": json.loads(config.to_json_best_effort()),
+        "elapsed_s": round(time.time() - start_time, 2),
+    }
+    if jax.process_index() == 0:
+        _write_outputs(run, split, results, pred)
+    return results
+
+
+def _write_outputs(run: EvalRun, split: str, results: dict, pred: dict) -> None:
+    from vkd_jax import report  # matplotlib, only where files are written
+
+    results_name, report_name, figures_name = wd.output_names(split, run.config.data.test_split)
+    figures = []
+    if run.config.eval.figures:
+        fig_dir = wd.path(run.workdir, figures_name)
+        os.makedirs(fig_dir, exist_ok=True)
+        report.plot_roc_curves(os.path.join(fig_dir, "roc_curves.png"), pred["labels"], pred["probs"],
+                               pred["label_mask"], run.meta.class_names, results)
+        report.plot_reliability(os.path.join(fig_dir, "reliability.png"), results["calibration"])
+        figures = [f"{figures_name}/roc_curves.png", f"{figures_name}/reliability.png"]
+        if report.plot_training_curves(os.path.join(fig_dir, "training_curves.png"),
+                                       wd.path(run.workdir, wd.TENSORBOARD)):
+            figures.append(f"{figures_name}/training_curves.png")
+    wd.write_json(run.workdir, results_name, results)
+    wd.write_text(run.workdir, report_name, report.markdown(results, figures))
+    logging.info("%s macro AUROC %s (micro %s) on %d examples; wrote %s, %s and %d figures in %s", split,
+                 results["macro_auc"], results["micro_auc"], results["num_examples"], results_name, report_name,
+                 len(figures), run.workdir)

@@ -1,0 +1,231 @@
+"""What a command opens before it works, one constructor per purpose, each in restore order.
+
+Training (`open_training`):
+  config checked -> dataset -> pretrained files (they set the text encoder's shape) ->
+  tokenizer -> fresh state with the pretrained weights -> the newest good checkpoint of the
+  workdir, if any -> only then `config.json` and `model_info.json` are written -> the
+  text-feature cache, from the state training starts with.
+
+Evaluation (`open_evaluation`):
+  config checked -> `model_info.json` -> dataset -> tokenizer -> fresh state of that shape
+  -> the best checkpoint restored (`restore_best`, which prediction uses too) -> only then
+  is any parameter read (the text-feature cache included, which a frozen pretrained
+  encoder would otherwise fill from random weights).
+
+The state is built by one function, `build_state`, for all three.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable, Iterator
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import transformers
+from absl import logging
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
+
+from data_pipelines import input_pipeline
+from data_pipelines.tokenizer import load_tokenizer
+from vkd_jax import checkpoint, config_checks, evaluation, optim, pretrained, text_cache, train
+from vkd_jax import workdir as wd
+from vkd_jax.models import VKDModel, create_model, reads_report
+
+
+@dataclasses.dataclass
+class EvalRun:
+    """A dataset, a model and a restored (or, for training, initialised) state, ready to score splits."""
+
+    config: ml_collections.ConfigDict
+    workdir: str
+    meta: input_pipeline.DatasetMeta
+    mesh: Mesh
+    tokenizer: transformers.PreTrainedTokenizerBase
+    model: VKDModel
+    state: train.TrainState
+    manager: ocp.CheckpointManager
+    eval_step: Callable
+    eval_rng: jax.Array
+    text_features: text_cache.TextFeatureCache | None
+
+    def eval_batches(self, split: str) -> Iterator[dict]:
+        cfg = self.config
+        batches = input_pipeline.eval_batches(
+            cfg.data, split, batch_size=cfg.train.eval_batch_size // jax.process_count(), tokenizer=self.tokenizer,
+            max_length=cfg.model.text_encoder.max_length, process_index=jax.process_index(),
+            process_count=jax.process_count())
+        return self.text_features.wrap(batches) if self.text_features is not None else batches
+
+    def predict(self, split: str) -> dict[str, np.ndarray]:
+        return evaluation.predict_split(self.state, self.eval_step, self.eval_batches(split), self.mesh,
+                                        self.eval_rng)
+
+
+@dataclasses.dataclass
+class TrainingRun(EvalRun):
+    """An `EvalRun` whose state is where training starts (resumed or pretrained), plus its schedule."""
+
+    lr_fn: optax.Schedule
+    steps_per_epoch: int
+    schedule_steps: int
+    resumed_step: int | None  # the checkpoint training resumes from (None: a fresh start)
+
+
+def build_state(config, mesh: Mesh, *, num_classes: int, vocab_size: int, text_config, schedule_steps: int):
+    """(model, lr_fn, state, eval_rng): the model of `config` and a fresh train state,
+    replicated on `mesh` (what a checkpoint of this config restores into)."""
+    model = create_model(config.model, num_classes=num_classes, vocab_size=vocab_size, axis_name=train.AXIS,
+                         text_config=text_config, report_aux=config.train.report_aux_weight > 0)
+    init_rng, eval_rng = jax.random.split(jax.random.key(config.seed))
+    lr_fn = optim.create_learning_rate_fn(config.optim, schedule_steps)
+    tx = optim.create_optimizer(config.optim, config.model, lr_fn)
+    state = train.create_train_state(model, tx, init_rng, mesh, image_size=config.data.image_size,
+                                     max_length=config.model.text_encoder.max_length,
+                                     channels=config.data.channels)
+    return model, lr_fn, state, eval_rng
+
+
+def _mesh_for(config) -> Mesh:
+    """The device mesh, after the config is checked against it (before any other work)."""
+    mesh = train.make_mesh(config.num_devices or None)
+    config_checks.validate(config, num_devices=mesh.size, num_processes=jax.process_count())
+    return mesh
+
+
+def _prepare_data(data_cfg) -> input_pipeline.DatasetMeta:
+    """`input_pipeline.prepare`; with several processes, process 0 first (it may generate
+    the synthetic dataset), then the others, which find it built."""
+    try:
+        if jax.process_count() == 1:
+            return input_pipeline.prepare(data_cfg)
+        meta = input_pipeline.prepare(data_cfg) if jax.process_index() == 0 else None
+        multihost_utils.sync_global_devices("dataset prepared")
+        return meta or input_pipeline.prepare(data_cfg)
+    except ValueError as e:  # a data.* field the built dataset cannot serve
+        raise config_checks.ConfigError(str(e)) from e
+
+
+def _tokenizer(config, workdir: str):
+    txt = config.model.text_encoder
+    return load_tokenizer(txt.tokenizer or txt.init_from, wd.tokenizer_dir(workdir))
+
+
+def _eval_step(config, model, mesh):
+    return train.make_eval_step(model, mesh, num_samples=config.model.eval_samples, with_kl=True)
+
+
+def open_training(config, workdir: str) -> TrainingRun:
+    """The run `train_and_evaluate` trains: resumed from the workdir's newest good
+    checkpoint, else started from the pretrained encoders (else from scratch)."""
+    mesh = _mesh_for(config)
+    checkpoint.check_storage(workdir)
+    meta = _prepare_data(config.data)
+    txt = config.model.text_encoder
+    encoders = pretrained.load(config.model, image_channels=config.data.channels)
+    tokenizer = _tokenizer(config, workdir)
+    pretrained.check_vocabulary(encoders, len(tokenizer), txt.tokenizer or txt.init_from)
+
+    global_batch = config.train.batch_size
+    steps_per_epoch = meta.num_examples[config.data.train_split] // global_batch
+    if steps_per_epoch == 0:
+        raise config_checks.ConfigError(
+            f"config.train.batch_size={global_batch} exceeds the {meta.num_examples[config.data.train_split]} "
+            "training examples")
+    schedule_steps = steps_per_epoch * config.train.num_epochs
+    model, lr_fn, state, eval_rng = build_state(config, mesh, num_classes=len(meta.class_names),
+                                                vocab_size=len(tokenizer), text_config=encoders.text_config,
+                                                schedule_steps=schedule_steps)
+    state = pretrained.apply(state, encoders, mesh)
+    logging.info("parameters: %s", {k: sum(x.size for x in jax.tree.leaves(v)) for k, v in state.params.items()})
+    checkpoint.check_storage(workdir, state)
+    manager = checkpoint.create_manager(workdir)
+    try:
+        state, resumed = checkpoint.restore_latest_good(manager, state)
+    except checkpoint.RestoreError:  # the config no longer fits: the workdir stays as it was
+        manager.close()
+        raise
+    if resumed is not None:
+        logging.info("resumed from the checkpoint at step %d", resumed)
+    # The command can proceed: only now is the workdir's description of the run replaced.
+    if jax.process_index() == 0:
+        wd.write_config(workdir, config)
+        wd.write_model_info(workdir, wd.ModelInfo(
+            class_names=tuple(meta.class_names), stored_image_size=meta.stored_image_size,
+            vocab_size=len(tokenizer), text_config=encoders.text_config))
+    features = _text_feature_cache(config, workdir, meta, tokenizer, model, mesh, state)
+    return TrainingRun(config=config, workdir=workdir, meta=meta, mesh=mesh, tokenizer=tokenizer, model=model,
+                       state=state, manager=manager, eval_step=_eval_step(config, model, mesh), eval_rng=eval_rng,
+                       text_features=features, lr_fn=lr_fn, steps_per_epoch=steps_per_epoch,
+                       schedule_steps=schedule_steps, resumed_step=resumed)
+
+
+def restore_best(config, workdir: str, info: wd.ModelInfo, mesh: Mesh):
+    """(model, state, eval_rng, manager): the best checkpoint of `workdir` (the latest if
+    none was validated), restored into the model that `config` and `info` describe."""
+    model, _, state, eval_rng = build_state(  # schedule_steps: shapes only, the schedule never runs
+        config, mesh, num_classes=len(info.class_names), vocab_size=info.vocab_size,
+        text_config=info.text_config, schedule_steps=1)
+    manager = checkpoint.create_manager(workdir)
+    step = checkpoint.best_or_latest_step(manager)
+    if step is None:
+        manager.close()
+        raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, wd.CHECKPOINTS)}: train first "
+                                f"(python run.py --config=... --workdir={workdir})")
+    try:
+        state = checkpoint.restore(manager, state, step)
+    except checkpoint.RestoreError:
+        manager.close()
+        raise
+    logging.info("restored the checkpoint of step %d from %s", step, workdir)
+    return model, state, eval_rng, manager
+
+
+def open_evaluation(config, workdir: str) -> EvalRun:
+    """The best checkpoint of `workdir`, restored before anything reads its parameters."""
+    mesh = _mesh_for(config)
+    info = wd.read_model_info(workdir)
+    meta = _prepare_data(config.data)
+    if tuple(meta.class_names) != info.class_names:
+        raise config_checks.ConfigError(
+            f"the dataset's classes {list(meta.class_names)} are not those the model in {workdir} was trained on "
+            f"({list(info.class_names)}, {wd.MODEL_INFO})")
+    tokenizer = _tokenizer(config, workdir)
+    model, state, eval_rng, manager = restore_best(config, workdir, info, mesh)
+    features = _text_feature_cache(config, workdir, meta, tokenizer, model, mesh, state)
+    return EvalRun(config=config, workdir=workdir, meta=meta, mesh=mesh, tokenizer=tokenizer, model=model,
+                   state=state, manager=manager, eval_step=_eval_step(config, model, mesh), eval_rng=eval_rng,
+                   text_features=features)
+
+
+def _text_feature_cache(config, workdir: str, meta, tokenizer, model, mesh, state):
+    """The frozen text encoder's features of every split's reports, computed with `state`
+    (None when the encoder is not frozen or caching is off)."""
+    txt = config.model.text_encoder
+    if not reads_report(config.model.kind, config.model.posterior_inputs) or txt.train_mode != "frozen" or (
+            not txt.cache_features):
+        return None
+    name = text_cache.fingerprint(config, meta.num_examples, tokenizer) + ".npz"
+    path = os.path.join(wd.text_features_dir(workdir, txt.cache_dir), name)
+    encode_step = train.make_text_encode_step(model, mesh)
+    splits = (config.data.train_split, config.data.val_split, config.data.test_split)
+    # Every process reads every report, so all build the same cache in the same steps.
+    global_batch = config.train.eval_batch_size
+    local_batch = global_batch // jax.process_count()
+
+    def all_reports():
+        for split in splits:
+            yield from input_pipeline.eval_batches(config.data, split, batch_size=global_batch,
+                                                   tokenizer=tokenizer, max_length=txt.max_length)
+
+    def encode(batch):  # a global batch of reports; this process encodes its slice
+        lo = jax.process_index() * local_batch
+        local = {k: v[lo:lo + local_batch] for k, v in batch.items()}
+        return encode_step(state, train.shard_batch(local, mesh))
+
+    return text_cache.load_or_build(path, all_reports, encode, global_batch, train.to_host)

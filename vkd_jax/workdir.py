@@ -1,0 +1,154 @@
+"""The files of a run's workdir: every name, every writer and every reader is here.
+
+    <workdir>/config.json        the config of the training (eval and predict read it)
+    <workdir>/model_info.json    what the model was built from besides the config
+    <workdir>/checkpoints/       orbax (`vkd_jax.checkpoint`)
+    <workdir>/tokenizer/         the synthetic vocabulary, when the config asks for it
+    <workdir>/text_features/     the frozen text encoder's cached features (default dir)
+    <workdir>/tensorboard/       training summaries
+    <workdir>/results.json, report.md, figures/            the test split's evaluation
+    <workdir>/results_<split>.json, report_<split>.md, figures_<split>/   another split's
+
+Files are written atomically (a temporary file beside them, then renamed), so a command
+that stops halfway leaves the old file or the new one, never a truncated one. A file that
+cannot be read is a `RunFileError` naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import ml_collections
+import transformers
+
+CONFIG = "config.json"
+MODEL_INFO = "model_info.json"
+CHECKPOINTS = "checkpoints"
+TENSORBOARD = "tensorboard"
+
+
+class RunFileError(ValueError):
+    """A file of the workdir is missing, truncated or incomplete."""
+
+
+def path(workdir: str, name: str) -> str:
+    return os.path.join(workdir, name)
+
+
+def tokenizer_dir(workdir: str) -> str:
+    return path(workdir, "tokenizer")
+
+
+def text_features_dir(workdir: str, cache_dir: str = "") -> str:
+    """Where the text-feature cache lives: `cache_dir` if set, else inside the workdir."""
+    return cache_dir or path(workdir, "text_features")
+
+
+def output_names(split: str, test_split: str) -> tuple[str, str, str]:
+    """(results, report, figures) names in the workdir: plain for the test split, else suffixed."""
+    suffix = "" if split == test_split else f"_{split}"
+    return f"results{suffix}.json", f"report{suffix}.md", f"figures{suffix}"
+
+
+def write_text(workdir: str, name: str, text: str) -> None:
+    """`<workdir>/<name>` replaced atomically by `text`."""
+    target = path(workdir, name)
+    os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+    tmp = f"{target}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, target)
+
+
+def write_json(workdir: str, name: str, value) -> None:
+    write_text(workdir, name, json.dumps(value, indent=2))
+
+
+def _read_json(workdir: str, name: str, *, missing: str, damaged: str) -> dict:
+    file = path(workdir, name)
+    if not os.path.exists(file):
+        raise RunFileError(f"{file} is missing: {missing}")
+    try:
+        with open(file) as f:
+            value = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunFileError(f"{file} cannot be read ({e}): {damaged}") from None
+    if not isinstance(value, dict):
+        raise RunFileError(f"{file} does not hold a JSON object: {damaged}")
+    return value
+
+
+# --- config.json ---------------------------------------------------------------------------
+
+
+def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+    write_text(workdir, CONFIG, config.to_json_best_effort(indent=2))
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+    """`<workdir>/config.json` on top of the defaults (so fields added since get their default)."""
+    from configs import default  # the defaults of every field
+    from data_pipelines import labels
+
+    saved = _read_json(
+        workdir, CONFIG, missing="--workdir must be the directory of a `run.py` training run",
+        damaged="it was damaged; the config of the last evaluation is under 'config' in results.json: "
+                "save that object as config.json (or pass --config=...)")
+
+    def tuples(x):  # JSON has lists where the config had tuples
+        if isinstance(x, dict):
+            return {k: tuples(v) for k, v in x.items()}
+        return tuple(tuples(v) for v in x) if isinstance(x, list) else x
+
+    saved = tuples(saved)
+    train = saved.get("train", {})
+    if "kl_weight" in train:  # saved by 0.1.0: a KL weight on the BCE's mean over the labels
+        train["beta"] = train.pop("kl_weight") * labels.NUM_CLASSES
+    config = default.get_config()
+    try:
+        config.update(ml_collections.ConfigDict(saved))
+    except (TypeError, ValueError, KeyError) as e:
+        raise RunFileError(f"{path(workdir, CONFIG)} does not fit the config's fields ({e}); pass --config=...") from None
+    return config
+
+
+# --- model_info.json -----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """What a checkpoint's model was built from besides the config: the dataset's class
+    names and stored image size, the tokenizer's size and the text encoder's architecture
+    (a pretrained one's comes from its files, which eval and predict do not need)."""
+
+    class_names: tuple[str, ...]
+    stored_image_size: int
+    vocab_size: int
+    text_config: transformers.BertConfig | None
+
+    def to_json(self) -> dict:
+        return {"class_names": list(self.class_names), "stored_image_size": self.stored_image_size,
+                "vocab_size": self.vocab_size,
+                "text_config": self.text_config.to_dict() if self.text_config is not None else None}
+
+
+def write_model_info(workdir: str, info: ModelInfo) -> None:
+    write_json(workdir, MODEL_INFO, info.to_json())
+
+
+def read_model_info(workdir: str) -> ModelInfo:
+    rerun = "run the training command again on this workdir (it resumes, then rewrites the file)"
+    raw = _read_json(workdir, MODEL_INFO, damaged=f"it was damaged; {rerun}",
+                     missing=f"{workdir} is not the workdir of a `run.py` training (it writes {MODEL_INFO} "
+                             "when training starts)")
+    try:
+        text = raw["text_config"]
+        return ModelInfo(class_names=tuple(raw["class_names"]), stored_image_size=int(raw["stored_image_size"]),
+                         vocab_size=int(raw["vocab_size"]),
+                         text_config=transformers.BertConfig.from_dict(text) if text else None)
+    except KeyError as e:
+        raise RunFileError(f"{path(workdir, MODEL_INFO)} lacks the key {e}: {rerun}") from None
+    except (TypeError, ValueError) as e:
+        raise RunFileError(f"{path(workdir, MODEL_INFO)} holds a bad value ({e}): {rerun}") from None
