@@ -17,17 +17,15 @@ mild, and which support devices are present. Prints a markdown table; writes not
 
 from __future__ import annotations
 
-import os
-
 import jax
 import numpy as np
 from absl import app, flags
 
-from configs import saved
 from data_pipelines import input_pipeline
 from data_pipelines.synthetic_cxr import findings, generator
 from data_pipelines.tokenizer import load_tokenizer
-from vkd_jax import metrics, predict
+from vkd_jax import metrics, sessions
+from vkd_jax import workdir as wd
 from vkd_jax.models.vkd import VKDModel
 
 FLAGS = flags.FLAGS
@@ -63,13 +61,13 @@ def detail_targets(image_ids, seed: int) -> tuple[np.ndarray, np.ndarray, list[s
 
 def features(workdir: str, split: str, limit: int | None = None) -> dict[str, np.ndarray]:
     """The representations, labels and ids of up to `limit` examples of `split`."""
-    config = saved.load(workdir)
-    info = predict.load_model_info(workdir)
+    config = wd.read_config(workdir)
     mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("data",))
-    model, state = predict.restore_for_inference(config, workdir, info, mesh)
+    model, state, _, manager = sessions.restore_best(config, workdir, wd.read_model_info(workdir), mesh)
+    manager.close()
     variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
     txt = config.model.text_encoder
-    tokenizer = load_tokenizer(txt.tokenizer or txt.init_from, os.path.join(workdir, "tokenizer"))
+    tokenizer = load_tokenizer(txt.tokenizer or txt.init_from, wd.tokenizer_dir(workdir))
 
     @jax.jit
     def represent(images, ids, attention):

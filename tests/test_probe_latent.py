@@ -40,3 +40,14 @@ def test_detail_targets_are_the_studys_details():
     assert np.all(y[with_devices][:, devices].sum(1) >= 1)  # a present "Support Devices" has some device
     assert m[:, names.index("Edema: not mild")].sum() == sum(
         s.labels[L.CLASS_NAMES.index("Edema")] in (1, -1) for s in studies)
+
+
+def test_features_of_a_trained_run(trained):
+    """The probe restores a run's best checkpoint and reads its representations per example."""
+    workdir, _ = trained  # tests/conftest.py: a tiny vkd run of configs/demo_scratch.py
+    data = probe_latent.features(str(workdir), "validation")
+    n = len(data["image_id"])
+    assert n == 64  # every validation example once (tests/e2e.py: num_validation=64)
+    assert data["mu_p(x)"].shape == data["mu_q(x,t)"].shape == (n, 8)  # latent_dim 8
+    assert data["h(x)"].shape[0] == n and data["labels"].shape == (n, 14)
+    assert not np.allclose(data["mu_p(x)"], data["mu_q(x,t)"])
