@@ -1,4 +1,4 @@
-"""Builds a dataset's tfds records from its source files (nothing is downloaded):
+r"""Builds a dataset's tfds records from its source files (nothing is downloaded):
 
     python -m data_pipelines.build --config=configs/mimic.py --manual_dir=DIR --data_dir=DIR
     python -m data_pipelines.build --dataset={mimic_cxr,openi,chestxray14,synthetic_cxr} \
