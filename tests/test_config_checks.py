@@ -97,3 +97,13 @@ def test_a_saved_kl_weight_becomes_beta(tmp_path):
     loaded = workdir.read_config(str(tmp_path))
     assert loaded.train.beta == 7.0 and "kl_weight" not in loaded.train
     assert loaded.model.text_encoder.attention_impl == "auto"
+
+
+def test_the_grid_must_divide_the_final_feature_map():
+    cfg = demo.get_config()  # 64 px, no stem max-pool, blocks 2-2: a 16 x 16 map, grid 8
+    validate(cfg, num_devices=1)
+    cfg.data.image_size = 32  # an 8 x 8 map: still fine
+    validate(cfg, num_devices=1)
+    cfg.model.image_encoder.block_sizes = (1, 1, 1, 1)  # 2 x 2
+    with pytest.raises(ConfigError, match=r"pool_grid=8 must divide the final feature map, 2x2"):
+        validate(cfg, num_devices=1)

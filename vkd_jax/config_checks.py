@@ -118,9 +118,18 @@ def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
     if config.model.posterior_inputs == "none" and config.model.kind != "vkd":
         raise ConfigError("config.model.posterior_inputs='none' (the no-report control) needs model.kind='vkd', "
                           f"got {config.model.kind!r}")
-    if not (isinstance(config.model.image_encoder.pool_grid, int) and config.model.image_encoder.pool_grid >= 1):
-        raise ConfigError(f"config.model.image_encoder.pool_grid must be an int >= 1, "
-                          f"got {config.model.image_encoder.pool_grid!r}")
+    img = config.model.image_encoder
+    if not (isinstance(img.pool_grid, int) and img.pool_grid >= 1):
+        raise ConfigError(f"config.model.image_encoder.pool_grid must be an int >= 1, got {img.pool_grid!r}")
+    if config.model.kind != "text_only":
+        # The stem convolution halves the side, its max-pool and each transition halve it again.
+        stride = 2 * (2 if img.stem_pool else 1) * 2 ** (len(img.block_sizes) - 1)
+        side = config.data.image_size // stride
+        if side < 1 or side % img.pool_grid:
+            raise ConfigError(
+                f"config.model.image_encoder.pool_grid={img.pool_grid} must divide the final feature map, "
+                f"{side}x{side} for data.image_size={config.data.image_size} (downsampled {stride}x by the stem"
+                f"{' and its max-pool' if img.stem_pool else ''} and {len(img.block_sizes) - 1} transitions)")
     if not 0 <= config.model.dropout < 1:
         raise ConfigError(f"config.model.dropout must be in [0, 1), got {config.model.dropout}")
     for field in ("batch_size", "eval_batch_size"):
