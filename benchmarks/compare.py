@@ -29,6 +29,8 @@ from ml_collections import config_flags
 # The config files import `configs.default` from the repository root.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.prereg import mean_sd  # noqa: E402  (after the checkout is on the path)
+
 KINDS = ("image_only", "vkd", "multimodal", "text_only")
 # One changed field per row, applied to `vkd`: beta, samples S, posterior inputs,
 # prior-path loss weight, latent size (demo_scratch: 14, 1, text, 1, 64).
@@ -80,11 +82,6 @@ def run_one(workdir: str, config) -> dict:
     return experiment.train_and_evaluate(config, workdir)
 
 
-def _mean_sd(values) -> str:
-    v = np.asarray(values, float)
-    return f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}"
-
-
 def _seeds(values) -> str:
     return ", ".join(f"{x:.4f}" for x in values)
 
@@ -94,7 +91,7 @@ def kinds_table(results: dict[str, list[dict]]) -> str:
              "|---|---|---|---|---|---|"]
     for kind, runs in results.items():
         aucs = [r["macro_auc"] for r in runs]
-        lines.append(f"| {kind} | {_mean_sd(aucs)} | {_seeds(aucs)} | "
+        lines.append(f"| {kind} | {mean_sd(aucs)} | {_seeds(aucs)} | "
                      f"{np.mean([r['average_precision']['macro'] for r in runs]):.4f} | "
                      f"{np.mean([r['thresholded']['chosen']['macro']['f1'] for r in runs]):.4f} | "
                      f"{np.mean([r['calibration']['ece'] for r in runs]):.4f} |")
@@ -113,7 +110,7 @@ def ablation_table(base: list[dict] | None, ablations: dict[str, list[dict]]) ->
     lines = ["| vkd variant | test macro AUROC, mean ± sd | per seed | paired difference to vkd |",
              "|---|---|---|---|"]
     if base:
-        lines.append(f"| vkd as configured | {_mean_sd([r['macro_auc'] for r in base])} | "
+        lines.append(f"| vkd as configured | {mean_sd([r['macro_auc'] for r in base])} | "
                      f"{_seeds([r['macro_auc'] for r in base])} | |")
     for name, runs in ablations.items():
         aucs = [r["macro_auc"] for r in runs]
@@ -121,7 +118,7 @@ def ablation_table(base: list[dict] | None, ablations: dict[str, list[dict]]) ->
         if base and len(base) == len(runs):
             d = np.subtract(aucs, [r["macro_auc"] for r in base])
             diff = f"{d.mean():+.4f} ({', '.join(f'{x:+.4f}' for x in d)})"
-        lines.append(f"| `{name}` | {_mean_sd(aucs)} | {_seeds(aucs)} | {diff} |")
+        lines.append(f"| `{name}` | {mean_sd(aucs)} | {_seeds(aucs)} | {diff} |")
     return "\n".join(lines)
 
 
@@ -139,7 +136,7 @@ def uncertainty_table(results: dict[str, list[dict]]) -> str:
         cells = []
         for key, _ in fields:
             vals = [r["uncertainty"][key] for r in runs if r["uncertainty"][key] is not None]
-            cells.append(_mean_sd(vals) if vals else "n/a")
+            cells.append(mean_sd(vals) if vals else "n/a")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

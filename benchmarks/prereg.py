@@ -182,9 +182,8 @@ def cells_table(cells: dict[str, dict[str, list[dict]]]) -> str:
                 diff = "{:+.4f} [{:+.4f}, {:+.4f}]".format(*paired_interval(aucs, _aucs(base)))
                 ap_diff = "{:+.4f} [{:+.4f}, {:+.4f}]".format(*paired_interval(aps, _aucs(base, "macro_ap")))
             kls = [r["test_kl"] for r in rs if r.get("test_kl")]
-            lines.append(f"| {cell} | {method} | {len(rs)} | {_mean_sd(aucs)} | {diff} | {_mean_sd(aps)} | {ap_diff} | "
-                         f"{np.mean(kls):.3f} |" if kls else
-                         f"| {cell} | {method} | {len(rs)} | {_mean_sd(aucs)} | {diff} | {_mean_sd(aps)} | {ap_diff} | |")
+            kl = f"{np.mean(kls):.3f}" if kls else ""
+            lines.append(f"| {cell} | {method} | {len(rs)} | {mean_sd(aucs)} | {diff} | {mean_sd(aps)} | {ap_diff} | {kl} |")
     return "\n".join(lines)
 
 
@@ -198,6 +197,7 @@ def tuning_table(trials: dict[str, dict[str, dict]], chosen: dict[str, str]) -> 
     return "\n".join(lines)
 
 
-def _mean_sd(values) -> str:
+def mean_sd(values) -> str:
+    """`mean ± sd` over seeds (sample sd; 0 for one value), four decimals."""
     v = np.asarray(values, float)
     return f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.4f}"

@@ -162,16 +162,13 @@ def make_eval_step(model: VKDModel, mesh: Mesh, *, num_samples: int, with_kl: bo
     def eval_fn(state: TrainState, batch, rng):
         local_batch = batch["image"].shape[0]
         noise = losses.per_example_normal(rng, _example_ids(local_batch), (num_samples, model.latent_dim))
-        logits = model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                             batch["image"], batch["input_ids"], batch["attention_mask"], noise,
-                             text_features=batch.get("text_features"), method=VKDModel.predict)
+        kl_wanted = with_kl and model.kind == "vkd"
+        out = model.apply({"params": state.params, "batch_stats": state.batch_stats},
+                          batch["image"], batch["input_ids"], batch["attention_mask"], noise,
+                          text_features=batch.get("text_features"),
+                          method=VKDModel.predict_with_kl if kl_wanted else VKDModel.predict)
+        logits, kl = out if kl_wanted else (out, jnp.zeros((local_batch,), jnp.float32))
         probs = jax.nn.sigmoid(logits)
-        if with_kl and model.kind == "vkd":
-            kl = model.apply({"params": state.params, "batch_stats": state.batch_stats}, batch["image"],
-                             batch["input_ids"], batch["attention_mask"], text_features=batch.get("text_features"),
-                             method=VKDModel.latent_kl)
-        else:
-            kl = jnp.zeros((local_batch,), jnp.float32)
         return probs.mean(axis=0), probs.std(axis=0), kl
 
     mapped = jax.shard_map(eval_fn, mesh=mesh, in_specs=(P(), P(AXIS), P()),

@@ -81,8 +81,8 @@ def generate_example(
     """
     if image_size < 8:
         raise ValueError(f"image_size must be at least 8, got {image_size}")
-    _, report_rng, image_rng, _ = _streams(seed, index)
-    study = study_of(index, seed=seed)
+    label_rng, report_rng, image_rng, _ = _streams(seed, index)
+    study = findings_lib.sample_study(label_rng)  # = study_of(index, seed=seed)
     image = render.render_image(
         study, image_rng, image_size=image_size, image_signal=image_signal, noise=noise,
         strengths=strengths_with_defaults(strengths),

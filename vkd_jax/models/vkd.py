@@ -215,9 +215,12 @@ class VKDModel(nn.Module):
             dist = self._posterior(h, g, train=False)
         return self._classify(reparameterize(*dist, noise), h, train=False)
 
-    def latent_kl(self, images, input_ids, attention_mask, text_features=None):
-        """KL(q(z|x,t) || p(z|x)) per example `[B]` at test time (`vkd` only): how much the
-        report still tells the latent beyond the image."""
+    def predict_with_kl(self, images, input_ids, attention_mask, noise, text_features=None):
+        """`vkd` only: `predict`'s logits `[S, B, K]` and KL(q(z|x,t) || p(z|x)) per example
+        `[B]` (how much the report still tells the latent beyond the image), from one pass
+        of the image encoder."""
         h = self.encode_image(images, train=False)
+        prior = self.prior(h, train=False)
         g = self._report_features(images, input_ids, attention_mask, train=False, text_features=text_features)
-        return kl_diag_gaussians(*self._posterior(h, g, train=False), *self.prior(h, train=False))
+        kl = kl_diag_gaussians(*self._posterior(h, g, train=False), *prior)
+        return self._classify(reparameterize(*prior, noise), h, train=False), kl
