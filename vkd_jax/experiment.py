@@ -19,7 +19,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from data_pipelines import input_pipeline
-from vkd_jax import checkpoint, config_checks, evaluation, losses, schedules, sessions, train
+from vkd_jax import checkpoint, config_checks, evaluation, sessions, train
 from vkd_jax import workdir as wd
 
 
@@ -83,11 +83,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     logging.info("%s: %s; %d devices, global batch %d, %d steps/epoch, training to step %d",
                  meta.name, meta.num_examples, mesh.size, global_batch, run.steps_per_epoch, last_step)
 
-    train_step = train.make_train_step(
-        run.model, mesh, lr_fn=run.lr_fn,
-        kl_schedule=schedules.create_kl_schedule(config.train, run.steps_per_epoch),
-        num_samples=config.model.num_samples, objective=losses.Objective.from_config(config.train),
-        pos_weight=_pos_weight(config))
+    train_step = train.build_train_step(config, run.model, mesh, run.lr_fn, steps_per_epoch=run.steps_per_epoch,
+                                        pos_weight=_pos_weight(config))
 
     def run_eval(split, state):
         return evaluation.evaluate(state, run.eval_step, run.eval_batches(split), mesh, run.eval_rng,

@@ -12,7 +12,8 @@ Evaluation (`open_evaluation`):
   is any parameter read (the text-feature cache included, which a frozen pretrained
   encoder would otherwise fill from random weights).
 
-The state is built by one function, `build_state`, for all three.
+The state is built by one function, `vkd_jax.train.build_state`, for all three (and the
+step benchmark, benchmarks/train_step.py).
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from jax.sharding import Mesh
 
 from data_pipelines import input_pipeline
 from data_pipelines.tokenizer import load_tokenizer
-from vkd_jax import checkpoint, config_checks, evaluation, optim, pretrained, text_cache, train
+from vkd_jax import checkpoint, config_checks, evaluation, pretrained, text_cache, train
 from vkd_jax import workdir as wd
-from vkd_jax.models import VKDModel, create_model, reads_report
+from vkd_jax.models import VKDModel, reads_report
 
 
 @dataclasses.dataclass
@@ -75,20 +76,6 @@ class TrainingRun(EvalRun):
     steps_per_epoch: int
     schedule_steps: int
     resumed_step: int | None  # the checkpoint training resumes from (None: a fresh start)
-
-
-def build_state(config, mesh: Mesh, *, num_classes: int, vocab_size: int, text_config, schedule_steps: int):
-    """(model, lr_fn, state, eval_rng): the model of `config` and a fresh train state,
-    replicated on `mesh` (what a checkpoint of this config restores into)."""
-    model = create_model(config.model, num_classes=num_classes, vocab_size=vocab_size, axis_name=train.AXIS,
-                         text_config=text_config, report_aux=config.train.report_aux_weight > 0)
-    init_rng, eval_rng = jax.random.split(jax.random.key(config.seed))
-    lr_fn = optim.create_learning_rate_fn(config.optim, schedule_steps)
-    tx = optim.create_optimizer(config.optim, config.model, lr_fn)
-    state = train.create_train_state(model, tx, init_rng, mesh, image_size=config.data.image_size,
-                                     max_length=config.model.text_encoder.max_length,
-                                     channels=config.data.channels)
-    return model, lr_fn, state, eval_rng
 
 
 def _mesh_for(config) -> Mesh:
@@ -138,9 +125,9 @@ def open_training(config, workdir: str) -> TrainingRun:
             f"config.train.batch_size={global_batch} exceeds the {meta.num_examples[config.data.train_split]} "
             "training examples")
     schedule_steps = steps_per_epoch * config.train.num_epochs
-    model, lr_fn, state, eval_rng = build_state(config, mesh, num_classes=len(meta.class_names),
-                                                vocab_size=len(tokenizer), text_config=encoders.text_config,
-                                                schedule_steps=schedule_steps)
+    model, lr_fn, state, eval_rng = train.build_state(config, mesh, num_classes=len(meta.class_names),
+                                                      vocab_size=len(tokenizer), text_config=encoders.text_config,
+                                                      schedule_steps=schedule_steps)
     state = pretrained.apply(state, encoders, mesh)
     logging.info("parameters: %s", {k: sum(x.size for x in jax.tree.leaves(v)) for k, v in state.params.items()})
     checkpoint.check_storage(workdir, state)
@@ -168,7 +155,7 @@ def open_training(config, workdir: str) -> TrainingRun:
 def restore_best(config, workdir: str, info: wd.ModelInfo, mesh: Mesh):
     """(model, state, eval_rng, manager): the best checkpoint of `workdir` (the latest if
     none was validated), restored into the model that `config` and `info` describe."""
-    model, _, state, eval_rng = build_state(  # schedule_steps: shapes only, the schedule never runs
+    model, _, state, eval_rng = train.build_state(  # schedule_steps: shapes only, the schedule never runs
         config, mesh, num_classes=len(info.class_names), vocab_size=info.vocab_size,
         text_config=info.text_config, schedule_steps=1)
     manager = checkpoint.create_manager(workdir)

@@ -11,6 +11,9 @@ and its gradient with respect to the replicated parameters is already the gradie
 global-batch loss. No collective is applied to the gradients: a `pmean` there, the classic
 pmap recipe, would be a no-op at best, and taking the gradient of the unreduced per-device
 loss would give N times the gradient.
+
+`build_state` and `build_train_step` make the state and the step of a config, as training
+does; benchmarks/train_step.py times exactly these.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import transformers
 from flax import struct
 from jax import lax
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from vkd_jax import losses
+from vkd_jax import losses, optim, schedules
+from vkd_jax.models import create_model
 from vkd_jax.models.vkd import VKDModel
 
 AXIS = "data"
@@ -137,6 +142,31 @@ def make_train_step(model: VKDModel, mesh: Mesh, *, lr_fn: optax.Schedule,
 
     mapped = jax.shard_map(step_fn, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()))
     return jax.jit(mapped, donate_argnums=0)
+
+
+def build_state(config, mesh: Mesh, *, num_classes: int, vocab_size: int,
+                text_config: transformers.BertConfig | None = None, schedule_steps: int):
+    """(model, lr_fn, state, eval_rng): the model of `config` and a fresh train state,
+    replicated on `mesh` (what a checkpoint of this config restores into). `text_config`
+    (a pretrained encoder's) replaces the config's BERT sizes."""
+    model = create_model(config.model, num_classes=num_classes, vocab_size=vocab_size, axis_name=AXIS,
+                         text_config=text_config, report_aux=config.train.report_aux_weight > 0)
+    init_rng, eval_rng = jax.random.split(jax.random.key(config.seed))
+    lr_fn = optim.create_learning_rate_fn(config.optim, schedule_steps)
+    tx = optim.create_optimizer(config.optim, config.model, lr_fn)
+    state = create_train_state(model, tx, init_rng, mesh, image_size=config.data.image_size,
+                               max_length=config.model.text_encoder.max_length, channels=config.data.channels)
+    return model, lr_fn, state, eval_rng
+
+
+def build_train_step(config, model: VKDModel, mesh: Mesh, lr_fn: optax.Schedule, *, steps_per_epoch: int,
+                     pos_weight: np.ndarray | None = None) -> Callable:
+    """`make_train_step` with the KL schedule, the objective and the latent samples of
+    `config` (`steps_per_epoch` sets a cyclical KL schedule's period)."""
+    return make_train_step(model, mesh, lr_fn=lr_fn,
+                           kl_schedule=schedules.create_kl_schedule(config.train, steps_per_epoch),
+                           num_samples=config.model.num_samples, objective=losses.Objective.from_config(config.train),
+                           pos_weight=pos_weight)
 
 
 def make_text_encode_step(model: VKDModel, mesh: Mesh) -> Callable:
