@@ -55,13 +55,13 @@ if [[ ! -f .anchors/torch_vkd_bench.py ]]; then
 fi
 
 if [[ $MODE == gpu ]]; then
-  timeout 480 $PY benchmarks/side_by_side.py --size=paper --batch=64 --warmup=3 --steps=10 --deadline_s=400 \
+  timeout 480 $PY -m benchmarks.side_by_side --size=paper --batch=64 --warmup=3 --steps=10 --deadline_s=400 \
     --jax_runs=frozen:bfloat16,finetune:bfloat16,frozen_cached:bfloat16,image_only:bfloat16,frozen:float32,frozen:bfloat16:xla,finetune_attn0:bfloat16 \
     --out_dir="$OUT" 2>&1 | tee "$OUT/log.txt"
 else
   # The same path (PyTorch first, then JAX in a subprocess) at the smoke size, on the CPU.
   JAX_PLATFORMS=cpu XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true" \
-  timeout 280 $PY benchmarks/side_by_side.py --size=tiny --jax_subprocess --warmup=1 --steps=2 --deadline_s=240 \
+  timeout 280 $PY -m benchmarks.side_by_side --size=tiny --jax_subprocess --warmup=1 --steps=2 --deadline_s=240 \
     --jax_runs=frozen:bfloat16,finetune:bfloat16,frozen_cached:bfloat16,image_only:bfloat16,frozen:float32,frozen:bfloat16:xla \
     --out_dir="$OUT" 2>&1 | tee "$OUT/log.txt"
 fi

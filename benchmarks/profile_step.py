@@ -1,11 +1,12 @@
 """Where a train step's time goes: ours (XLA's profile) and the PyTorch anchor's (torch.profiler).
 
     # CPU, the side-by-side comparison's small size (DenseNet-121 at 64 px, 2-layer BERT):
-    python benchmarks/profile_step.py --size=small
+    python -m benchmarks.profile_step --size=small
     # CPU, the paper's shapes at a batch the CPU allows:
-    python benchmarks/profile_step.py --size=paper --batch=4 --steps=3
+    python -m benchmarks.profile_step --size=paper --batch=4 --steps=3
 
-Both steps run the same model at the same shapes as `benchmarks/side_by_side.py` (ours through
+From the repository root. Both steps run the same model at the same shapes as
+`benchmarks/side_by_side.py` (configs/anchor.py at `--size`; ours through
 `benchmarks/train_step.py`'s `PreparedStep`, the anchor's `VKD` with Adam). Each is warmed up,
 then a few steps are profiled, each blocked on:
 
@@ -34,7 +35,6 @@ import argparse
 import collections
 import glob
 import gzip
-import importlib.util
 import json
 import os
 import re
@@ -43,18 +43,9 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmarks import side_by_side as sbs  # sets OMP_WAIT_POLICY before torch loads
+from benchmarks import train_step as ts
 
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-sbs = _load("side_by_side")  # sets OMP_WAIT_POLICY before torch loads
-ts = _load("train_step")
 jax = ts.jax
 
 KINDS = ("convolution", "matmul", "attention", "normalisation+elementwise", "concatenate/copy", "collective",
@@ -191,9 +182,9 @@ def jax_op_times(events: list[dict], index: dict[str, dict]) -> dict[str, float]
     return times
 
 
-def profile_jax(cfg, variant: str, batch: int, steps: int, warmup: int, vocab: int) -> dict:
+def profile_jax(cfg, variant: str, steps: int, warmup: int) -> dict:
     mesh = ts.train.make_mesh(1)
-    prepared = ts.PreparedStep(cfg, variant=variant, batch=batch, mesh=mesh, vocab=vocab)
+    prepared = ts.PreparedStep(cfg, variant=variant, mesh=mesh, vocab=ts.ANCHOR_VOCAB)
     log(f"jax {variant}: compiled in {prepared.compile_s:.1f} s")
     for _ in range(warmup):
         prepared.step()
@@ -253,13 +244,13 @@ def torch_kind(name: str) -> str:
     return "other"
 
 
-def profile_torch(anchor, size, variant: str, batch: int, steps: int, warmup: int) -> dict:
+def profile_torch(anchor, size: sbs.Shapes, variant: str, steps: int, warmup: int) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     torch.manual_seed(0)
     # Its phases are the profiler ranges vkd::forward / vkd::backward / vkd::optimiser.
-    step = sbs.torch_stepper(sbs.torch_model(anchor, variant, size), sbs.torch_inputs(size, batch, "cpu"))
+    step = sbs.torch_stepper(sbs.torch_model(anchor, variant, size), sbs.torch_inputs(size, size.batch, "cpu"))
     for _ in range(warmup):
         step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -323,7 +314,7 @@ def part_table(rows: list[dict]) -> str:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", choices=tuple(sbs.SIZES), default="small")
+    p.add_argument("--size", choices=tuple(sbs.anchor_config.SIZES), default="small", help="configs/anchor.py's")
     p.add_argument("--batch", type=int, default=0, help="0: the size's batch")
     p.add_argument("--variants", default="frozen,finetune", help="comma-separated: frozen, finetune")
     p.add_argument("--dtype", default="float32", choices=ts.DTYPES, help="JAX compute dtype (PyTorch: fp32)")
@@ -343,8 +334,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    size = sbs.SIZES[args.size]
-    batch = args.batch or size[-1]
+    config = sbs.size_config(args.size, args.batch)
+    ts.check_config(config, num_devices=1)
+    size = sbs.shapes(config)
     anchor = None
     if not args.skip_torch:
         path = sbs.find_anchor(args.anchor)
@@ -358,22 +350,18 @@ def main(argv=None) -> int:
                                  "--skip_torch (our step's trace is read there through its `hlo_op` fields)")
             if args.torch_threads:
                 torch.set_num_threads(args.torch_threads)
-            anchor, _ = sbs.load_anchor(path, size[1])
-    runs = ",".join(f"{v}:{args.dtype}" for v in args.variants)
-    targs = ts.parse_args(sbs.train_step_flags(size, argparse.Namespace(
-        batch=batch, jax_runs=runs, steps=args.steps, warmup=args.warmup)))
-    config = ts.build_config(targs)
+            anchor, _ = sbs.load_anchor(path, size.block_sizes)
     rows = []
     for variant in args.variants:
         cfg, resolved = ts.run_config(config, variant, args.dtype, "auto")
-        runs = [("jax", lambda: profile_jax(cfg, variant, batch, args.steps, args.warmup, targs.vocab))]
+        runs = [("jax", lambda: profile_jax(cfg, variant, args.steps, args.warmup))]
         if anchor is not None:
-            runs.append(("torch", lambda: profile_torch(anchor, size, variant, batch, args.steps, args.warmup)))
+            runs.append(("torch", lambda: profile_torch(anchor, size, variant, args.steps, args.warmup)))
         for side, fn in runs:
             log(f"{side} {variant}: profiling {args.steps} steps")
-            row = dict(side=side, variant=variant, size=args.size, batch=batch, device=jax.devices()[0].device_kind,
-                       dtype=args.dtype if side == "jax" else "float32", steps=args.steps,
-                       attention_impl=resolved if side == "jax" else None)
+            row = dict(side=side, variant=variant, size=args.size, batch=size.batch,
+                       device=jax.devices()[0].device_kind, dtype=args.dtype if side == "jax" else "float32",
+                       steps=args.steps, attention_impl=resolved if side == "jax" else None)
             row.update(fn())
             rows.append(row)
             log(json.dumps(row))

@@ -1,14 +1,15 @@
 """The PyTorch anchor's VKD train step and ours, at the same shapes and batch, in one command.
 
     # GPU (CUDA): paper shapes, batch 64, bf16 (anchor: autocast + channels_last, as in its results)
-    python benchmarks/side_by_side.py --size=paper --out_dir=$OUT
+    python -m benchmarks.side_by_side --size=paper --out_dir=$OUT
     # CPU: the same comparison, small (DenseNet-121 at 64 px, 2-layer 128-wide BERT, 64 tokens, batch 8, fp32)
-    python benchmarks/side_by_side.py --size=small
+    python -m benchmarks.side_by_side --size=small
 
-The anchor is shared/anchors/torch_vkd_bench.py, read from `--anchor`, else `.anchors/`
-in the checkout (git-ignored: copy it there, the GPU machine gets only the checkout), else
-a `shared/` beside or inside the checkout. Our side is `benchmarks/train_step.py
---preset=anchor` at the same sizes.
+From the repository root. The anchor is shared/anchors/torch_vkd_bench.py, read from
+`--anchor`, else `.anchors/` in the checkout (git-ignored: copy it there, the GPU machine
+gets only the checkout), else a `shared/` beside or inside the checkout. Our side is
+`benchmarks/train_step.py --config=configs/anchor.py:<size>`, the anchor's model and step at
+the sizes of `configs/anchor.py` (`SIZES`), which the anchor's side takes from that config too.
 
 On a GPU the anchor's own `bench` runs first (CUDA events over back-to-back steps, its peak
 memory), then our step in a subprocess (JAX then has the device to itself). On CPU both run
@@ -43,6 +44,8 @@ import threading
 import time
 import types
 
+from configs import anchor as anchor_config
+
 # Before torch loads libgomp: its default active spin-wait makes a 2-thread torch CPU step
 # 10-100x slower whenever other processes share the cores (measured here: 20 ms steps
 # became 2-3 s); passive waiting costs nothing on an idle machine.
@@ -52,13 +55,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ANCHOR_PLACES = (".anchors/torch_vkd_bench.py", "shared/anchors/torch_vkd_bench.py",
                  "../shared/anchors/torch_vkd_bench.py")
 
-# name: (image_size, block_sizes, text_layers, text_hidden, text_heads, text_intermediate, max_length, batch)
-SIZES = {
-    "paper": (224, (6, 12, 24, 16), 12, 768, 12, 3072, 256, 64),
-    "small": (64, (6, 12, 24, 16), 2, 128, 2, 512, 64, 8),
-    # Smoke tests only: seconds to compile, nothing to read in the timings.
-    "tiny": (32, (1, 1, 1, 1), 1, 32, 2, 64, 16, 2),
-}
+# The shapes both sides are built at, read from a configs/anchor.py config.
+Shapes = collections.namedtuple("Shapes", "image_size block_sizes text_layers text_hidden text_heads "
+                                          "text_intermediate max_length batch")
 # Anchor runs -> its VKD's `bert_trainable`. `frozen` is the anchor as published: its BERT,
 # though frozen, is in train mode, so dropout still draws masks in it; `frozen_eval` puts that
 # BERT in eval mode (no dropout), which is what our frozen step computes (a frozen encoder is
@@ -71,6 +70,20 @@ BASELINE = {"frozen": ("frozen", "frozen_eval"), "finetune": ("finetune",), "fin
 
 def log(msg: str) -> None:
     print(f"[side_by_side] {msg}", file=sys.stderr, flush=True)
+
+
+def size_config(size: str, batch: int = 0):
+    """configs/anchor.py at `size` (of its `SIZES`), at `batch` (0: the size's)."""
+    config = anchor_config.get_config(size)
+    if batch:
+        config.train.batch_size = batch
+    return config
+
+
+def shapes(config) -> Shapes:
+    txt = config.model.text_encoder
+    return Shapes(config.data.image_size, tuple(config.model.image_encoder.block_sizes), txt.num_layers,
+                  txt.hidden_size, txt.num_heads, txt.intermediate_size, txt.max_length, config.train.batch_size)
 
 
 # ----------------------------------------------------------------------------
@@ -177,14 +190,13 @@ def load_anchor(path: str, block_sizes: tuple[int, ...]):
     return anchor, tv_version
 
 
-def bert_config(size):
+def bert_config(size: Shapes):
     from transformers import BertConfig
-    _, _, layers, hidden, heads, inter, _, _ = size
-    return BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                      intermediate_size=inter)
+    return BertConfig(vocab_size=30522, hidden_size=size.text_hidden, num_hidden_layers=size.text_layers,
+                      num_attention_heads=size.text_heads, intermediate_size=size.text_intermediate)
 
 
-def torch_model(anchor, variant: str, size):
+def torch_model(anchor, variant: str, size: Shapes):
     """The anchor's VKD for one of TORCH_VARIANTS."""
     model = anchor.VKD(TORCH_VARIANTS[variant], 256, bert_cfg=bert_config(size))
     if variant == "frozen_eval":
@@ -192,9 +204,9 @@ def torch_model(anchor, variant: str, size):
     return model
 
 
-def torch_inputs(size, batch, device):
+def torch_inputs(size: Shapes, batch, device):
     import torch
-    image, _, _, _, _, _, length, _ = size
+    image, length = size.image_size, size.max_length
     return [torch.randn(batch, 3, image, image, device=device), torch.randint(0, 30000, (batch, length), device=device),
             torch.ones(batch, length, dtype=torch.long, device=device),
             (torch.rand(batch, 14, device=device) < .2).float()]
@@ -248,9 +260,9 @@ def torch_cpu_line(variant: str, batch: int, times: list[float], loss: float, ar
                 host_peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
 
 
-def run_torch(anchor, size, args, cuda: bool) -> list[dict]:
+def run_torch(anchor, size: Shapes, args, cuda: bool) -> list[dict]:
     import torch
-    batch = args.batch or size[-1]
+    batch = size.batch
     results = []
     precisions = ["bf16"] + (["fp32"] if "float32" in args.jax_dtypes_for("frozen") else []) if cuda else ["fp32"]
     for variant in args.torch_variants:
@@ -302,17 +314,15 @@ def run_torch(anchor, size, args, cuda: bool) -> list[dict]:
 # ----------------------------------------------------------------------------
 # The JAX side (a subprocess).
 
-def train_step_flags(size, args) -> list[str]:
-    """`benchmarks/train_step.py` flags for `size` (as the anchor's shapes)."""
-    image, blocks, layers, hidden, heads, inter, length, batch = size
-    return ["--preset=anchor", f"--batch={args.batch or batch}", f"--image_size={image}", f"--text_layers={layers}",
-            f"--text_hidden={hidden}", f"--text_heads={heads}", f"--text_intermediate={inter}",
-            f"--max_length={length}", f"--runs={args.jax_runs}", f"--steps={args.steps}", f"--warmup={args.warmup}",
-            "--set", f"model.image_encoder.block_sizes={tuple(blocks)}"]
+def train_step_flags(size_name: str, args) -> list[str]:
+    """`benchmarks/train_step.py` flags for configs/anchor.py at `size_name` (and `--batch`)."""
+    flags = [f"--config=configs/anchor.py:{size_name}", f"--runs={args.jax_runs}", f"--steps={args.steps}",
+             f"--warmup={args.warmup}"]
+    return flags + ([f"--config.train.batch_size={args.batch}"] if args.batch else [])
 
 
-def run_jax(size, args, deadline_s: float) -> list[dict]:
-    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "train_step.py"), *train_step_flags(size, args)]
+def run_jax(size_name: str, args, deadline_s: float) -> list[dict]:
+    cmd = [sys.executable, "-m", "benchmarks.train_step", *train_step_flags(size_name, args)]
     if deadline_s:
         cmd.append(f"--deadline_s={max(deadline_s - 20, 1):.0f}")
     if args.out_dir:  # each line as it comes, should this command be cut short
@@ -342,24 +352,25 @@ def run_jax(size, args, deadline_s: float) -> list[dict]:
     return lines
 
 
-def run_interleaved(anchor, size, args) -> tuple[list[dict], list[dict]]:
-    """CPU: each JAX run and its PyTorch twin in this process, one step of each in turn, so
-    that both see the same background load; medians of the per-step times."""
+def run_interleaved(anchor, config, args) -> tuple[list[dict], list[dict]]:
+    """CPU: each JAX run (of `config`, a configs/anchor.py config) and its PyTorch twin in
+    this process, one step of each in turn, so that both see the same background load;
+    medians of the per-step times."""
     import gc
 
     import torch
-    spec = importlib.util.spec_from_file_location("train_step", os.path.join(ROOT, "benchmarks", "train_step.py"))
-    ts = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ts)
-    targs = ts.parse_args(train_step_flags(size, args))
-    config = ts.build_config(targs)
+
+    from benchmarks import train_step as ts
+    options = ts.Options(runs=ts.parse_runs(args.jax_runs.split(",")), steps=args.steps, warmup=args.warmup)
+    ts.check_config(config, num_devices=1)
     mesh = ts.train.make_mesh(1)
     peak = ts.matmul_peak_tflops()
-    batch = targs.batch
+    size = shapes(config)
+    batch = size.batch
     torch_lines, jax_lines = [], []
-    for variant, dtype, attention in targs.runs:
+    for variant, dtype, attention in options.runs:
         cfg, resolved = ts.run_config(config, variant, dtype, attention)
-        jline = ts.base_line(cfg, variant, dtype, resolved, attention, targs, peak)
+        jline = ts.base_line(cfg, variant, dtype, resolved, attention, options, peak)
         jline["side"] = "jax"
         # The anchor runs this JAX run is compared with and that have not run yet: interleaved with it.
         twins = [t for t in BASELINE.get(variant, ()) if t in args.torch_variants and dtype == "float32"
@@ -367,7 +378,7 @@ def run_interleaved(anchor, size, args) -> tuple[list[dict], list[dict]]:
         log(f"{variant} {dtype} attention={resolved}: compiling"
             + (f", with torch {'+'.join(twins)} interleaved" if twins else ""))
         try:
-            prepared = ts.PreparedStep(cfg, variant=variant, batch=batch, mesh=mesh, vocab=targs.vocab)
+            prepared = ts.PreparedStep(cfg, variant=variant, mesh=mesh, vocab=options.vocab)
             torch_steps, torch_gflops = {}, {}
             for twin in twins:
                 torch.manual_seed(0)
@@ -463,8 +474,8 @@ def table(torch_lines, jax_lines, ratio_lines) -> str:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", choices=tuple(SIZES) + ("auto",), default="auto",
-                   help="auto: paper on a CUDA GPU, small otherwise")
+    p.add_argument("--size", choices=tuple(anchor_config.SIZES) + ("auto",), default="auto",
+                   help="configs/anchor.py's sizes; auto: paper on a CUDA GPU, small otherwise")
     p.add_argument("--batch", type=int, default=0, help="0: the size's batch (paper 64, small 8)")
     p.add_argument("--torch_variants", default="frozen,finetune,frozen_eval",
                    help="anchor runs: frozen (as published: dropout on in its frozen BERT), finetune, frozen_eval "
@@ -499,7 +510,8 @@ def main(argv=None) -> int:
     except ImportError:
         torch, cuda = None, False
     size_name = args.size if args.size != "auto" else ("paper" if cuda else "small")
-    size = SIZES[size_name]
+    config = size_config(size_name, args.batch)
+    size = shapes(config)
     if not args.jax_runs:
         args.jax_runs = ("frozen:bfloat16,finetune:bfloat16,frozen_cached:bfloat16,image_only:bfloat16,frozen:float32"
                          if cuda else "frozen:float32,finetune:float32")
@@ -521,7 +533,7 @@ def main(argv=None) -> int:
         else:
             if not cuda:
                 torch.set_num_threads(args.torch_threads or len(os.sched_getaffinity(0)))
-            anchor, args.torchvision_version = load_anchor(path, size[1])
+            anchor, args.torchvision_version = load_anchor(path, size.block_sizes)
     if cuda or args.jax_subprocess:
         if anchor is not None:
             if cuda:
@@ -532,17 +544,14 @@ def main(argv=None) -> int:
             if cuda:
                 torch.cuda.empty_cache()
         remaining = args.deadline_s - (time.perf_counter() - start) if args.deadline_s else 0.0
-        jax_lines = run_jax(size, args, remaining)
+        jax_lines = run_jax(size_name, args, remaining)
     else:
-        torch_lines, jax_lines = run_interleaved(anchor, size, args)
+        torch_lines, jax_lines = run_interleaved(anchor, config, args)
     runs = [t for t in torch_lines if not t.get("info")]
     ratio_lines = ratios(runs, jax_lines, cuda)
     text = table(runs, jax_lines, ratio_lines)
     print(text, flush=True)
-    fields = ("image_size", "block_sizes", "text_layers", "text_hidden", "text_heads", "text_intermediate",
-              "max_length", "batch")
-    shapes = dict(zip(fields, (*size[:-1], args.batch or size[-1]), strict=True))
-    meta = dict(side="meta", size=size_name, shapes=shapes, batch=shapes["batch"], cuda=cuda,
+    meta = dict(side="meta", size=size_name, shapes=size._asdict(), batch=size.batch, cuda=cuda,
                 wall_s=round(time.perf_counter() - start, 1), date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     everything = [meta, *torch_lines, *jax_lines, *ratio_lines]
     for line in everything:

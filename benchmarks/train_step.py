@@ -1,27 +1,29 @@
 """Throughput of the real VKD train step on synthetic in-memory batches (no input pipeline).
 
-    python benchmarks/train_step.py --config=configs/mimic.py --preset=anchor --batch=64 \
+    # GPU: the PyTorch anchor's model and step at its shapes (configs/anchor.py), batch 64
+    python -m benchmarks.train_step --config=configs/anchor.py \
         --variants=frozen,finetune,frozen_cached,image_only --dtypes=bfloat16,float32 --warmup=3 --steps=10
 
-    # CPU, small (DenseNet-121 at 64 px, 2-layer 128-wide BERT, 64 tokens):
-    python benchmarks/train_step.py --preset=anchor --batch=8 --image_size=64 --text_layers=2 \
-        --text_hidden=128 --text_heads=2 --text_intermediate=512 --max_length=64
+    # CPU, small (DenseNet-121 at 64 px, 2-layer 128-wide BERT, 64 tokens, batch 8):
+    python -m benchmarks.train_step --config=configs/anchor.py:small
 
-It builds the model, optimiser and step exactly as training does (`create_model`,
-`vkd_jax.optim`, `create_train_state`, `make_train_step`: jit over shard_map, state
-donated), compiles the step once ahead of time and times that executable. Prints one JSON
-line per run (variant x dtype x attention) on stdout; progress goes to stderr.
+From the repository root. `--config` is a config file (default configs/anchor.py, whose
+docstring lists its settings and sizes; e.g. configs/mimic.py is the paper's training
+config as it is), and any field can be overridden: `--config.train.batch_size=16`,
+`--config.model.text_encoder.remat=True`, `--config.model.image_encoder.block_sizes=(1,1,1,1)`.
+The global batch is `config.train.batch_size`.
+
+The state and the step are built by the functions training uses (`vkd_jax.train.build_state`
+and `build_train_step`: jit over shard_map, state donated), with schedules of
+`SCHEDULE_STEPS` steps and `STEPS_PER_EPOCH` (no effect on configs/anchor.py's constant
+ones) and no positive-class weights (they need a dataset). The step is compiled once ahead of
+time and that executable is timed. Prints one JSON line per run (variant x dtype x
+attention) on stdout; progress goes to stderr.
 
 Variants: `frozen` (BERT frozen, run forward in the step), `finetune` (BERT trained),
 `finetune_attn0` (finetune with attention dropout 0, so the fused attention path applies
 in training), `frozen_cached` (frozen, batches carry `text_features` [B, H] as
 `vkd_jax.text_cache` gives them: no BERT in the step), `image_only` (the image side alone).
-
-`--preset=anchor` sets the shapes of the PyTorch anchor (shared/anchors/torch_vkd_bench.py):
-DenseNet-121 at 224 px with 3 channels, BERT-base with 256 tokens and vocabulary 30522,
-latent 256, hidden 512, posterior on [image, text CLS], one sample, BCE on posterior and
-prior samples + 1e-3 KL, Adam at a constant 1e-4 without clipping, no dropout in the heads.
-The size flags and `--set path=value` apply on top of it.
 
 Keys of each line: device_kind, platform, jax_version, variant, dtype, attention_impl (the
 kernel 'auto' resolved to; null without BERT in the step), attention_requested, batch,
@@ -36,95 +38,92 @@ process), frac_of_bf16_peak (tflops_achieved over it), peak_bytes_in_use (the de
 allocator's peak in this process so far, so the largest run yet; null where the backend
 keeps no statistics, e.g. CPU), xla_peak_bytes (arguments + outputs - aliased +
 temporaries of this executable), xla_temp_bytes (its temporaries: what rematerialisation
-shrinks), xla_alias_bytes (outputs written into the donated state: what donation saves), loss, warmup, steps; or `error` / `skipped` in place of
-the measurements.
+shrinks), xla_alias_bytes (outputs written into the donated state: what donation saves), loss,
+warmup, steps; or `error` / `skipped` in place of the measurements.
 
-No TensorFlow is imported (nor the input pipeline); the config files need ml_collections.
+The flags are defined when this file runs as the program (`define_flags`), so that
+side_by_side.py and profile_step.py import its functions without them. No TensorFlow is
+imported (nor the input pipeline); the config files need ml_collections.
 """
 
 from __future__ import annotations
 
-import argparse
-import ast
+import dataclasses
 import gc
-import importlib.util
 import json
-import os
 import statistics
 import sys
 import time
 import traceback
+from typing import Sequence
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)  # `configs` and `vkd_jax` from the checkout, installed or not
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from vkd_jax import losses, optim, schedules, train  # noqa: E402
-from vkd_jax.models import bert as bert_lib  # noqa: E402
-from vkd_jax.models import create_model  # noqa: E402
+from vkd_jax import config_checks, train
+from vkd_jax.models import bert as bert_lib
 
 VARIANTS = ("frozen", "finetune", "finetune_attn0", "frozen_cached", "image_only")
 DTYPES = ("float32", "bfloat16", "float16")
 NUM_CLASSES = 14
 ANCHOR_VOCAB = 30522  # transformers.BertConfig() default, as the anchor's BertModel
+# What the learning-rate and KL schedules are built for (a step count and an epoch's steps).
+SCHEDULE_STEPS, STEPS_PER_EPOCH = 10_000, 1000
 
 
 def log(msg: str) -> None:
     print(f"[train_step] {msg}", file=sys.stderr, flush=True)
 
 
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """What to run and how, besides the config (the flags of the same names)."""
+
+    runs: tuple[tuple[str, str, str], ...]  # (variant, dtype, attention), in order
+    steps: int = 10
+    warmup: int = 3
+    vocab: int = ANCHOR_VOCAB
+    num_devices: int = 1
+    deadline_s: float = 0.0
+    out: str = ""
+
+
 # ----------------------------------------------------------------------------
 # Config.
 
-def load_config(path: str):
-    """`get_config()` of a config file (they import `configs.default`: ml_collections)."""
-    try:
-        import ml_collections  # noqa: F401
-    except ImportError:
-        sys.exit("benchmarks/train_step.py: the config files need ml_collections; install it, e.g. from a carried "
-                 "wheel: pip install --no-deps --no-index .whl/ml_collections-*.whl")
-    spec = importlib.util.spec_from_file_location("_bench_config", os.path.join(ROOT, path)
-                                                  if not os.path.isabs(path) else path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+def check_config(config, *, num_devices: int) -> None:
+    """Names a tokenizer where the config has none (the step needs none; config_checks wants
+    one named), then validates the config for `num_devices`."""
+    txt = config.model.text_encoder
+    if not txt.tokenizer and not txt.init_from:
+        txt.tokenizer = "synthetic"
+    config_checks.validate(config, num_devices=num_devices)
 
 
-def apply_anchor_preset(config) -> None:
-    """The PyTorch anchor's model and step (module docstring)."""
-    data, model, txt, img = config.data, config.model, config.model.text_encoder, config.model.image_encoder
-    data.image_size, data.channels, data.build_size = 224, 3, None
-    model.kind, model.latent_dim, model.hidden_dim = "vkd", 256, 512
-    model.posterior_inputs, model.text_pooling, model.num_samples = "image_text", "cls", 1
-    model.dropout = 0.0  # the anchor's heads have none
-    img.block_sizes, img.growth_rate, img.bn_size, img.num_init_features = (6, 12, 24, 16), 32, 4, 64
-    img.remat, img.init_from, img.train_mode = False, "", "full"
-    txt.init_from, txt.tokenizer = "", "synthetic"
-    txt.hidden_size, txt.num_layers, txt.num_heads, txt.intermediate_size = 768, 12, 12, 3072
-    txt.dropout = txt.attention_dropout = 0.1  # BertConfig() defaults, as the anchor's BERT
-    txt.max_position_embeddings, txt.max_length, txt.remat = 512, 256, False
-    config.optim.name, config.optim.learning_rate, config.optim.schedule = "adam", 1e-4, "constant"
-    config.optim.warmup_steps, config.optim.grad_clip_norm = 0, 0.0
-    config.train.kl_schedule, config.train.beta, config.train.prior_weight = "constant", 0.014, 1.0
-    config.train.pos_weight = "none"
-
-
-def set_path(config, path: str, value) -> None:
-    *parents, leaf = path.split(".")
-    node = config
-    for p in parents:
-        node = node[p]
-    node[leaf] = value
-
-
-def parse_value(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text  # a bare string
+def parse_runs(runs: Sequence[str] = (), variants: Sequence[str] = (), dtypes: Sequence[str] = (),
+               attention: Sequence[str] = ("auto",)) -> tuple[tuple[str, str, str], ...]:
+    """(variant, dtype, attention) triples: `runs` items `variant:dtype[:attention]` in
+    order, else the product of the other three. ValueError on an unknown name."""
+    out = []
+    if any(runs):
+        for item in (r for r in runs if r):
+            parts = item.split(":")
+            if not 2 <= len(parts) <= 3:
+                raise ValueError(f"--runs item {item!r} is not variant:dtype[:attention]")
+            out.append((parts[0], parts[1], parts[2] if len(parts) == 3 else "auto"))
+    else:
+        out = [(v, d, a) for v in variants if v for d in dtypes if d for a in attention if a]
+    for v, d, a in out:
+        if v not in VARIANTS:
+            raise ValueError(f"unknown variant {v!r}; known: {VARIANTS}")
+        if d not in DTYPES:
+            raise ValueError(f"unknown dtype {d!r}; known: {DTYPES}")
+        if a not in bert_lib.ATTENTION_IMPLS:
+            raise ValueError(f"unknown attention {a!r}; known: {bert_lib.ATTENTION_IMPLS}")
+    return tuple(out)
 
 
 def apply_variant(config, variant: str, dtype: str, attention: str) -> None:
@@ -136,6 +135,17 @@ def apply_variant(config, variant: str, dtype: str, attention: str) -> None:
     txt.train_mode = "frozen" if variant in ("frozen", "frozen_cached") else "full"
     if variant == "finetune_attn0":
         txt.attention_dropout = 0.0
+
+
+def run_config(config, variant: str, dtype: str, attention: str):
+    """A copy of `config` for one run, and the attention kernel it resolves to (None
+    without BERT in the step)."""
+    cfg = config.copy_and_resolve_references()
+    apply_variant(cfg, variant, dtype, attention)
+    txt = cfg.model.text_encoder
+    if variant in ("image_only", "frozen_cached"):
+        return cfg, None
+    return cfg, bert_lib.resolve_attention_impl(attention, dtype, txt.hidden_size // txt.num_heads)
 
 
 # ----------------------------------------------------------------------------
@@ -210,24 +220,17 @@ def _peak_bytes_in_use() -> int | None:
 
 
 class PreparedStep:
-    """The compiled train step of one config with its state and a synthetic batch on the
-    device; `step()` runs one step (state donated and replaced), `block()` waits for it."""
+    """The compiled train step of one config with its state and a synthetic batch of
+    `config.train.batch_size` on the device, built as training builds them; `step()` runs
+    one step (state donated and replaced), `block()` waits for it."""
 
-    def __init__(self, config, *, variant: str, batch: int, mesh, vocab: int):
-        txt, model_cfg = config.model.text_encoder, config.model
-        image_size, channels, max_length = config.data.image_size, config.data.channels, txt.max_length
-        model = create_model(model_cfg, num_classes=NUM_CLASSES, vocab_size=vocab, axis_name=train.AXIS)
-        lr_fn = optim.create_learning_rate_fn(config.optim, 10_000)
-        tx = optim.create_optimizer(config.optim, model_cfg, lr_fn)
-        self.state = train.create_train_state(model, tx, jax.random.key(config.seed), mesh, image_size=image_size,
-                                              max_length=max_length, channels=channels)
-        step_fn = train.make_train_step(model, mesh, lr_fn=lr_fn,
-                                        kl_schedule=schedules.create_kl_schedule(config.train, 1000),
-                                        num_samples=model_cfg.num_samples,
-                                        objective=losses.Objective.from_config(config.train),
-                                        pos_weight=None)
-        host_batch = synthetic_batch(batch, image_size, channels, max_length, vocab, txt.hidden_size,
-                                     cached=variant == "frozen_cached", seed=config.seed)
+    def __init__(self, config, *, variant: str, mesh, vocab: int):
+        txt, batch = config.model.text_encoder, config.train.batch_size
+        model, lr_fn, self.state, _ = train.build_state(config, mesh, num_classes=NUM_CLASSES, vocab_size=vocab,
+                                                        schedule_steps=SCHEDULE_STEPS)
+        step_fn = train.build_train_step(config, model, mesh, lr_fn, steps_per_epoch=STEPS_PER_EPOCH)
+        host_batch = synthetic_batch(batch, config.data.image_size, config.data.channels, txt.max_length, vocab,
+                                     txt.hidden_size, cached=variant == "frozen_cached", seed=config.seed)
         self.batch = train.shard_batch(host_batch, mesh)
         self.batch_size = batch
         t = time.perf_counter()
@@ -272,39 +275,28 @@ class PreparedStep:
         return out
 
 
-def run_one(config, *, variant: str, batch: int, steps: int, warmup: int, mesh, vocab: int) -> dict:
+def run_one(config, *, variant: str, options: Options, mesh) -> dict:
     """Builds, compiles and times one train step; returns the measured fields."""
-    prepared = PreparedStep(config, variant=variant, batch=batch, mesh=mesh, vocab=vocab)
-    for _ in range(warmup):
+    prepared = PreparedStep(config, variant=variant, mesh=mesh, vocab=options.vocab)
+    for _ in range(options.warmup):
         prepared.step()
     prepared.block()
-    times = [prepared.timed_step() for _ in range(steps)]
+    times = [prepared.timed_step() for _ in range(options.steps)]
     t = time.perf_counter()
-    for _ in range(steps):
+    for _ in range(options.steps):
         prepared.step()
     prepared.block()
-    pipelined = (time.perf_counter() - t) / steps
+    pipelined = (time.perf_counter() - t) / options.steps
     return prepared.summary(times, pipelined)
 
 
-def run_config(config, variant: str, dtype: str, attention: str):
-    """A copy of `config` for one run, and the attention kernel it resolves to (None
-    without BERT in the step)."""
-    cfg = config.copy_and_resolve_references()
-    apply_variant(cfg, variant, dtype, attention)
-    txt = cfg.model.text_encoder
-    if variant in ("image_only", "frozen_cached"):
-        return cfg, None
-    return cfg, bert_lib.resolve_attention_impl(attention, dtype, txt.hidden_size // txt.num_heads)
-
-
-def base_line(cfg, variant: str, dtype: str, resolved, attention: str, args, peak: float) -> dict:
+def base_line(cfg, variant: str, dtype: str, resolved, attention: str, options: Options, peak: float) -> dict:
     device, txt = jax.devices()[0], cfg.model.text_encoder
     return dict(device_kind=device.device_kind, platform=jax.default_backend(), jax_version=jax.__version__,
                 variant=variant, dtype=dtype, attention_impl=resolved, attention_requested=attention,
-                batch=args.batch, image_size=cfg.data.image_size, max_length=txt.max_length,
+                batch=cfg.train.batch_size, image_size=cfg.data.image_size, max_length=txt.max_length,
                 text_layers=txt.num_layers, text_hidden=txt.hidden_size, bf16_matmul_tflops=round(peak, 3),
-                warmup=args.warmup, steps=args.steps)
+                warmup=options.warmup, steps=options.steps)
 
 
 def add_rates(line: dict, peak: float) -> None:
@@ -317,57 +309,57 @@ def add_rates(line: dict, peak: float) -> None:
         line["tflops_achieved_pipelined"] = round(line["gflop_per_sample"] * line["samples_per_s_pipelined"] / 1e3, 4)
 
 
-def run_all(config, args) -> list[dict]:
-    mesh = train.make_mesh(args.num_devices)
+def _distinct_runs(config, options: Options, peak: float):
+    """(config, JSON line) of each run, once per variant, dtype and resolved kernel ('auto'
+    and 'xla' are the same program on CPU)."""
+    seen = set()
+    for variant, dtype, attention in options.runs:
+        cfg, resolved = run_config(config, variant, dtype, attention)
+        if (variant, dtype, resolved) not in seen:
+            seen.add((variant, dtype, resolved))
+            yield cfg, base_line(cfg, variant, dtype, resolved, attention, options, peak)
+
+
+def run_all(config, options: Options) -> list[dict]:
+    mesh = train.make_mesh(options.num_devices)
     device = jax.devices()[0]
     peak = matmul_peak_tflops()
     log(f"{device.device_kind} ({jax.default_backend()}), jax {jax.__version__}: bf16 matmul {peak:.3g} TFLOP/s")
-    start, slowest, results, seen = time.perf_counter(), 0.0, [], set()
-    for variant, dtype, attention in args.runs:
-        cfg, resolved = run_config(config, variant, dtype, attention)
-        if (variant, dtype, resolved) in seen:  # e.g. 'auto' and 'xla' are the same program on CPU
-            continue
-        seen.add((variant, dtype, resolved))
-        line = base_line(cfg, variant, dtype, resolved, attention, args, peak)
+    start, slowest, results = time.perf_counter(), 0.0, []
+    for cfg, line in _distinct_runs(config, options, peak):
         elapsed = time.perf_counter() - start
-        if args.deadline_s and results and elapsed + slowest > args.deadline_s:
+        if options.deadline_s and results and elapsed + slowest > options.deadline_s:
             line["skipped"] = f"deadline: {elapsed:.0f} s spent, a run takes up to {slowest:.0f} s"
-            emit(line, args)
+            emit(line, options)
             results.append(line)
             continue
-        log(f"{variant} {dtype} attention={resolved}: compiling")
+        log(f"{line['variant']} {line['dtype']} attention={line['attention_impl']}: compiling")
         t = time.perf_counter()
         try:
-            line.update(run_one(cfg, variant=variant, batch=args.batch, steps=args.steps, warmup=args.warmup,
-                                mesh=mesh, vocab=args.vocab))
+            line.update(run_one(cfg, variant=line["variant"], options=options, mesh=mesh))
             add_rates(line, peak)
         except Exception as e:  # noqa: BLE001 - report and go on with the next run
             traceback.print_exc(file=sys.stderr)
             line["error"] = f"{type(e).__name__}: {str(e)[:400]}"
         slowest = max(slowest, time.perf_counter() - t)
         gc.collect()
-        emit(line, args)
+        emit(line, options)
         results.append(line)
     return results
 
 
-def run_interleaved(config, args) -> list[dict]:
+def run_interleaved(config, options: Options) -> list[dict]:
     """`--interleave`: compiles every run first, then times them in turn, one step each per
     round, so that all see the same background load (a shared machine); per-step medians,
     no pipelined figure."""
-    mesh = train.make_mesh(args.num_devices)
+    mesh = train.make_mesh(options.num_devices)
     peak = matmul_peak_tflops()
-    prepared, lines, seen = [], [], set()
-    for variant, dtype, attention in args.runs:
-        cfg, resolved = run_config(config, variant, dtype, attention)
-        if (variant, dtype, resolved) in seen:
-            continue
-        seen.add((variant, dtype, resolved))
-        line = base_line(cfg, variant, dtype, resolved, attention, args, peak)
-        log(f"{variant} {dtype} attention={resolved}: compiling")
+    prepared, lines = [], []
+    for cfg, line in _distinct_runs(config, options, peak):
+        log(f"{line['variant']} {line['dtype']} attention={line['attention_impl']}: compiling")
         try:
-            step = PreparedStep(cfg, variant=variant, batch=args.batch, mesh=mesh, vocab=args.vocab)
-            for _ in range(args.warmup):
+            step = PreparedStep(cfg, variant=line["variant"], mesh=mesh, vocab=options.vocab)
+            for _ in range(options.warmup):
                 step.step()
             step.block()
             prepared.append((line, step))
@@ -376,7 +368,7 @@ def run_interleaved(config, args) -> list[dict]:
             line["error"] = f"{type(e).__name__}: {str(e)[:400]}"
             lines.append(line)
     times = [[] for _ in prepared]
-    for _ in range(args.steps):
+    for _ in range(options.steps):
         for i, (_, step) in enumerate(prepared):
             times[i].append(step.timed_step())
     for (line, step), t in zip(prepared, times, strict=True):
@@ -384,100 +376,60 @@ def run_interleaved(config, args) -> list[dict]:
         add_rates(line, peak)
         lines.append(line)
     for line in lines:
-        emit(line, args)
+        emit(line, options)
     return lines
 
 
-def emit(line: dict, args) -> None:
+def emit(line: dict, options: Options) -> None:
     text = json.dumps(line)
     print(text, flush=True)
-    if args.out:
-        with open(args.out, "a") as f:
+    if options.out:
+        with open(options.out, "a") as f:
             f.write(text + "\n")
 
 
-def build_config(args):
-    config = load_config(args.config)
-    if args.preset == "anchor":
-        apply_anchor_preset(config)
-    txt = config.model.text_encoder
-    sizes = {"data.image_size": args.image_size, "model.text_encoder.num_layers": args.text_layers,
-             "model.text_encoder.hidden_size": args.text_hidden, "model.text_encoder.num_heads": args.text_heads,
-             "model.text_encoder.intermediate_size": args.text_intermediate,
-             "model.text_encoder.max_length": args.max_length}
-    for path, value in sizes.items():
-        if value is not None:
-            set_path(config, path, value)
-    for item in args.set:
-        path, _, value = item.partition("=")
-        set_path(config, path, parse_value(value))
-    if not txt.tokenizer and not txt.init_from:
-        txt.tokenizer = "synthetic"  # the step needs none; config_checks wants one named
-    config.train.batch_size = config.train.eval_batch_size = args.batch
-    from vkd_jax import config_checks  # numpy only
-    config_checks.validate(config, num_devices=args.num_devices)
-    return config
+# ----------------------------------------------------------------------------
+# The program.
+
+FLAGS = flags.FLAGS
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="configs/mimic.py", help="config file (repository-relative or absolute)")
-    p.add_argument("--preset", choices=("anchor", "none"), default="anchor",
-                   help="'anchor': the PyTorch anchor's model and step; 'none': the config file as it is")
-    p.add_argument("--batch", type=int, default=64, help="global batch")
-    p.add_argument("--variants", default="frozen,finetune,frozen_cached,image_only",
-                   help=f"comma-separated, of {VARIANTS}")
-    p.add_argument("--dtypes", default="float32,bfloat16", help="compute dtypes (model.dtype), comma-separated")
-    p.add_argument("--attention", default="auto", help="attention_impl values to try, comma-separated "
-                   "(auto,xla,cudnn); runs that resolve to the same kernel are done once")
-    p.add_argument("--runs", default="", help="explicit runs instead of the product of the three above: "
-                   "comma-separated variant:dtype[:attention], in order, e.g. frozen:bfloat16,frozen:float32:xla")
-    p.add_argument("--steps", type=int, default=10, help="timed steps")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps after compiling")
-    p.add_argument("--image_size", type=int)
-    p.add_argument("--text_layers", type=int)
-    p.add_argument("--text_hidden", type=int)
-    p.add_argument("--text_heads", type=int)
-    p.add_argument("--text_intermediate", type=int)
-    p.add_argument("--max_length", type=int)
-    p.add_argument("--vocab", type=int, default=ANCHOR_VOCAB, help="vocabulary size of the BERT")
-    p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
-                   help="any config field, e.g. --set model.text_encoder.remat=True (repeatable)")
-    p.add_argument("--num_devices", type=int, default=1, help="devices of the ('data',) mesh")
-    p.add_argument("--deadline_s", type=float, default=0.0,
-                   help="skip the remaining runs once this many seconds would be exceeded (0: never)")
-    p.add_argument("--interleave", action="store_true",
-                   help="compile all runs, then time them in turn, one step each per round (noisy, shared machines)")
-    p.add_argument("--out", default="", help="also append the JSON lines to this file")
-    args = p.parse_args(argv)
-    if args.runs:
-        runs = []
-        for item in args.runs.split(","):
-            parts = item.split(":")
-            if not 2 <= len(parts) <= 3:
-                p.error(f"--runs item {item!r} is not variant:dtype[:attention]")
-            runs.append((parts[0], parts[1], parts[2] if len(parts) == 3 else "auto"))
-    else:
-        runs = [(v, d, a) for v in args.variants.split(",") if v for d in args.dtypes.split(",") if d
-                for a in args.attention.split(",") if a]
-    for v, d, a in runs:
-        if v not in VARIANTS:
-            p.error(f"unknown variant {v!r}; known: {VARIANTS}")
-        if d not in DTYPES:
-            p.error(f"unknown dtype {d!r}; known: {DTYPES}")
-        if a not in bert_lib.ATTENTION_IMPLS:
-            p.error(f"unknown attention {a!r}; known: {bert_lib.ATTENTION_IMPLS}")
-    args.runs = runs
-    return args
+def define_flags() -> None:
+    """This program's flags (absl's are global: only the program defines them)."""
+    config_flags.DEFINE_config_file("config", "configs/anchor.py", "Config file; any field can be overridden as "
+                                    "--config.a.b=value (the batch: --config.train.batch_size).", lock_config=True)
+    flags.DEFINE_list("variants", ["frozen", "finetune", "frozen_cached", "image_only"], f"Of {VARIANTS}.")
+    flags.DEFINE_list("dtypes", ["float32", "bfloat16"], f"Compute dtypes (model.dtype), of {DTYPES}.")
+    flags.DEFINE_list("attention", ["auto"], "attention_impl values to try (auto, xla, cudnn); runs that resolve "
+                      "to the same kernel are done once.")
+    flags.DEFINE_list("runs", [], "Explicit runs instead of the product of the three above, in order: "
+                      "variant:dtype[:attention], e.g. frozen:bfloat16,frozen:float32:xla.")
+    flags.DEFINE_integer("steps", 10, "Timed steps.")
+    flags.DEFINE_integer("warmup", 3, "Untimed steps after compiling.")
+    flags.DEFINE_integer("vocab", ANCHOR_VOCAB, "Vocabulary size of the BERT.")
+    flags.DEFINE_integer("num_devices", 1, "Devices of the ('data',) mesh.")
+    flags.DEFINE_float("deadline_s", 0.0, "Skip the remaining runs once this many seconds would be exceeded "
+                       "(0: never).")
+    flags.DEFINE_bool("interleave", False, "Compile all runs, then time them in turn, one step each per round "
+                      "(noisy, shared machines).")
+    flags.DEFINE_string("out", "", "Also append the JSON lines to this file.")
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    config = build_config(args)
-    results = (run_interleaved if args.interleave else run_all)(config, args)
+def main(argv) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        runs = parse_runs(FLAGS.runs, FLAGS.variants, FLAGS.dtypes, FLAGS.attention)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from e
+    options = Options(runs=runs, steps=FLAGS.steps, warmup=FLAGS.warmup, vocab=FLAGS.vocab,
+                      num_devices=FLAGS.num_devices, deadline_s=FLAGS.deadline_s, out=FLAGS.out)
+    config = FLAGS.config
+    check_config(config, num_devices=options.num_devices)
+    results = (run_interleaved if FLAGS.interleave else run_all)(config, options)
     return 1 if any("error" in r for r in results) else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    define_flags()
+    app.run(main)

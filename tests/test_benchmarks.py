@@ -1,7 +1,6 @@
 """The benchmark scripts (CPU smoke runs, no timing assertions) and the attention paths
 they exercise: padding as key lengths vs a dense mask, 'auto' resolution, bf16 dtypes."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,7 +14,7 @@ import optax
 import pytest
 from transformers import BertConfig
 
-from configs import demo_scratch
+from configs import anchor, demo_scratch
 from vkd_jax import config_checks, losses
 from vkd_jax.models import bert as bert_lib
 from vkd_jax.models import create_model
@@ -23,20 +22,20 @@ from vkd_jax.models import create_model
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Compile fast: these runs check plumbing, not speed.
 FAST_XLA = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-TINY = ["--batch=2", "--image_size=32", "--text_layers=1", "--text_hidden=32", "--text_heads=2",
-        "--text_intermediate=64", "--max_length=16", "--set", "model.image_encoder.block_sizes=(1,1,1,1)",
-        "--steps=2", "--warmup=1"]
+TINY = ["--config=configs/anchor.py:tiny", "--steps=2", "--warmup=1"]
+# The bfloat16 run's config overrides, reported back in its lines (float32: tiny's batch 2, 16 tokens).
+OVERRIDES = {"float32": [], "bfloat16": ["--config.train.batch_size=4", "--config.model.text_encoder.max_length=8"]}
 VARIANTS = ("frozen", "finetune", "frozen_cached", "image_only")
 REQUIRED_KEYS = {"device_kind", "jax_version", "variant", "dtype", "batch", "compile_s", "step_ms_median",
                  "samples_per_s", "gflop_per_sample", "tflops_achieved", "bf16_matmul_tflops", "frac_of_bf16_peak",
                  "peak_bytes_in_use", "xla_peak_bytes", "xla_temp_bytes", "xla_alias_bytes", "attention_impl"}
-# Runs train_step.py as __main__ and then reports what it imported.
+# Runs benchmarks.train_step as __main__ (python -m) and then reports what it imported.
 TRAIN_STEP_WRAPPER = """
 import json, runpy, sys
 sys.argv = ["benchmarks/train_step.py"] + sys.argv[1:]
 code = 0
 try:
-    runpy.run_path("benchmarks/train_step.py", run_name="__main__")
+    runpy.run_module("benchmarks.train_step", run_name="__main__")
 except SystemExit as e:
     code = e.code or 0
 mods = [m for m in sys.modules if m == "tensorflow" or m.startswith("tensorflow.")
@@ -59,10 +58,8 @@ def _has_side_by_side_deps():
         import torch  # noqa: F401
     except ImportError:
         return False
-    spec = importlib.util.spec_from_file_location("sbs", os.path.join(ROOT, "benchmarks", "side_by_side.py"))
-    sbs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sbs)
-    return sbs.find_anchor(None) is not None
+    from benchmarks import side_by_side
+    return side_by_side.find_anchor(None) is not None
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +68,8 @@ def runs(tmp_path_factory):
     single-threaded), then side_by_side, whose JAX steps come from the compilation cache."""
     cache = tmp_path_factory.mktemp("jax_cache")
     procs = {
-        dtype: _start(["-c", TRAIN_STEP_WRAPPER, *TINY, f"--variants={','.join(VARIANTS)}", f"--dtypes={dtype}"],
-                      cache)
+        dtype: _start(["-c", TRAIN_STEP_WRAPPER, *TINY, *OVERRIDES[dtype], f"--variants={','.join(VARIANTS)}",
+                       f"--dtypes={dtype}"], cache)
         for dtype in ("float32", "bfloat16")
     }
     out = {}
@@ -83,8 +80,8 @@ def runs(tmp_path_factory):
 
     finish("float32")
     if _has_side_by_side_deps():
-        procs["side_by_side"] = _start([os.path.join(ROOT, "benchmarks", "side_by_side.py"), "--size=tiny",
-                                        "--steps=2", "--warmup=1", "--out_dir="], cache)
+        procs["side_by_side"] = _start(["-m", "benchmarks.side_by_side", "--size=tiny", "--steps=2", "--warmup=1",
+                                        "--out_dir="], cache)
         finish("side_by_side")
     finish("bfloat16")
     return out
@@ -105,7 +102,7 @@ def test_train_step_prints_a_json_line_per_run_without_tensorflow(runs, dtype):
     for line in lines:
         assert "error" not in line, line
         assert REQUIRED_KEYS <= set(line), REQUIRED_KEYS - set(line)
-        assert line["dtype"] == dtype and line["batch"] == 2
+        assert line["dtype"] == dtype
         assert line["samples_per_s"] > 0 and line["gflop_per_sample"] > 0 and np.isfinite(line["loss"])
         assert line["peak_bytes_in_use"] is None  # CPU keeps no allocator statistics
         # The state is donated: XLA writes the new state into the old one's buffers.
@@ -115,6 +112,38 @@ def test_train_step_prints_a_json_line_per_run_without_tensorflow(runs, dtype):
     # The cached features skip BERT: no more work than the frozen step that runs it.
     assert by["frozen_cached"]["gflop_per_sample"] <= by["frozen"]["gflop_per_sample"]
     assert by["finetune"]["gflop_per_sample"] > by["frozen"]["gflop_per_sample"]
+
+
+def test_config_overrides_reach_the_runs(runs):
+    """`--config.a.b=value` reaches the config every run is built from."""
+    for dtype, (batch, max_length) in {"float32": (2, 16), "bfloat16": (4, 8)}.items():
+        lines = _json_lines(runs[dtype][1])[:-1]
+        assert lines and all((line["batch"], line["max_length"], line["image_size"], line["text_layers"],
+                              line["text_hidden"]) == (batch, max_length, 32, 1, 32) for line in lines), lines
+
+
+def test_anchor_config_holds_the_anchors_shapes_and_step():
+    cfg = anchor.get_config()
+    data, model, img, txt = cfg.data, cfg.model, cfg.model.image_encoder, cfg.model.text_encoder
+    assert (data.image_size, data.channels) == (224, 3)
+    assert (tuple(img.block_sizes), img.growth_rate, img.bn_size, img.num_init_features) == ((6, 12, 24, 16), 32, 4, 64)
+    assert (img.init_from, img.train_mode, img.remat) == ("", "full", False)
+    assert (txt.hidden_size, txt.num_layers, txt.num_heads, txt.intermediate_size) == (768, 12, 12, 3072)
+    assert (txt.max_length, txt.dropout, txt.attention_dropout, txt.init_from) == (256, 0.1, 0.1, "")
+    assert (model.kind, model.latent_dim, model.hidden_dim, model.dropout) == ("vkd", 256, 512, 0.0)
+    assert (model.posterior_inputs, model.text_pooling, model.num_samples) == ("image_text", "cls", 1)
+    assert (cfg.optim.name, cfg.optim.learning_rate, cfg.optim.schedule) == ("adam", 1e-4, "constant")
+    assert (cfg.optim.warmup_steps, cfg.optim.grad_clip_norm) == (0, 0.0)
+    assert (cfg.train.kl_schedule, cfg.train.beta, cfg.train.prior_weight, cfg.train.pos_weight) == (
+        "constant", 0.014, 1.0, "none")
+    assert cfg.train.batch_size == 64
+    for size in anchor.SIZES:
+        config_checks.validate(anchor.get_config(size), num_devices=1)
+    small = anchor.get_config("small")
+    assert (small.data.image_size, small.model.text_encoder.num_layers, small.train.batch_size) == (64, 2, 8)
+    assert small.optim.learning_rate == 1e-4 and tuple(small.model.image_encoder.block_sizes) == (6, 12, 24, 16)
+    with pytest.raises(ValueError, match="paper, small, tiny"):
+        anchor.get_config("huge")
 
 
 def test_side_by_side_tiny_prints_ratios(runs):
@@ -240,9 +269,7 @@ def test_gpu_check_script_parses():
 
 def test_frozen_eval_anchor_turns_off_dropout_in_its_frozen_bert_only():
     torch = pytest.importorskip("torch")
-    spec = importlib.util.spec_from_file_location("sbs", os.path.join(ROOT, "benchmarks", "side_by_side.py"))
-    sbs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sbs)
+    from benchmarks import side_by_side as sbs
 
     class VKD(torch.nn.Module):  # the anchor's constructor and submodule names
         def __init__(self, bert_trainable, latent=256, bert_cfg=None):
@@ -251,7 +278,7 @@ def test_frozen_eval_anchor_turns_off_dropout_in_its_frozen_bert_only():
             self.cnn, self.bert = torch.nn.Dropout(0.5), torch.nn.Dropout(0.1)
 
     anchor = types.SimpleNamespace(VKD=VKD)
-    size = sbs.SIZES["tiny"]
+    size = sbs.shapes(sbs.size_config("tiny"))
     published, evaluated, tuned = (sbs.torch_model(anchor, v, size) for v in ("frozen", "frozen_eval", "finetune"))
     assert (published.trainable, evaluated.trainable, tuned.trainable) == (False, False, True)
     assert published.bert.training and published.cnn.training

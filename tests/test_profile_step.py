@@ -1,6 +1,5 @@
 """benchmarks/profile_step.py: what it says an op is, and where the time went, on known programs."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -15,10 +14,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def ps():
-    spec = importlib.util.spec_from_file_location("profile_step", os.path.join(ROOT, "benchmarks", "profile_step.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from benchmarks import profile_step
+    return profile_step
 
 
 def _program(x, w, m):
@@ -105,8 +102,8 @@ def test_torch_profile_classes_ops_and_phases(ps):
             f = torch.nn.functional.adaptive_avg_pool2d(torch.relu(self.conv(img)), 1).flatten(1)
             return torch.nn.functional.binary_cross_entropy_with_logits(self.fc(f), y)
 
-    size = ps.sbs.SIZES["tiny"]
-    out = ps.profile_torch(types.SimpleNamespace(VKD=VKD), size, "frozen", 2, steps=2, warmup=1)
+    size = ps.sbs.shapes(ps.sbs.size_config("tiny"))  # batch 2
+    out = ps.profile_torch(types.SimpleNamespace(VKD=VKD), size, "frozen", steps=2, warmup=1)
     assert out["by_kind"].get("convolution", 0) > 0 and out["by_kind"].get("matmul", 0) > 0, out["by_kind"]
     assert {"forward", "backward", "optimiser"} <= set(out["by_phase"]), out["by_phase"]
     assert abs(sum(out["by_kind"].values()) - out["op_ms_per_step"]) < 0.01 + 1e-3 * out["op_ms_per_step"]
@@ -119,8 +116,8 @@ def test_profile_step_runs_on_the_tiny_size():
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
                XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
     env.pop("OUT", None)
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "profile_step.py"), "--size=tiny",
-                             "--variants=frozen", "--steps=1", "--warmup=1", "--skip_torch", "--out_dir="],
+    result = subprocess.run([sys.executable, "-m", "benchmarks.profile_step", "--size=tiny", "--variants=frozen",
+                             "--steps=1", "--warmup=1", "--skip_torch", "--out_dir="],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| convolution |" in result.stdout and "image_encoder/forward" in result.stdout, result.stdout
