@@ -2,12 +2,12 @@
 
 `--study=kinds` (the default): every model kind over several seeds, plus vkd ablations:
 
-    python benchmarks/compare.py --config=configs/demo_scratch.py --workdir=/tmp/vkd-compare
+    python -m benchmarks.compare --config=configs/demo_scratch.py --workdir=/tmp/vkd-compare
 
 `--study=prereg`: the pre-registered comparison of `benchmarks/prereg.py` (tuning on
 validation, then every cell x method x seed), with its decision rule:
 
-    python benchmarks/compare.py --study=prereg --config=configs/synthetic_bench.py \
+    python -m benchmarks.compare --study=prereg --config=configs/synthetic_bench.py \
         --workdir=/tmp/vkd-prereg --record=benchmarks/results/prereg
 
 Each run trains in `<workdir>/<kind>/seed<seed>` (ablations: `<workdir>/ablations/<name>/vkd/
@@ -20,16 +20,12 @@ written to `<workdir>/comparison.md`. Config fields can be overridden as in run.
 
 import json
 import os
-import sys
 
 import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-# The config files import `configs.default` from the repository root.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from benchmarks.prereg import mean_sd  # noqa: E402  (after the checkout is on the path)
+from benchmarks.prereg import mean_sd
 
 KINDS = ("image_only", "vkd", "multimodal", "text_only")
 # One changed field per row, applied to `vkd`: beta, samples S, posterior inputs,

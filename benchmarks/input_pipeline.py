@@ -1,6 +1,6 @@
 """Input-pipeline throughput on 224-px records: samples/s, and per CPU core.
 
-    python benchmarks/input_pipeline.py [--num_examples=1024] [--batch_size=32] \
+    python -m benchmarks.input_pipeline [--num_examples=1024] [--batch_size=32] \
         [--steps=60] [--augment] [--channels=3] [--data_dir=DIR]
 
 Builds a `synthetic_cxr` dataset of 224x224 records (once, into --data_dir, default a
@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 
 from configs import default  # noqa: E402
 from data_pipelines import input_pipeline, tokenizer  # noqa: E402

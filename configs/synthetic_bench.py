@@ -1,6 +1,6 @@
 """The synthetic benchmark of the pre-registered comparison (README, "Does VKD work?").
 
-    python benchmarks/compare.py --study=prereg --config=configs/synthetic_bench.py \
+    python -m benchmarks.compare --study=prereg --config=configs/synthetic_bench.py \
         --workdir=/tmp/vkd-prereg --record=benchmarks/results/prereg
 
 `configs/demo.py` (synthetic_cxr, the frozen pretrained MiniLM report encoder) with the
