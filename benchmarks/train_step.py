@@ -1,4 +1,4 @@
-"""Throughput of the real VKD train step on synthetic in-memory batches (no input pipeline).
+r"""Throughput of the real VKD train step on synthetic in-memory batches (no input pipeline).
 
     # GPU: the PyTorch anchor's model and step at its shapes (configs/anchor.py), batch 64
     python -m benchmarks.train_step --config=configs/anchor.py \
@@ -7,17 +7,14 @@
     # CPU, small (DenseNet-121 at 64 px, 2-layer 128-wide BERT, 64 tokens, batch 8):
     python -m benchmarks.train_step --config=configs/anchor.py:small
 
-From the repository root. `--config` is a config file (default configs/anchor.py, whose
-docstring lists its settings and sizes; e.g. configs/mimic.py is the paper's training
-config as it is), and any field can be overridden: `--config.train.batch_size=16`,
-`--config.model.text_encoder.remat=True`, `--config.model.image_encoder.block_sizes=(1,1,1,1)`.
-The global batch is `config.train.batch_size`.
+From the repository root. `--config`: a config file (default configs/anchor.py: its
+docstring gives the settings and sizes), any field overridable as `--config.a.b=value`, e.g.
+`--config.train.batch_size=16` (the global batch) or `--config.model.text_encoder.remat=True`.
 
-The state and the step are built by the functions training uses (`vkd_jax.train.build_state`
-and `build_train_step`: jit over shard_map, state donated), with schedules of
-`SCHEDULE_STEPS` steps and `STEPS_PER_EPOCH` (no effect on configs/anchor.py's constant
-ones) and no positive-class weights (they need a dataset). The step is compiled once ahead of
-time and that executable is timed. Prints one JSON line per run (variant x dtype x
+The state and step are built by the functions training uses (`vkd_jax.train.build_state`,
+`build_train_step`: jit over shard_map, state donated), with schedules for `SCHEDULE_STEPS`
+and `STEPS_PER_EPOCH` and no positive-class weights (they need a dataset), compiled once
+ahead of time; that executable is timed. Prints one JSON line per run (variant x dtype x
 attention) on stdout; progress goes to stderr.
 
 Variants: `frozen` (BERT frozen, run forward in the step), `finetune` (BERT trained),
@@ -41,9 +38,8 @@ temporaries of this executable), xla_temp_bytes (its temporaries: what remateria
 shrinks), xla_alias_bytes (outputs written into the donated state: what donation saves), loss,
 warmup, steps; or `error` / `skipped` in place of the measurements.
 
-The flags are defined when this file runs as the program (`define_flags`), so that
-side_by_side.py and profile_step.py import its functions without them. No TensorFlow is
-imported (nor the input pipeline); the config files need ml_collections.
+Flags are defined only when this runs as the program (`define_flags`): side_by_side.py and
+profile_step.py import its functions. No TensorFlow is imported (nor the input pipeline).
 """
 
 from __future__ import annotations
