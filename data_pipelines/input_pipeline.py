@@ -10,7 +10,10 @@ Every batch is a dict with exactly
                     `data.label_set` (CheXpert's 14, or ChestX-ray14's own);
   `label_mask`      float32 [B, 14], 0 where a label is left out of the loss;
   `mask`            float32 [B], 1 for real examples, 0 for padding (eval only);
-and eval batches also carry `image_id` and `study_id` (numpy str [B], host only).
+  `study_id`        int64 [B], host only: `study_keys` of the records' study ids (padding
+                    rows: the key of ""), which key the text-feature cache
+                    (`vkd_jax.text_cache`) and group a study's images for the bootstrap;
+and eval batches also carry `image_id` (numpy str [B], host only; "" for padding).
 
 Training batches are augmented when `data.augment` asks (`augment.py`); eval never is.
 `B` is the per-process batch: each process reads its own shard of a split. Reports are
@@ -21,7 +24,8 @@ HF tokenizer); report text is never logged.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Iterable, Iterator
 
 import ml_collections
 import numpy as np
@@ -198,8 +202,17 @@ def _options() -> tf.data.Options:
     return options
 
 
+def study_keys(study_ids: Iterable[str | bytes]) -> np.ndarray:
+    """Stable int64 keys of study ids: the first 8 bytes of each id's SHA-1, read as a
+    little-endian signed integer (about a microsecond per id; a fixed function of the id
+    text, so keys saved on disk stay valid). Only their equality matters."""
+    digests = (hashlib.sha1(i if isinstance(i, bytes) else i.encode()).digest()[:8] for i in study_ids)
+    return np.frombuffer(b"".join(digests), "<i8").astype(np.int64)
+
+
 def _host_batch(batch, data_cfg, tokenizer, max_length: int, batch_size: int) -> dict:
-    """Tokenises, applies the label policy and pads a tf.data batch to `batch_size` rows."""
+    """Tokenises, applies the label policy, keys the study ids and pads a tf.data batch to
+    `batch_size` rows."""
     n = len(batch["report"])
     pad = batch_size - n
     # Padding rows get an empty report: its [CLS] [SEP] keeps their attention unmasked.
@@ -221,6 +234,7 @@ def _host_batch(batch, data_cfg, tokenizer, max_length: int, batch_size: int) ->
         "labels": targets * mask[:, None],
         "label_mask": label_mask * mask[:, None],
         "mask": mask,
+        "study_id": study_keys(list(batch["study_id"]) + [b""] * pad),
     }
 
 
@@ -295,7 +309,8 @@ def eval_batches(
     Global batches of `batch_size * process_count` rows, process `p` holding the `p`-th
     slice of each (see `train_batches`), so what each device sees is the same for any
     number of processes. All processes yield the same number of batches, so collective
-    steps stay in lockstep; padding rows have `mask` 0 and empty ids.
+    steps stay in lockstep; padding rows have `mask` 0, an empty report and image id, and
+    the study key of "".
     """
     builder = _prepared_builder(data_cfg)
     ds, num_examples = _read(builder, data_cfg, split)
@@ -310,10 +325,8 @@ def eval_batches(
         if batch is None:  # This shard is shorter: a batch of padding only.
             batch = _empty_batch(data_cfg, _stored_size(builder))
         out = _host_batch(batch, data_cfg, tokenizer, max_length, batch_size)
-        for key in ("image_id", "study_id"):
-            ids = [i.decode("utf-8") for i in batch[key]]
-            out[key] = np.array(ids + [""] * (batch_size - len(ids)))
-        yield out
+        ids = [i.decode("utf-8") for i in batch["image_id"]]
+        yield out | {"image_id": np.array(ids + [""] * (batch_size - len(ids)))}
 
 
 def image_batches(data_cfg: ml_collections.ConfigDict, stored: np.ndarray, batch_size: int

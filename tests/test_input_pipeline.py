@@ -1,5 +1,6 @@
 """Tests of the tf.data input pipeline on a tiny synthetic_cxr build."""
 
+import hashlib
 import itertools
 
 import ml_collections
@@ -14,7 +15,7 @@ from data_pipelines.synthetic_cxr import generator
 
 SIZE, NUM_TRAIN, NUM_VAL, NUM_TEST, SEED = 32, 26, 11, 5, 2
 MAX_LENGTH = 48
-KEYS = {"image", "input_ids", "attention_mask", "labels", "label_mask", "mask"}
+KEYS = {"image", "input_ids", "attention_mask", "labels", "label_mask", "mask", "study_id"}
 
 
 def _config(data_dir, **overrides) -> ml_collections.ConfigDict:
@@ -75,15 +76,17 @@ def test_train_batch_layout(cfg, tok):
         assert batch[key].shape == (4, 14) and batch[key].dtype == np.float32
     assert batch["mask"].dtype == np.float32
     np.testing.assert_array_equal(batch["mask"], 1.0)
+    assert batch["study_id"].shape == (4,) and batch["study_id"].dtype == np.int64
     assert (batch["input_ids"][:, 0] == tok.cls_token_id).all()
 
 
 def test_eval_rows_match_the_generator(cfg, tok):
     for batch in _eval(cfg, tok):
-        assert set(batch) == KEYS | {"image_id", "study_id"}
+        assert set(batch) == KEYS | {"image_id"}
+        assert batch["study_id"].dtype == np.int64
         for i in np.flatnonzero(batch["mask"]):
             ex = _example(batch["image_id"][i])
-            assert batch["study_id"][i] == ex["study_id"]
+            assert batch["study_id"][i] == input_pipeline.study_keys([ex["study_id"]])[0]
             pixels = batch["image"][i] * cfg.std + cfg.mean  # Undo the normalisation.
             np.testing.assert_allclose(pixels * 255, ex["image"], atol=1e-3)
             targets, label_mask = L.apply_uncertainty_policy(ex["labels"], "zeros", True)
@@ -107,7 +110,8 @@ def test_eval_scores_every_example_once(cfg, tok, split, num):
     last = batches[-1]
     pad = last["mask"] == 0
     assert pad.sum() == len(batches) * 4 - num
-    assert (last["image_id"][pad] == "").all() and (last["study_id"][pad] == "").all()
+    assert (last["image_id"][pad] == "").all()
+    assert (last["study_id"][pad] == input_pipeline.study_keys([""])[0]).all()
     np.testing.assert_array_equal(last["label_mask"][pad], 0.0)
     np.testing.assert_array_equal(last["labels"][pad], 0.0)
     assert (last["attention_mask"][pad].sum(-1) > 0).all()  # No all-masked attention rows.
@@ -120,10 +124,36 @@ def test_eval_processes_share_the_global_batches(cfg, tok):
     shards = [_eval(cfg, tok, batch_size=3, process_index=p, process_count=3) for p in range(3)]
     assert all(len(s) == len(whole) == 2 for s in shards)  # Same number of batches: lockstep.
     for step, batch in enumerate(whole):
-        for key in KEYS | {"image_id", "study_id"}:
+        for key in KEYS | {"image_id"}:
             np.testing.assert_array_equal(np.concatenate([s[step][key] for s in shards]), batch[key])
     ids = [i for s in shards for b in s for i, m in zip(b["image_id"], b["mask"]) if m]
     assert len(ids) == len(set(ids)) == NUM_VAL
+
+
+def test_train_batches_carry_the_study_keys(cfg, tok):
+    """An epoch's rows carry distinct study keys of the split, each with its study's report."""
+    examples = [generator.generate_example(i, seed=SEED, image_size=SIZE) for i in range(NUM_TRAIN)]
+    by_key = dict(zip(input_pipeline.study_keys([ex["study_id"] for ex in examples]).tolist(), examples))
+    epoch = _train(cfg, tok, NUM_TRAIN // 4)
+    keys = [k for b in epoch for k in b["study_id"].tolist()]
+    assert len(set(keys)) == len(keys) == NUM_TRAIN // 4 * 4 and set(keys) <= set(by_key)
+    for b in epoch:
+        for key, ids in zip(b["study_id"].tolist(), b["input_ids"]):
+            tokens = tok(by_key[key]["report"], padding="max_length", truncation=True, max_length=MAX_LENGTH)
+            np.testing.assert_array_equal(ids, tokens["input_ids"])
+
+
+def test_study_keys_are_fixed():
+    """Keys saved in text-feature caches must keep their meaning: the first 8 bytes of the id's
+    SHA-1, little-endian (the study digests the bootstrap grouped by before)."""
+    keys = input_pipeline.study_keys(["s2-0000000001", b"12345678", ""])
+    assert keys.dtype == np.int64
+    expected = [int.from_bytes(hashlib.sha1(i).digest()[:8], "little", signed=True)
+                for i in (b"s2-0000000001", b"12345678", b"")]
+    assert keys.tolist() == expected
+    assert keys[0] == int(np.frombuffer(hashlib.sha1(b"s2-0000000001").digest()[:8], np.int32).view(np.int64)[0])
+    assert keys[2] == 957977401221134810  # a literal: a change here makes every saved cache stale
+    assert input_pipeline.study_keys([]).shape == (0,)
 
 
 def _assert_same_batches(expected, actual):

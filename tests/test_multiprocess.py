@@ -3,12 +3,16 @@ gloo collectives over loopback) train like 1 process x 8 devices (the shared `tr
 and one process then restores the checkpoint they wrote; SIGTERM to one process stops both
 at one step. Each subprocess has a deadline and is killed after it."""
 
+import json
+import os
 import signal
 import socket
+import subprocess
+import sys
 
 import pytest
 
-from tests.e2e import TRAINED_ARGS, load_json, run_py
+from tests.e2e import ROOT, TRAINED_ARGS, load_json, run_py
 from vkd_jax import experiment, report
 from vkd_jax import workdir as wd
 
@@ -34,6 +38,32 @@ def _finish(procs) -> list[str]:
     for p, out in zip(procs, outs):
         assert p.returncode == 0, out
     return outs
+
+
+# Each process holds its 4 rows of 2 global batches of 8: ids beyond int32, and negative.
+GATHER = """
+import json, sys
+import numpy as np
+from vkd_jax import distributed, evaluation, train
+distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))
+p = int(sys.argv[2])
+ids = np.array([[(b * 8 + p * 4 + r - 5) * 2**40 + 1 for r in range(4)] for b in range(2)], np.int64)
+print("IDS", json.dumps(evaluation._gather_ids(ids, train.make_mesh()).tolist()), flush=True)
+"""
+
+
+def test_study_ids_are_gathered_in_global_batch_order():
+    """`predict_split`'s several-process path: each process's rows of every batch -> every
+    global batch's ids, in order, int64 intact (2 processes x 2 CPU devices)."""
+    address = f"localhost:{_free_port()}"
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    procs = [subprocess.Popen([sys.executable, "-c", GATHER, address, str(i)], cwd=ROOT, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]
+    outs = _finish(procs)
+    expected = [(i - 5) * 2**40 + 1 for i in range(16)]
+    for out in outs:
+        (line,) = [line for line in out.splitlines() if line.startswith("IDS ")]
+        assert json.loads(line[4:]) == expected, out
 
 
 def test_two_processes_train_like_one(trained, data_dir, tmp_path):

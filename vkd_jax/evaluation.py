@@ -7,7 +7,6 @@ checkpoint through `vkd_jax.workdir`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -28,8 +27,10 @@ if TYPE_CHECKING:
 def predict_split(state, eval_step, batches: Iterator[dict], mesh, rng) -> dict[str, np.ndarray]:
     """Scores every example of a split exactly once (padding rows dropped by their mask):
     `probs` and `spreads` [N, K] (mean and sd over latent samples), `labels`, `label_mask`
-    [N, K], `kl` [N] (KL(q || p) of `vkd`, else 0), `study_id` [N] (digests of the ids)."""
-    out = {k: [] for k in ("probs", "spreads", "kl", "labels", "label_mask", "study_id")}
+    [N, K], `kl` [N] (KL(q || p) of `vkd`, else 0), `study_id` [N] (the batches' int64 study
+    keys, which group a study's images for the bootstrap)."""
+    out = {k: [] for k in ("probs", "spreads", "kl", "labels", "label_mask")}
+    study_ids, kept = [], []
     for i, host_batch in enumerate(batches):
         batch = train.shard_batch(host_batch, mesh)
         mean, std, kl = eval_step(state, batch, jax.random.fold_in(rng, i))
@@ -39,16 +40,22 @@ def predict_split(state, eval_step, batches: Iterator[dict], mesh, rng) -> dict[
         out["kl"].append(train.to_host(kl)[keep])
         out["labels"].append(train.to_host(batch["labels"])[keep])
         out["label_mask"].append(train.to_host(batch["label_mask"])[keep])
-        out["study_id"].append(_global_ids(host_batch["study_id"], mesh)[keep])
-    return {k: np.concatenate(v) for k, v in out.items()}
+        study_ids.append(host_batch["study_id"])
+        kept.append(keep)
+    out = {k: np.concatenate(v) for k, v in out.items()}
+    ids = np.stack(study_ids)
+    ids = ids.reshape(-1) if jax.process_count() == 1 else _gather_ids(ids, mesh)
+    return out | {"study_id": ids[np.concatenate(kept)]}
 
 
-def _global_ids(ids: np.ndarray, mesh) -> np.ndarray:
-    """This process's string ids -> every process's, in the global batch order, as 64-bit
-    digests (only their equality matters: they group a study's images for the bootstrap)."""
-    digests = np.array([np.frombuffer(hashlib.sha1(i.encode()).digest()[:8], np.int32) for i in ids], np.int32)
-    sharded = jax.make_array_from_process_local_data(NamedSharding(mesh, P(train.AXIS)), digests.reshape(-1, 2))
-    return np.ascontiguousarray(train.to_host(sharded)).view(np.int64)[:, 0]
+def _gather_ids(ids: np.ndarray, mesh) -> np.ndarray:
+    """Every process's int64 ids `[num_batches, B]` (its rows of each global batch) -> the
+    global batches' ids, flat, in their order: one transfer for a split, laid out on `mesh`
+    as the batches are, so they line up with the gathered predictions. They travel as int32
+    pairs (JAX without x64 would truncate int64)."""
+    pairs = np.ascontiguousarray(ids, np.int64).view(np.int32).reshape(*ids.shape, 2)
+    sharded = jax.make_array_from_process_local_data(NamedSharding(mesh, P(None, train.AXIS)), pairs)
+    return np.ascontiguousarray(train.to_host(sharded)).view(np.int64).reshape(-1)
 
 
 def evaluate(state, eval_step, batches: Iterator[dict], mesh, rng, class_names) -> dict:
