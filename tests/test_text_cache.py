@@ -1,33 +1,93 @@
-"""The frozen text-feature cache: keys, persistence, and training with it == without it."""
+"""The frozen text-feature cache: keyed by study, persistence, and training with it == without it."""
 
 import jax
 import numpy as np
 import optax
+import pytest
 
+from configs import demo
 from tests.test_train import _batch, _config, _setup
 from vkd_jax import text_cache, train
 
+PAD = -7  # the padding rows' study key in these batches (the pipeline's is that of "")
 
-def test_keys_ignore_padding_and_cache_round_trips(tmp_path):
-    ids = np.array([[5, 6, 7, 0], [5, 6, 7, 9], [5, 6, 0, 0]])
-    mask = np.array([[1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 0, 0]])
-    keys = text_cache.row_keys(ids, mask)
-    assert keys[0] == keys[1] != keys[2]  # the padded position does not count
-    batches = [{"input_ids": ids, "attention_mask": mask, "mask": np.array([1, 1, 1])}]
-    calls = []
 
+def _reports(rows):
+    """Host batch rows `(study key, token ids, mask)` -> a batch (the token rows padded to 4)."""
+    ids = np.array([r[1] + [0] * (4 - len(r[1])) for r in rows])
+    return {"input_ids": ids, "attention_mask": (ids > 0).astype(np.int32),
+            "study_id": np.array([r[0] for r in rows], np.int64), "mask": np.array([r[2] for r in rows], np.float32)}
+
+
+def _encode(calls):
     def encode(b):
-        calls.append(len(b["input_ids"]))
+        calls.append(b["input_ids"].shape)
         return b["input_ids"].sum(axis=1, keepdims=True).astype(np.float32) * np.ones((1, 3))
+    return encode
 
-    cache = text_cache.build(batches, encode, batch_size=4, length_bucket=2)
-    assert len(cache.keys) == 2 and calls == [4]  # two distinct reports, one padded call
-    out = cache.add_to(batches[0])
-    np.testing.assert_array_equal(out["text_features"][:, 0], [18, 18, 11])
+
+def test_cache_is_keyed_by_study_and_round_trips(tmp_path):
+    # Studies 2**40 and -3 have the same report (5 6 7), studies 10 and 11 differ.
+    big = 2**40
+    batches = [_reports([(big, [5, 6, 7], 1), (10, [5, 6], 1), (-3, [5, 6, 7], 1), (big, [5, 6, 7], 1)]),
+               _reports([(11, [9], 1), (PAD, [1, 2], 0), (PAD, [1, 2], 0), (PAD, [1, 2], 0)])]
+    calls = []
+    cache = text_cache.build(batches, _encode(calls), batch_size=4, length_bucket=2)
+    # 4 distinct reports of 5 keys, in one call cut to the longest (3 tokens -> 4 by the bucket).
+    assert calls == [(4, 4)] and len(cache.keys) == 5 and len(cache.features) == 4
+    assert cache.keys.dtype == np.int64
+    # Shuffled batches with duplicates and padding rows: each row gets its study's features.
+    batch = _reports([(11, [9], 1), (-3, [5, 6, 7], 1), (big, [5, 6, 7], 1), (10, [5, 6], 1), (-3, [5, 6, 7], 1),
+                      (PAD, [1, 2], 0)])
+    out = cache.add_to(batch)
+    np.testing.assert_array_equal(out["text_features"][:, 0], [9, 18, 18, 11, 18, 3])
+    assert out["text_features"].dtype == np.float32 and out["text_features"].shape == (6, 3)
+
     path = str(tmp_path / "c.npz")
     cache.save(path)
-    again = text_cache.load_or_build(path, lambda: [], None, 4)
-    np.testing.assert_array_equal(again.add_to(batches[0])["text_features"], out["text_features"])
+    again = text_cache.load_or_build(path, lambda: pytest.fail("rebuilt"), None, 4)
+    np.testing.assert_array_equal(again.add_to(batch)["text_features"], out["text_features"])
+    with np.load(path) as f:
+        assert f["keys"].dtype == np.int64 and int(f["format"]) == text_cache.FORMAT
+
+
+def test_missing_keys():
+    cache = text_cache.build([_reports([(1, [5], 1), (2, [6], 1)])], _encode([]), batch_size=2)
+    cache.path = "/cache/dir/abc.npz"
+    # A padding row (mask 0) of a layout the build never saw: zeros, the row is masked anyway.
+    out = cache.add_to(_reports([(2, [6], 1), (PAD, [1, 2], 0)]))
+    np.testing.assert_array_equal(out["text_features"][:, 0], [6, 0])
+    with pytest.raises(KeyError, match=r"study key 99 \(row 1 of the batch\).*/cache/dir/abc.npz.*Delete"):
+        cache.add_to(_reports([(2, [6], 1), (99, [6], 1)]))
+
+
+def test_a_study_with_two_reports_is_an_error():
+    batch = _reports([(1, [5], 1), (1, [6], 1)]) | {"image_id": np.array(["im-a", "im-b"])}
+    with pytest.raises(ValueError, match="study key 1: images im-a and im-b have different reports"):
+        text_cache.build([batch], _encode([]), batch_size=2)
+
+
+def test_a_cache_of_the_old_format_is_not_used(tmp_path):
+    cfg = demo.get_config()
+    tokenizer = list(range(100))  # the fingerprint reads its length
+    name = text_cache.fingerprint(cfg, {"train": 8}, tokenizer)
+    assert text_cache.fingerprint(cfg, {"train": 8}, tokenizer) == name
+    assert text_cache.fingerprint(cfg, {"train": 9}, tokenizer) != name
+    original = text_cache.FORMAT
+    try:
+        text_cache.FORMAT = original - 1
+        assert text_cache.fingerprint(cfg, {"train": 8}, tokenizer) != name  # another file name
+    finally:
+        text_cache.FORMAT = original
+    # And an old file found under the new name (copied by hand) is rebuilt, not misread.
+    path = str(tmp_path / f"{name}.npz")
+    np.savez(path, keys=np.zeros((2, 16), np.uint8), features=np.ones((2, 3), np.float32))
+    with pytest.raises(text_cache.FormatError, match="format 1"):
+        text_cache.TextFeatureCache.load(path)
+    batches = [_reports([(1, [5], 1), (2, [6], 1)])]
+    cache = text_cache.load_or_build(path, lambda: batches, _encode([]), 2)
+    np.testing.assert_array_equal(cache.add_to(batches[0])["text_features"][:, 0], [5, 6])
+    np.testing.assert_array_equal(text_cache.TextFeatureCache.load(path).keys, [1, 2])
 
 
 def test_training_with_the_cache_equals_training_without():
@@ -38,7 +98,7 @@ def test_training_with_the_cache_equals_training_without():
     for cached in (False, True):
         mesh, model, state, step = _setup(cfg, 2, optax.sgd(0.1))  # Adam would amplify float noise
         encode = train.make_text_encode_step(model, mesh)
-        batches = [_batch(i) for i in range(3)]
+        batches = [_batch(i) | {"study_id": np.arange(16) + 100 * i} for i in range(3)]
         if cached:
             # Short length buckets: chunks are cut below the batches' padded length.
             cache = text_cache.build(batches, lambda b: encode(state, train.shard_batch(b, mesh)), 16, train.to_host,
