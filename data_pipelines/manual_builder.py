@@ -6,7 +6,7 @@ into a restartable cache (`image_cache`), writes the records, and keeps a build 
 (examples per split, files skipped and why) that `data_pipelines.build` prints and saves.
 Records (all datasets):
   image       uint8 [S, S, 1] PNG, S the config's `image_size`;
-  report      text ("" where there is none);
+  report      text ("" where there is none), the same for every image of a study;
   labels      int8 [14], CheXpert order (`labels.CLASS_NAMES`), codes 1/0/-1/-2;
   subject_id, study_id, image_id, view   text;
 plus dataset-specific features (`EXTRA_FEATURES`).
@@ -104,6 +104,7 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder):
         print(f"{self.name}: indexing {manual_dir}", flush=True)
         index = self._index(manual_dir)
         entries = _unique(index)
+        _check_one_report_per_study(entries)
         cache = self.cache_dir()
         pending = [e for e in entries if not image_cache.is_cached(cache, e.image_id)]
         print(f"{self.name}: {len(entries)} images indexed, {len(entries) - len(pending)} "
@@ -145,6 +146,17 @@ def _unique(index: Index) -> list[Entry]:
         seen.add(e.image_id)
         unique.append(e)
     return unique
+
+
+def _check_one_report_per_study(entries: list[Entry]) -> None:
+    """A study's images must share one report (training looks report features up by study,
+    `vkd_jax.text_cache`); raises naming a study whose images differ."""
+    first: dict[str, Entry] = {}
+    for e in entries:
+        seen = first.setdefault(e.study_id, e)
+        if seen.report != e.report:
+            raise ValueError(f"study {e.study_id!r}: images {seen.image_id!r} and {e.image_id!r} have different "
+                             "reports; a study has one report")
 
 
 def _report(name: str, by_split: dict[str, list[Entry]], index: Index) -> dict:

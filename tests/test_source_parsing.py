@@ -127,3 +127,14 @@ def test_seeded_split_is_stable_and_near_its_fractions():
     for split, fraction in fractions.items():
         assert abs(splits.count(split) / 3000 - fraction) < 0.03
     assert splits != [manual_builder.seeded_split(f"p{i}", 1, fractions) for i in range(3000)]
+
+
+def test_a_study_whose_images_have_different_reports_is_rejected():
+    def entry(image_id, study_id, report):
+        return manual_builder.Entry(split="train", image_id=image_id, source="", subject_id="p", study_id=study_id,
+                                    view="", report=report, labels=np.zeros(14, np.int8))
+
+    ok = [entry("a", "s1", "clear"), entry("b", "s1", "clear"), entry("c", "s2", "")]
+    manual_builder._check_one_report_per_study(ok)
+    with pytest.raises(ValueError, match="study 's1': images 'a' and 'd' have different reports"):
+        manual_builder._check_one_report_per_study(ok + [entry("d", "s1", "effusion")])
