@@ -1,7 +1,8 @@
 """A real multi-process run on one machine: 2 processes x 4 CPU devices (jax.distributed,
 gloo collectives over loopback) train like 1 process x 8 devices (the shared `trained` run),
 and one process then restores the checkpoint they wrote; SIGTERM to one process stops both
-at one step. Each subprocess has a deadline and is killed after it."""
+at one step; evaluation's study ids are gathered in global batch order. Each subprocess has
+a deadline and is killed after it."""
 
 import json
 import os
