@@ -64,8 +64,7 @@ def _parse_flags(argv):
 
 
 def _config_for(mode: str):
-    from vkd_jax import cli, config_checks
-    from vkd_jax import workdir as wd
+    from vkd_jax import cli, config_checks, workdir as wd
 
     if mode == "train" and not FLAGS["config"].present:
         raise cli.UsageError("--config is required to train (e.g. --config=configs/demo.py)")
@@ -109,8 +108,7 @@ def main(argv):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The failures a user can cause (their message says what to do)."""
-    from vkd_jax import checkpoint, cli, config_checks, experiment, weights
-    from vkd_jax import workdir as wd
+    from vkd_jax import checkpoint, cli, config_checks, experiment, weights, workdir as wd
 
     return (FileNotFoundError, cli.UsageError, config_checks.ConfigError, weights.WeightsError,
             experiment.NonFiniteLossError, checkpoint.StorageError, checkpoint.RestoreError, wd.RunFileError)

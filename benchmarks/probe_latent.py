@@ -24,8 +24,7 @@ from absl import app, flags
 from data_pipelines import input_pipeline
 from data_pipelines.synthetic_cxr import findings, generator
 from data_pipelines.tokenizer import load_tokenizer
-from vkd_jax import metrics, sessions
-from vkd_jax import workdir as wd
+from vkd_jax import metrics, sessions, workdir as wd
 from vkd_jax.models.vkd import VKDModel
 
 FLAGS = flags.FLAGS

@@ -43,8 +43,10 @@ import sys
 import tempfile
 import time
 
-from benchmarks import side_by_side as sbs  # sets OMP_WAIT_POLICY before torch loads
-from benchmarks import train_step as ts
+from benchmarks import (
+    side_by_side as sbs,  # sets OMP_WAIT_POLICY before torch loads
+    train_step as ts,
+)
 
 jax = ts.jax
 

@@ -51,7 +51,7 @@ import statistics
 import sys
 import time
 import traceback
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp

@@ -32,9 +32,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from data_pipelines import augment as augment_lib
-from data_pipelines import datasets
-from data_pipelines import labels as labels_lib
+from data_pipelines import augment as augment_lib, datasets, labels as labels_lib
 
 SYNTHETIC = datasets.SYNTHETIC
 _FEATURES = ("image", "report", "labels", "image_id", "study_id")

@@ -25,9 +25,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from data_pipelines import image_cache
-from data_pipelines import records
-from data_pipelines import source_files
+from data_pipelines import image_cache, records, source_files
 
 SPLITS = ("train", "validation", "test")
 _LISTED = 20  # Files listed per skip reason in the report (all are counted).

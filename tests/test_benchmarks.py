@@ -16,8 +16,7 @@ from transformers import BertConfig
 
 from configs import anchor, demo_scratch
 from vkd_jax import config_checks, losses
-from vkd_jax.models import bert as bert_lib
-from vkd_jax.models import create_model
+from vkd_jax.models import bert as bert_lib, create_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Compile fast: these runs check plumbing, not speed.

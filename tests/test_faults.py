@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from tests.e2e import TRAINED_ARGS, load_json, run_py
-from vkd_jax import checkpoint, sessions, train
-from vkd_jax import workdir as wd
+from vkd_jax import checkpoint, sessions, train, workdir as wd
 
 TIMEOUT_S = 600
 

@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from data_pipelines import input_pipeline
-from data_pipelines import labels as L
-from data_pipelines import tokenizer as tokenizer_lib
+from data_pipelines import input_pipeline, labels as L, tokenizer as tokenizer_lib
 from data_pipelines.synthetic_cxr import generator
 
 SIZE, NUM_TRAIN, NUM_VAL, NUM_TEST, SEED = 32, 26, 11, 5, 2

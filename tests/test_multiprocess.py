@@ -14,8 +14,7 @@ import sys
 import pytest
 
 from tests.e2e import ROOT, TRAINED_ARGS, load_json, run_py
-from vkd_jax import experiment, report
-from vkd_jax import workdir as wd
+from vkd_jax import experiment, report, workdir as wd
 
 TIMEOUT_S = 420
 

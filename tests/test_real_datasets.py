@@ -10,9 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from data_pipelines import build, datasets, images, labels as L
-from tests.fabricate import chestxray14 as fab_nih
-from tests.fabricate import mimic_cxr as fab_mimic
-from tests.fabricate import openi as fab_openi
+from tests.fabricate import chestxray14 as fab_nih, mimic_cxr as fab_mimic, openi as fab_openi
 
 SIZE = 32
 FABRICATE = {"mimic_cxr": fab_mimic.write, "openi": fab_openi.write,

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from data_pipelines import images, labels as L, manual_builder, source_files
-from tests.fabricate import common
 from data_pipelines.mimic_cxr import sections
 from data_pipelines.openi import mesh
+from tests.fabricate import common
 
 
 @pytest.mark.parametrize("header, name", [

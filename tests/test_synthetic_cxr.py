@@ -221,9 +221,9 @@ def test_builder_splits_and_features(built):
 
 
 def test_builder_stores_generator_output(built):
-    from data_pipelines.synthetic_cxr import synthetic_cxr
-
     import tensorflow_datasets as tfds
+
+    from data_pipelines.synthetic_cxr import synthetic_cxr
 
     records = list(tfds.as_numpy(built.as_dataset(split="validation")))
     offset = synthetic_cxr.SPLIT_OFFSETS["validation"]

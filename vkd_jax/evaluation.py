@@ -10,15 +10,15 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from vkd_jax import checkpoint, metrics, train
-from vkd_jax import workdir as wd
+from vkd_jax import checkpoint, metrics, train, workdir as wd
 
 if TYPE_CHECKING:
     from vkd_jax.sessions import EvalRun

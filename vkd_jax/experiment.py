@@ -19,8 +19,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from data_pipelines import input_pipeline
-from vkd_jax import checkpoint, config_checks, evaluation, sessions, train
-from vkd_jax import workdir as wd
+from vkd_jax import checkpoint, config_checks, evaluation, sessions, train, workdir as wd
 
 
 class NonFiniteLossError(RuntimeError):

@@ -9,7 +9,8 @@ when label masks or padding differ between devices.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -107,7 +108,7 @@ class Objective:
     report_aux_weight: float = 0.0
 
     @classmethod
-    def from_config(cls, train_cfg) -> "Objective":
+    def from_config(cls, train_cfg) -> Objective:
         """From the `train` config section (its fields of the same names)."""
         return cls(**{f.name: train_cfg[f.name] for f in dataclasses.fields(cls)})
 

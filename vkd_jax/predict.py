@@ -17,8 +17,7 @@ import numpy as np
 from absl import logging
 
 from data_pipelines import input_pipeline, user_images
-from vkd_jax import config_checks, sessions, train
-from vkd_jax import workdir as wd
+from vkd_jax import config_checks, sessions, train, workdir as wd
 from vkd_jax.models.vkd import IMAGE_ONLY_AT_TEST
 
 CHUNK = 256  # files decoded at a time (bounds host memory on large folders)

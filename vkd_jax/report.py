@@ -5,7 +5,7 @@ training curves). Numbers in the report are the ones in `results.json`, rounded 
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

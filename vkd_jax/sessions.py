@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import jax
 import ml_collections
@@ -34,8 +34,7 @@ from jax.sharding import Mesh
 
 from data_pipelines import input_pipeline
 from data_pipelines.tokenizer import load_tokenizer
-from vkd_jax import checkpoint, config_checks, evaluation, pretrained, text_cache, train
-from vkd_jax import workdir as wd
+from vkd_jax import checkpoint, config_checks, evaluation, pretrained, text_cache, train, workdir as wd
 from vkd_jax.models import VKDModel, reads_report
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import jax
 import numpy as np
@@ -95,7 +95,7 @@ class TextFeatureCache:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: str) -> "TextFeatureCache":
+    def load(cls, path: str) -> TextFeatureCache:
         """The cache saved at `path`; `FormatError` if another format wrote it."""
         with np.load(path) as f:
             found = int(f["format"]) if "format" in f else 1

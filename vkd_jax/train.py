@@ -18,7 +18,8 @@ does; benchmarks/train_step.py times exactly these.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

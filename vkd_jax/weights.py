@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +24,7 @@ import transformers
 from absl import logging
 from flax import serialization, traverse_util
 
-from vkd_jax.models import bert as bert_lib
-from vkd_jax.models import densenet as densenet_lib
+from vkd_jax.models import bert as bert_lib, densenet as densenet_lib
 
 BERT_FILES = ("model.safetensors", "flax_model.msgpack", "pytorch_model.bin")
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt")

@@ -22,8 +22,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from data_pipelines import labels as labels_lib
-from data_pipelines import manual_builder, source_files
+from data_pipelines import labels as labels_lib, manual_builder, source_files
 
 CSV_NAMES = ("Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv")
 TRAIN_VAL_LIST, TEST_LIST = "train_val_list.txt", "test_list.txt"

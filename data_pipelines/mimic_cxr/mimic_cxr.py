@@ -18,10 +18,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from data_pipelines import labels as labels_lib
-from data_pipelines import manual_builder, source_files
-from data_pipelines.mimic_cxr import reports as reports_lib
-from data_pipelines.mimic_cxr import sections as sections_lib
+from data_pipelines import labels as labels_lib, manual_builder, source_files
+from data_pipelines.mimic_cxr import reports as reports_lib, sections as sections_lib
 
 METADATA = "mimic-cxr-2.0.0-metadata.csv.gz"
 SPLIT = "mimic-cxr-2.0.0-split.csv.gz"

@@ -16,9 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from data_pipelines.synthetic_cxr import findings as findings_lib
-from data_pipelines.synthetic_cxr import render
-from data_pipelines.synthetic_cxr import report as report_lib
+from data_pipelines.synthetic_cxr import findings as findings_lib, render, report as report_lib
 
 DEFAULT_IMAGE_SIZE = 64
 DEFAULT_IMAGE_SIGNAL = 1.0

@@ -15,8 +15,7 @@ import dataclasses
 import tensorflow_datasets as tfds
 from etils import epath
 
-from data_pipelines import labels as labels_lib
-from data_pipelines import records
+from data_pipelines import labels as labels_lib, records
 from data_pipelines.synthetic_cxr import generator
 
 # Index ranges of the splits are far apart, so a split's examples do not depend on the

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 
-from data_pipelines import labels as labels_lib
-from data_pipelines import manual_builder
+from data_pipelines import labels as labels_lib, manual_builder
 from tests.fabricate import common
 
 # The v2020 header: bracketed names hold commas, `Patient Sex`, a trailing empty column.

@@ -6,10 +6,9 @@ import io
 import os
 import tarfile
 
-from data_pipelines import labels as labels_lib
-from data_pipelines import manual_builder
-from tests.fabricate import common
+from data_pipelines import labels as labels_lib, manual_builder
 from data_pipelines.openi import openi
+from tests.fabricate import common
 
 _XML = """<?xml version="1.0" encoding="utf-8"?>
 <eCitation>

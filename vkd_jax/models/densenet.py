@@ -11,7 +11,8 @@ train mode (which normalise with the biased variance in both) are unaffected.
 """
 
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
