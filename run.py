@@ -27,17 +27,29 @@ from ml_collections import config_flags
 PREEMPTED_EXIT_CODE = 143
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py); required to train.",
-                                lock_config=True)
+config_flags.DEFINE_config_file(
+    "config", None, "Path to a config file (configs/*.py); required to train.", lock_config=True
+)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, summaries, results.json and report.md.")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "predict"],
-                  "train (then evaluate on the test split), eval (the best checkpoint) or predict (own images).")
+flags.DEFINE_enum(
+    "mode",
+    "train",
+    ["train", "eval", "predict"],
+    "train (then evaluate on the test split), eval (the best checkpoint) or predict (own images).",
+)
 flags.DEFINE_string("split", None, "eval: the split to evaluate (default: the config's test split).")
-flags.DEFINE_string("input", None, "predict: an image file, a directory (searched recursively) or a glob; "
-                                   "PNG, JPEG, and DICOM with the [dicom] extra.")
+flags.DEFINE_string(
+    "input",
+    None,
+    "predict: an image file, a directory (searched recursively) or a glob; "
+    "PNG, JPEG, and DICOM with the [dicom] extra.",
+)
 flags.DEFINE_string("output", None, "predict: the CSV to write (default: <workdir>/predictions.csv).")
-flags.DEFINE_string("coordinator_address", None, "Multi-process runs without a detected cluster: process 0's "
-                                                 "HOST:PORT (all processes give the same).")
+flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "Multi-process runs without a detected cluster: process 0's HOST:PORT (all processes give the same).",
+)
 flags.DEFINE_integer("num_processes", None, "Multi-process runs: how many processes take part.")
 flags.DEFINE_integer("process_id", None, "Multi-process runs: this process's index, 0 .. num_processes - 1.")
 flags.DEFINE_bool("debug", False, "Show the traceback of a failure instead of its one `error:` line.")
@@ -110,8 +122,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """The failures a user can cause (their message says what to do)."""
     from vkd_jax import checkpoint, cli, config_checks, experiment, weights, workdir as wd
 
-    return (FileNotFoundError, cli.UsageError, config_checks.ConfigError, weights.WeightsError,
-            experiment.NonFiniteLossError, checkpoint.StorageError, checkpoint.RestoreError, wd.RunFileError)
+    return (
+        FileNotFoundError,
+        cli.UsageError,
+        config_checks.ConfigError,
+        weights.WeightsError,
+        experiment.NonFiniteLossError,
+        checkpoint.StorageError,
+        checkpoint.RestoreError,
+        wd.RunFileError,
+    )
 
 
 def _main(argv):
@@ -140,8 +160,10 @@ def _main(argv):
 
         output = FLAGS.output or os.path.join(FLAGS.workdir, "predictions.csv")
         done = predict.predict_files(config, FLAGS.workdir, FLAGS.input, output)
-        print(f"wrote {done['num_predicted']} prediction(s) to {output}; skipped {len(done['skipped'])} "
-              "file(s) that could not be decoded" + "".join(f"\n  {p}: {r}" for p, r in done["skipped"]))
+        print(
+            f"wrote {done['num_predicted']} prediction(s) to {output}; skipped {len(done['skipped'])} "
+            "file(s) that could not be decoded" + "".join(f"\n  {p}: {r}" for p, r in done["skipped"])
+        )
 
 
 if __name__ == "__main__":

@@ -43,11 +43,13 @@ config_flags.DEFINE_config_file("config", "configs/demo_scratch.py", "Config fil
 flags.DEFINE_string("workdir", "/tmp/vkd-compare", "Root directory of the runs.")
 flags.DEFINE_list("kinds", list(KINDS), "Model kinds to compare.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds (the synthetic data stays the same).")
-flags.DEFINE_list("ablations", list(ABLATIONS), f"vkd ablations to run (of {', '.join(ABLATIONS)}); "
-                                                "'none' for none.")
+flags.DEFINE_list("ablations", list(ABLATIONS), f"vkd ablations to run (of {', '.join(ABLATIONS)}); 'none' for none.")
 flags.DEFINE_enum("study", "kinds", ["kinds", "prereg"], "Which comparison (see the module docstring).")
-flags.DEFINE_string("record", "benchmarks/results/prereg",
-                    "prereg: directory of the per-run summaries (commit it: finished runs are reused from it)")
+flags.DEFINE_string(
+    "record",
+    "benchmarks/results/prereg",
+    "prereg: directory of the per-run summaries (commit it: finished runs are reused from it)",
+)
 flags.DEFINE_list("cells", None, "prereg: cells to run (default: all, in the order of prereg.CELLS)")
 flags.DEFINE_list("methods", None, "prereg: methods to run (default: all of prereg.METHODS)")
 
@@ -59,7 +61,8 @@ def run_config(kind: str, seed: int, changes: dict | None = None):
     config.update_from_flattened_dict(changes or {})
     # A frozen pretrained encoder's report features are the same for every run: share them.
     config.model.text_encoder.cache_dir = config.model.text_encoder.cache_dir or os.path.join(
-        FLAGS.workdir, "text_features")
+        FLAGS.workdir, "text_features"
+    )
     return config
 
 
@@ -83,14 +86,18 @@ def _seeds(values) -> str:
 
 
 def kinds_table(results: dict[str, list[dict]]) -> str:
-    lines = ["| model | test macro AUROC, mean ± sd | per seed | macro AP | macro F1 (val thresholds) | ECE |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| model | test macro AUROC, mean ± sd | per seed | macro AP | macro F1 (val thresholds) | ECE |",
+        "|---|---|---|---|---|---|",
+    ]
     for kind, runs in results.items():
         aucs = [r["macro_auc"] for r in runs]
-        lines.append(f"| {kind} | {mean_sd(aucs)} | {_seeds(aucs)} | "
-                     f"{np.mean([r['average_precision']['macro'] for r in runs]):.4f} | "
-                     f"{np.mean([r['thresholded']['chosen']['macro']['f1'] for r in runs]):.4f} | "
-                     f"{np.mean([r['calibration']['ece'] for r in runs]):.4f} |")
+        lines.append(
+            f"| {kind} | {mean_sd(aucs)} | {_seeds(aucs)} | "
+            f"{np.mean([r['average_precision']['macro'] for r in runs]):.4f} | "
+            f"{np.mean([r['thresholded']['chosen']['macro']['f1'] for r in runs]):.4f} | "
+            f"{np.mean([r['calibration']['ece'] for r in runs]):.4f} |"
+        )
     class_names = list(next(iter(results.values()))[0]["per_class_auc"])
     lines += ["", "| finding | " + " | ".join(results) + " |", "|---" * (len(results) + 1) + "|"]
     for name in class_names:
@@ -103,11 +110,12 @@ def kinds_table(results: dict[str, list[dict]]) -> str:
 
 
 def ablation_table(base: list[dict] | None, ablations: dict[str, list[dict]]) -> str:
-    lines = ["| vkd variant | test macro AUROC, mean ± sd | per seed | paired difference to vkd |",
-             "|---|---|---|---|"]
+    lines = ["| vkd variant | test macro AUROC, mean ± sd | per seed | paired difference to vkd |", "|---|---|---|---|"]
     if base:
-        lines.append(f"| vkd as configured | {mean_sd([r['macro_auc'] for r in base])} | "
-                     f"{_seeds([r['macro_auc'] for r in base])} | |")
+        lines.append(
+            f"| vkd as configured | {mean_sd([r['macro_auc'] for r in base])} | "
+            f"{_seeds([r['macro_auc'] for r in base])} | |"
+        )
     for name, runs in ablations.items():
         aucs = [r["macro_auc"] for r in runs]
         diff = ""
@@ -120,13 +128,17 @@ def ablation_table(base: list[dict] | None, ablations: dict[str, list[dict]]) ->
 
 def uncertainty_table(results: dict[str, list[dict]]) -> str:
     pct = f"{next(iter(results.values()))[0]['uncertainty']['refer_fraction']:.0%}"
-    fields = [("spread_error_auroc", "AUROC(spread, error)"), ("margin_error_auroc", "AUROC(margin, error)"),
-              ("probability_error_auroc", "AUROC(stated error prob., error)"),
-              ("accuracy", "label acc."), ("accuracy_after_referral", f"label acc., {pct} referred by spread"),
-              ("accuracy_after_referral_margin", f"label acc., {pct} referred by margin"),
-              ("accuracy_after_referral_probability", f"label acc., {pct} referred by stated error prob."),
-              ("image_accuracy_after_referral", f"image acc., {pct} referred by spread"),
-              ("image_accuracy_after_referral_probability", f"image acc., {pct} referred by stated error prob.")]
+    fields = [
+        ("spread_error_auroc", "AUROC(spread, error)"),
+        ("margin_error_auroc", "AUROC(margin, error)"),
+        ("probability_error_auroc", "AUROC(stated error prob., error)"),
+        ("accuracy", "label acc."),
+        ("accuracy_after_referral", f"label acc., {pct} referred by spread"),
+        ("accuracy_after_referral_margin", f"label acc., {pct} referred by margin"),
+        ("accuracy_after_referral_probability", f"label acc., {pct} referred by stated error prob."),
+        ("image_accuracy_after_referral", f"image acc., {pct} referred by spread"),
+        ("image_accuracy_after_referral_probability", f"image acc., {pct} referred by stated error prob."),
+    ]
     lines = ["| model | " + " | ".join(label for _, label in fields) + " |", "|---" * (len(fields) + 1) + "|"]
     for name, runs in results.items():
         cells = []
@@ -165,8 +177,10 @@ def _estimate(cells, methods, seeds) -> str:
     todo = sum(max(sizes[c], 0.25) for c in cells for _ in methods for _ in seeds)
     tuning = sum(len(v) for v in prereg.TUNING.values())
     hours = (todo + tuning) * per_run / 3600
-    return (f"{len(cells) * len(methods) * len(seeds)} runs + {tuning} tuning runs, about {per_run:.0f} s per "
-            f"4,000-image run ({len(done)} recorded): {hours:.1f} h from nothing; recorded runs are reused")
+    return (
+        f"{len(cells) * len(methods) * len(seeds)} runs + {tuning} tuning runs, about {per_run:.0f} s per "
+        f"4,000-image run ({len(done)} recorded): {hours:.1f} h from nothing; recorded runs are reused"
+    )
 
 
 def prereg_study() -> str:
@@ -177,14 +191,19 @@ def prereg_study() -> str:
     seeds = [int(s) for s in FLAGS.seeds] if FLAGS["seeds"].present else list(prereg.SEEDS)
     unknown = [c for c in cells if c not in prereg.CELLS] + [m for m in methods if m not in prereg.METHODS]
     if unknown:
-        raise app.UsageError(f"unknown cells or methods {unknown}; cells: {list(prereg.CELLS)}, "
-                             f"methods: {list(prereg.METHODS)}")
+        raise app.UsageError(
+            f"unknown cells or methods {unknown}; cells: {list(prereg.CELLS)}, methods: {list(prereg.METHODS)}"
+        )
     print(_estimate(cells, methods, seeds), flush=True)
     tune_changes = prereg.CELLS[prereg.TUNING_CELL]
     trials, chosen = {}, {}
     for method, settings in prereg.TUNING.items():
-        trials[method] = {name: _prereg_run(("tuning", method, name), prereg.METHODS[method] | tune_changes | change,
-                                            prereg.TUNING_SEED) for name, change in settings.items()}
+        trials[method] = {
+            name: _prereg_run(
+                ("tuning", method, name), prereg.METHODS[method] | tune_changes | change, prereg.TUNING_SEED
+            )
+            for name, change in settings.items()
+        }
         chosen[method] = prereg.choose(trials[method])
     prereg.save_record(os.path.join(FLAGS.record, "chosen.json"), chosen)
     results = {}
@@ -196,10 +215,21 @@ def prereg_study() -> str:
             changes = prereg.METHODS[method] | prereg.CELLS[cell] | setting
             results[cell][method] = [_prereg_run((cell, method, f"seed{s}"), changes, s) for s in seeds]
     verdict, reasons = prereg.decide(results)
-    return "\n".join(["## Tuning (validation split, base cell, seed 0)", "", prereg.tuning_table(trials, chosen), "",
-                      "## Cells (test split, 10,000 images; best validation checkpoint)", "",
-                      prereg.cells_table(results), "", f"## Decision: {verdict}", ""]
-                     + [f"- {r}" for r in reasons])
+    return "\n".join(
+        [
+            "## Tuning (validation split, base cell, seed 0)",
+            "",
+            prereg.tuning_table(trials, chosen),
+            "",
+            "## Cells (test split, 10,000 images; best validation checkpoint)",
+            "",
+            prereg.cells_table(results),
+            "",
+            f"## Decision: {verdict}",
+            "",
+        ]
+        + [f"- {r}" for r in reasons]
+    )
 
 
 def main(argv):
@@ -218,17 +248,25 @@ def main(argv):
     if unknown:
         raise app.UsageError(f"unknown ablations {unknown}; choose from {list(ABLATIONS)}")
     seeds = [int(s) for s in FLAGS.seeds]
-    results = {kind: [run_one(os.path.join(FLAGS.workdir, kind, f"seed{s}"), run_config(kind, s)) for s in seeds]
-               for kind in FLAGS.kinds}
-    ablations = {name: [run_one(os.path.join(FLAGS.workdir, "ablations", name, "vkd", f"seed{s}"),
-                                run_config("vkd", s, ABLATIONS[name])) for s in seeds]
-                 for name in FLAGS.ablations if name != "none"}
+    results = {
+        kind: [run_one(os.path.join(FLAGS.workdir, kind, f"seed{s}"), run_config(kind, s)) for s in seeds]
+        for kind in FLAGS.kinds
+    }
+    ablations = {
+        name: [
+            run_one(
+                os.path.join(FLAGS.workdir, "ablations", name, "vkd", f"seed{s}"), run_config("vkd", s, ABLATIONS[name])
+            )
+            for s in seeds
+        ]
+        for name in FLAGS.ablations
+        if name != "none"
+    }
     parts = ["## Model kinds", "", kinds_table(results)]
     if ablations:
         parts += ["", "## Ablations of vkd", "", ablation_table(results.get("vkd"), ablations)]
     unc = dict(results) | {f"vkd, {name}": runs for name, runs in ablations.items()}
-    parts += ["", "## Uncertainty (test split; errors at the validation-chosen thresholds)", "",
-              uncertainty_table(unc)]
+    parts += ["", "## Uncertainty (test split; errors at the validation-chosen thresholds)", "", uncertainty_table(unc)]
     text = "\n".join(parts)
     os.makedirs(FLAGS.workdir, exist_ok=True)
     with open(os.path.join(FLAGS.workdir, "comparison.md"), "w") as f:

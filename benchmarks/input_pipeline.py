@@ -37,8 +37,7 @@ def _data_config(args):
     cfg.synthetic.num_train = args.num_examples
     cfg.synthetic.num_validation = cfg.synthetic.num_test = 8
     if args.augment:
-        cfg.augment.update(dict(rotation=5.0, scale=0.05, translate=0.03, brightness=0.05,
-                                contrast=0.1))
+        cfg.augment.update(dict(rotation=5.0, scale=0.05, translate=0.03, brightness=0.05, contrast=0.1))
     return cfg
 
 
@@ -57,8 +56,7 @@ def main() -> None:
     input_pipeline.prepare(cfg)
     print(f"dataset ready in {time.time() - t:.0f}s ({args.num_examples} records of {SIZE}px)")
     tok = tokenizer.load_tokenizer("synthetic", os.path.join(args.data_dir, "tokenizer"))
-    batches = input_pipeline.train_batches(cfg, batch_size=args.batch_size, tokenizer=tok,
-                                           max_length=256, seed=0)
+    batches = input_pipeline.train_batches(cfg, batch_size=args.batch_size, tokenizer=tok, max_length=256, seed=0)
     for _ in range(5):
         next(batches)
     start = time.time()
@@ -67,9 +65,11 @@ def main() -> None:
     elapsed = time.time() - start
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     rate = args.steps * args.batch_size / elapsed
-    print(f"image {batch['image'].shape}, augment={args.augment}: {rate:.0f} samples/s on "
-          f"{cores} cores = {rate / cores:.0f} samples/s per core "
-          f"(load average {os.getloadavg()[0]:.1f} at the end)")
+    print(
+        f"image {batch['image'].shape}, augment={args.augment}: {rate:.0f} samples/s on "
+        f"{cores} cores = {rate / cores:.0f} samples/s per core "
+        f"(load average {os.getloadavg()[0]:.1f} at the end)"
+    )
 
 
 if __name__ == "__main__":

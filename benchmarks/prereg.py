@@ -70,8 +70,12 @@ TUNING = {
 SETTING_OF = {"vkd_control": "vkd"}  # methods that take another method's chosen setting
 SEEDS = (0, 1, 2, 3, 4)
 # Paths that differ between machines and do not change what a run computes.
-_UNFINGERPRINTED = (("data", "data_dir"), ("model", "text_encoder", "cache_dir"),
-                    ("model", "text_encoder", "init_from"), ("model", "text_encoder", "tokenizer"))
+_UNFINGERPRINTED = (
+    ("data", "data_dir"),
+    ("model", "text_encoder", "cache_dir"),
+    ("model", "text_encoder", "init_from"),
+    ("model", "text_encoder", "tokenizer"),
+)
 
 
 def fingerprint(config) -> str:
@@ -150,12 +154,15 @@ def decide(cells: dict[str, dict[str, list[dict]]]) -> tuple[str, list[str]]:
         upper_ends.append(high)
         kl = float(np.mean([r["test_kl"] for r in runs["vkd"]]))
         control = runs.get("vkd_control")
-        beats_control = bool(control and len(control) == len(runs["vkd"])
-                             and paired_interval(_aucs(runs["vkd"]), _aucs(control))[1] > 0)
+        beats_control = bool(
+            control and len(control) == len(runs["vkd"]) and paired_interval(_aucs(runs["vkd"]), _aucs(control))[1] > 0
+        )
         ok = low > 0 and mean >= 0.01 and kl > 0.5 and beats_control
         reproduced |= ok
-        reasons.append(f"{cell}: VKD - image-only {mean:+.4f} [{low:+.4f}, {high:+.4f}], VKD test KL {kl:.3f} nats, "
-                       f"beats the control: {'yes' if beats_control else 'no'}")
+        reasons.append(
+            f"{cell}: VKD - image-only {mean:+.4f} [{low:+.4f}, {high:+.4f}], VKD test KL {kl:.3f} nats, "
+            f"beats the control: {'yes' if beats_control else 'no'}"
+        )
     if reproduced:
         return "reproduced", reasons
     if upper_ends and all(h < 0.01 for h in upper_ends) and len(upper_ends) == len(cells):
@@ -170,9 +177,11 @@ def _aucs(runs: list[dict], key: str = "macro_auc") -> list[float]:
 def cells_table(cells: dict[str, dict[str, list[dict]]]) -> str:
     """Per cell and method: test macro AUROC and AP (mean ± sd over seeds), the paired
     difference to image-only with its 95% interval, and the test KL."""
-    lines = ["| cell | method | seeds | test macro AUROC | paired diff. to image_only [95% CI] | "
-             "macro AP | paired AP diff. [95% CI] | test KL (nats) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| cell | method | seeds | test macro AUROC | paired diff. to image_only [95% CI] | "
+        "macro AP | paired AP diff. [95% CI] | test KL (nats) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for cell, runs in cells.items():
         base = runs.get("image_only")
         for method, rs in runs.items():
@@ -183,7 +192,9 @@ def cells_table(cells: dict[str, dict[str, list[dict]]]) -> str:
                 ap_diff = "{:+.4f} [{:+.4f}, {:+.4f}]".format(*paired_interval(aps, _aucs(base, "macro_ap")))
             kls = [r["test_kl"] for r in rs if r.get("test_kl")]
             kl = f"{np.mean(kls):.3f}" if kls else ""
-            lines.append(f"| {cell} | {method} | {len(rs)} | {mean_sd(aucs)} | {diff} | {mean_sd(aps)} | {ap_diff} | {kl} |")
+            lines.append(
+                f"| {cell} | {method} | {len(rs)} | {mean_sd(aucs)} | {diff} | {mean_sd(aps)} | {ap_diff} | {kl} |"
+            )
     return "\n".join(lines)
 
 
@@ -192,8 +203,10 @@ def tuning_table(trials: dict[str, dict[str, dict]], chosen: dict[str, str]) -> 
     for method, by_name in trials.items():
         for name, rec in by_name.items():
             kl = f"{rec['test_kl']:.3f}" if rec.get("test_kl") else ""
-            lines.append(f"| {method} | {name} | {rec['val_macro_auc']:.4f} | {kl} | "
-                         f"{'yes' if chosen.get(method) == name else ''} |")
+            lines.append(
+                f"| {method} | {name} | {rec['val_macro_auc']:.4f} | {kl} | "
+                f"{'yes' if chosen.get(method) == name else ''} |"
+            )
     return "\n".join(lines)
 
 

@@ -36,8 +36,11 @@ SIDED = tuple(name for name in findings.FINDINGS if set(findings.SIDES.get(name,
 
 def detail_targets(image_ids, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(targets, mask, names) `[N, T]` of the report's details of each synthetic example."""
-    names = ([f"{n}: right" for n in SIDED] + [f"{n}: not mild" for n in findings.FINDINGS]
-             + [f"device: {d}" for d in findings.DEVICES])
+    names = (
+        [f"{n}: right" for n in SIDED]
+        + [f"{n}: not mild" for n in findings.FINDINGS]
+        + [f"device: {d}" for d in findings.DEVICES]
+    )
     y = np.zeros((len(image_ids), len(names)), np.float32)
     m = np.zeros_like(y)
     for i, image_id in enumerate(image_ids):
@@ -73,7 +76,9 @@ def features(workdir: str, split: str, limit: int | None = None) -> dict[str, np
         h = model.apply(variables, images, train=False, method=VKDModel.encode_image)
         out = {"h(x)": h}
         if model.kind == "vkd":
-            out["mu_p(x)"] = model.apply(variables, h, train=False, method=lambda m, h, train: m.prior(h, train=train))[0]
+            out["mu_p(x)"] = model.apply(variables, h, train=False, method=lambda m, h, train: m.prior(h, train=train))[
+                0
+            ]
             if model.uses_text:
                 g = model.apply(variables, ids, attention, train=False, method=VKDModel.encode_text)
                 out["mu_q(x,t)"] = model.apply(variables, h, g, train=False, method=VKDModel._posterior)[0]
@@ -81,8 +86,9 @@ def features(workdir: str, split: str, limit: int | None = None) -> dict[str, np
 
     rows: dict[str, list] = {}
     seen = 0
-    for batch in input_pipeline.eval_batches(config.data, split, batch_size=128, tokenizer=tokenizer,
-                                             max_length=txt.max_length):
+    for batch in input_pipeline.eval_batches(
+        config.data, split, batch_size=128, tokenizer=tokenizer, max_length=txt.max_length
+    ):
         keep = batch["mask"].astype(bool)
         out = jax.device_get(represent(batch["image"], batch["input_ids"], batch["attention_mask"]))
         out |= {"labels": batch["labels"], "label_mask": batch["label_mask"], "image_id": batch["image_id"]}
@@ -116,20 +122,24 @@ def probe(train, val, test, key: str, targets) -> float | None:
     best = None
     for lam in RIDGE:
         fit = ridge_fit(train[key], ytr * mtr, lam)
-        auc = metrics.auroc_summary(yva, ridge_predict(fit, val[key]), [str(i) for i in range(yva.shape[1])],
-                                    mva)["macro_auc"]
+        auc = metrics.auroc_summary(yva, ridge_predict(fit, val[key]), [str(i) for i in range(yva.shape[1])], mva)[
+            "macro_auc"
+        ]
         if auc is not None and (best is None or auc > best[0]):
             best = (auc, fit)
     if best is None:
         return None
-    return metrics.auroc_summary(yte, ridge_predict(best[1], test[key]), [str(i) for i in range(yte.shape[1])],
-                                 mte)["macro_auc"]
+    return metrics.auroc_summary(yte, ridge_predict(best[1], test[key]), [str(i) for i in range(yte.shape[1])], mte)[
+        "macro_auc"
+    ]
 
 
 def main(argv):
     del argv
-    lines = ["| workdir | representation | labels: test macro AUROC | report details: test macro AUROC |",
-             "|---|---|---|---|"]
+    lines = [
+        "| workdir | representation | labels: test macro AUROC | report details: test macro AUROC |",
+        "|---|---|---|---|",
+    ]
     for workdir in FLAGS.workdirs:
         train = features(workdir, "train", FLAGS.max_train)
         val, test = features(workdir, "validation"), features(workdir, "test")

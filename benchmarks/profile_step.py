@@ -50,8 +50,7 @@ from benchmarks import (
 
 jax = ts.jax
 
-KINDS = ("convolution", "matmul", "attention", "normalisation+elementwise", "concatenate/copy", "collective",
-         "other")
+KINDS = ("convolution", "matmul", "attention", "normalisation+elementwise", "concatenate/copy", "collective", "other")
 
 
 def log(msg: str) -> None:
@@ -71,8 +70,16 @@ _CONTAINERS = {"while", "conditional", "call", "async-start", "async-done", "asy
 _COLLECTIVES = {"all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute"}
 _COPIES = {"concatenate", "copy", "transpose", "dynamic-update-slice", "pad", "slice"}
 # What a fusion of copies may hold besides copies: no arithmetic.
-_MOVES = _COPIES | {"bitcast", "parameter", "dynamic-slice", "reshape", "broadcast", "tuple", "get-tuple-element",
-                    "constant"}
+_MOVES = _COPIES | {
+    "bitcast",
+    "parameter",
+    "dynamic-slice",
+    "reshape",
+    "broadcast",
+    "tuple",
+    "get-tuple-element",
+    "constant",
+}
 
 
 def parse_hlo(text: str) -> dict[str, dict]:
@@ -125,9 +132,26 @@ def parse_hlo(text: str) -> dict[str, dict]:
             return "normalisation+elementwise"
         if opcode in ("parameter", "constant", "tuple", "get-tuple-element", "bitcast"):
             return "other"
-        return "normalisation+elementwise" if opcode in (
-            "add", "multiply", "subtract", "divide", "maximum", "reduce", "reduce-window", "select", "exponential",
-            "rsqrt", "broadcast", "compare", "convert") else "other"
+        return (
+            "normalisation+elementwise"
+            if opcode
+            in (
+                "add",
+                "multiply",
+                "subtract",
+                "divide",
+                "maximum",
+                "reduce",
+                "reduce-window",
+                "select",
+                "exponential",
+                "rsqrt",
+                "broadcast",
+                "compare",
+                "convert",
+            )
+            else "other"
+        )
 
     def op_name_of(rest: str) -> str:
         """The instruction's own `op_name`, else (a fusion) the commonest in what it calls."""
@@ -135,8 +159,13 @@ def parse_hlo(text: str) -> dict[str, dict]:
         if m:
             return m.group(1)
         called = _CALLS.search(rest)
-        names = collections.Counter(m.group(1) for _, _, r in computations.get(called.group(1), [])
-                                    if (m := _OP_NAME.search(r))) if called else None
+        names = (
+            collections.Counter(
+                m.group(1) for _, _, r in computations.get(called.group(1), []) if (m := _OP_NAME.search(r))
+            )
+            if called
+            else None
+        )
         return names.most_common(1)[0][0] if names else ""
 
     index = {}
@@ -212,11 +241,17 @@ def profile_jax(cfg, variant: str, steps: int, warmup: int) -> dict:
         by_part[part] += us
         by_part_phase[f"{part}/{phase}"] += us
     top = sorted(times.items(), key=lambda kv: -kv[1])[:10]
-    return dict(wall_ms_per_step=wall * 1e3, op_ms_per_step=sum(times.values()) / steps / 1e3,
-                by_kind=_per_step(by_kind, steps), by_part=_per_step(by_part, steps),
-                by_part_phase=_per_step(by_part_phase, steps),
-                top=[dict(op=n, kind=index[n]["kind"], ms_per_step=round(us / steps / 1e3, 3),
-                          where=_short(index[n]["op_name"])) for n, us in top])
+    return dict(
+        wall_ms_per_step=wall * 1e3,
+        op_ms_per_step=sum(times.values()) / steps / 1e3,
+        by_kind=_per_step(by_kind, steps),
+        by_part=_per_step(by_part, steps),
+        by_part_phase=_per_step(by_part_phase, steps),
+        top=[
+            dict(op=n, kind=index[n]["kind"], ms_per_step=round(us / steps / 1e3, 3), where=_short(index[n]["op_name"]))
+            for n, us in top
+        ],
+    )
 
 
 def _short(op_name: str) -> str:
@@ -230,6 +265,7 @@ def _per_step(d: dict, steps: int) -> dict:
 # ----------------------------------------------------------------------------
 # The PyTorch side.
 
+
 def torch_kind(name: str) -> str:
     n = name.lower()
     if "conv" in n:
@@ -238,8 +274,11 @@ def torch_kind(name: str) -> str:
         return "attention"
     if re.search(r"aten::(addmm|mm|bmm|baddbmm|matmul|linear)\b", n):
         return "matmul"
-    if re.search(r"aten::(cat|copy_|clone|contiguous|_to_copy|to|narrow|slice|t|transpose|permute|view|"
-                 r"reshape|expand|as_strided|split|chunk)\b", n):
+    if re.search(
+        r"aten::(cat|copy_|clone|contiguous|_to_copy|to|narrow|slice|t|transpose|permute|view|"
+        r"reshape|expand|as_strided|split|chunk)\b",
+        n,
+    ):
         return "concatenate/copy"
     if n.startswith("aten::") or "foreach" in n or "optim" in n:
         return "normalisation+elementwise"
@@ -277,13 +316,18 @@ def profile_torch(anchor, size: sbs.Shapes, variant: str, steps: int, warmup: in
         by_phase[phase] += us
         by_op[e.name] += us
     top = sorted(by_op.items(), key=lambda kv: -kv[1])[:10]
-    return dict(wall_ms_per_step=wall * 1e3, op_ms_per_step=sum(by_op.values()) / steps / 1e3,
-                threads=torch.get_num_threads(), by_kind=_per_step(by_kind, steps),
-                by_phase=_per_step(by_phase, steps),
-                top=[dict(op=n, kind=torch_kind(n), ms_per_step=round(us / steps / 1e3, 3)) for n, us in top])
+    return dict(
+        wall_ms_per_step=wall * 1e3,
+        op_ms_per_step=sum(by_op.values()) / steps / 1e3,
+        threads=torch.get_num_threads(),
+        by_kind=_per_step(by_kind, steps),
+        by_phase=_per_step(by_phase, steps),
+        top=[dict(op=n, kind=torch_kind(n), ms_per_step=round(us / steps / 1e3, 3)) for n, us in top],
+    )
 
 
 # ----------------------------------------------------------------------------
+
 
 def share_table(rows: list[dict]) -> str:
     """Markdown: one column per run, op-time share by kind (and ms per step)."""
@@ -305,17 +349,23 @@ def part_table(rows: list[dict]) -> str:
     if not jax_rows:
         return ""
     keys = sorted({k for r in jax_rows for k in r["by_part_phase"]})
-    lines = ["| JAX: part/phase | " + " | ".join(r["variant"] for r in jax_rows) + " |",
-             "|---" * (len(jax_rows) + 1) + "|"]
+    lines = [
+        "| JAX: part/phase | " + " | ".join(r["variant"] for r in jax_rows) + " |",
+        "|---" * (len(jax_rows) + 1) + "|",
+    ]
     for k in keys:
-        lines.append(f"| {k} | " + " | ".join(
-            f"{100 * r['by_part_phase'].get(k, 0.0) / r['op_ms_per_step']:.1f}%" for r in jax_rows) + " |")
+        lines.append(
+            f"| {k} | "
+            + " | ".join(f"{100 * r['by_part_phase'].get(k, 0.0) / r['op_ms_per_step']:.1f}%" for r in jax_rows)
+            + " |"
+        )
     return "\n".join(lines)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--size", choices=tuple(sbs.anchor_config.SIZES), default="small", help="configs/anchor.py's")
     p.add_argument("--batch", type=int, default=0, help="0: the size's batch")
     p.add_argument("--variants", default="frozen,finetune", help="comma-separated: frozen, finetune")
@@ -343,13 +393,18 @@ def main(argv=None) -> int:
     if not args.skip_torch:
         path = sbs.find_anchor(args.anchor)
         if path is None:
-            log("the PyTorch anchor was not found (--anchor, .anchors/torch_vkd_bench.py or shared/anchors/); "
-                "profiling our step only")
+            log(
+                "the PyTorch anchor was not found (--anchor, .anchors/torch_vkd_bench.py or shared/anchors/); "
+                "profiling our step only"
+            )
         else:
             import torch
+
             if torch.cuda.is_available():
-                raise SystemExit("profile_step.py profiles the anchor on the CPU only; on a GPU machine pass "
-                                 "--skip_torch (our step's trace is read there through its `hlo_op` fields)")
+                raise SystemExit(
+                    "profile_step.py profiles the anchor on the CPU only; on a GPU machine pass "
+                    "--skip_torch (our step's trace is read there through its `hlo_op` fields)"
+                )
             if args.torch_threads:
                 torch.set_num_threads(args.torch_threads)
             anchor, _ = sbs.load_anchor(path, size.block_sizes)
@@ -361,9 +416,16 @@ def main(argv=None) -> int:
             runs.append(("torch", lambda: profile_torch(anchor, size, variant, args.steps, args.warmup)))
         for side, fn in runs:
             log(f"{side} {variant}: profiling {args.steps} steps")
-            row = dict(side=side, variant=variant, size=args.size, batch=size.batch,
-                       device=jax.devices()[0].device_kind, dtype=args.dtype if side == "jax" else "float32",
-                       steps=args.steps, attention_impl=resolved if side == "jax" else None)
+            row = dict(
+                side=side,
+                variant=variant,
+                size=args.size,
+                batch=size.batch,
+                device=jax.devices()[0].device_kind,
+                dtype=args.dtype if side == "jax" else "float32",
+                steps=args.steps,
+                attention_impl=resolved if side == "jax" else None,
+            )
             row.update(fn())
             rows.append(row)
             log(json.dumps(row))

@@ -52,20 +52,29 @@ from configs import anchor as anchor_config
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ANCHOR_PLACES = (".anchors/torch_vkd_bench.py", "shared/anchors/torch_vkd_bench.py",
-                 "../shared/anchors/torch_vkd_bench.py")
+ANCHOR_PLACES = (
+    ".anchors/torch_vkd_bench.py",
+    "shared/anchors/torch_vkd_bench.py",
+    "../shared/anchors/torch_vkd_bench.py",
+)
 
 # The shapes both sides are built at, read from a configs/anchor.py config.
-Shapes = collections.namedtuple("Shapes", "image_size block_sizes text_layers text_hidden text_heads "
-                                          "text_intermediate max_length batch")
+Shapes = collections.namedtuple(
+    "Shapes", "image_size block_sizes text_layers text_hidden text_heads text_intermediate max_length batch"
+)
 # Anchor runs -> its VKD's `bert_trainable`. `frozen` is the anchor as published: its BERT,
 # though frozen, is in train mode, so dropout still draws masks in it; `frozen_eval` puts that
 # BERT in eval mode (no dropout), which is what our frozen step computes (a frozen encoder is
 # a deterministic feature extractor, the same features as the text-feature cache).
 TORCH_VARIANTS = {"frozen": False, "finetune": True, "frozen_eval": False}
 # Each JAX variant is compared with these anchor runs (those that were run).
-BASELINE = {"frozen": ("frozen", "frozen_eval"), "finetune": ("finetune",), "finetune_attn0": ("finetune",),
-            "frozen_cached": ("frozen", "frozen_eval"), "image_only": ("frozen", "frozen_eval")}
+BASELINE = {
+    "frozen": ("frozen", "frozen_eval"),
+    "finetune": ("finetune",),
+    "finetune_attn0": ("finetune",),
+    "frozen_cached": ("frozen", "frozen_eval"),
+    "image_only": ("frozen", "frozen_eval"),
+}
 
 
 def log(msg: str) -> None:
@@ -82,15 +91,24 @@ def size_config(size: str, batch: int = 0):
 
 def shapes(config) -> Shapes:
     txt = config.model.text_encoder
-    return Shapes(config.data.image_size, tuple(config.model.image_encoder.block_sizes), txt.num_layers,
-                  txt.hidden_size, txt.num_heads, txt.intermediate_size, txt.max_length, config.train.batch_size)
+    return Shapes(
+        config.data.image_size,
+        tuple(config.model.image_encoder.block_sizes),
+        txt.num_layers,
+        txt.hidden_size,
+        txt.num_heads,
+        txt.intermediate_size,
+        txt.max_length,
+        config.train.batch_size,
+    )
 
 
 # ----------------------------------------------------------------------------
 # The PyTorch side.
 
+
 def find_anchor(path: str | None) -> str | None:
-    for p in ([path] if path else [os.path.join(ROOT, a) for a in ANCHOR_PLACES]):
+    for p in [path] if path else [os.path.join(ROOT, a) for a in ANCHOR_PLACES]:
         if p and os.path.isfile(p):
             return os.path.abspath(p)
     return None
@@ -131,16 +149,23 @@ def torch_densenet_module():
             super().__init__()
             layers = collections.OrderedDict(
                 conv0=nn.Conv2d(3, num_init_features, 7, stride=2, padding=3, bias=False),
-                norm0=nn.BatchNorm2d(num_init_features), relu0=nn.ReLU(inplace=True),
-                pool0=nn.MaxPool2d(3, stride=2, padding=1))
+                norm0=nn.BatchNorm2d(num_init_features),
+                relu0=nn.ReLU(inplace=True),
+                pool0=nn.MaxPool2d(3, stride=2, padding=1),
+            )
             c = num_init_features
             for i, n in enumerate(block_config):
                 layers[f"denseblock{i + 1}"] = DenseBlock(n, c, growth_rate, bn_size)
                 c += n * growth_rate
                 if i != len(block_config) - 1:
-                    layers[f"transition{i + 1}"] = nn.Sequential(collections.OrderedDict(
-                        norm=nn.BatchNorm2d(c), relu=nn.ReLU(inplace=True), conv=nn.Conv2d(c, c // 2, 1, bias=False),
-                        pool=nn.AvgPool2d(2, stride=2)))
+                    layers[f"transition{i + 1}"] = nn.Sequential(
+                        collections.OrderedDict(
+                            norm=nn.BatchNorm2d(c),
+                            relu=nn.ReLU(inplace=True),
+                            conv=nn.Conv2d(c, c // 2, 1, bias=False),
+                            pool=nn.AvgPool2d(2, stride=2),
+                        )
+                    )
                     c //= 2
             layers["norm5"] = nn.BatchNorm2d(c)
             self.features = nn.Sequential(layers)
@@ -149,8 +174,10 @@ def torch_densenet_module():
         assert weights is None
         return TorchDenseNet()
 
-    return types.SimpleNamespace(__version__="plain-torch copy of torchvision's DenseNet",
-                                 models=types.SimpleNamespace(densenet121=densenet121, DenseNet=TorchDenseNet))
+    return types.SimpleNamespace(
+        __version__="plain-torch copy of torchvision's DenseNet",
+        models=types.SimpleNamespace(densenet121=densenet121, DenseNet=TorchDenseNet),
+    )
 
 
 def load_anchor(path: str, block_sizes: tuple[int, ...]):
@@ -160,6 +187,7 @@ def load_anchor(path: str, block_sizes: tuple[int, ...]):
     shim = None
     try:
         import torchvision
+
         tv, tv_version = torchvision, torchvision.__version__
     except Exception as e:  # noqa: BLE001 - missing, or PyPI's build beside a CPU-only torch
         for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
@@ -186,14 +214,21 @@ def load_anchor(path: str, block_sizes: tuple[int, ...]):
             channels = net.features.norm5.num_features
             net.features.add_module("to1024", torch.nn.Conv2d(channels, 1024, 1, bias=False))
             return net
+
         anchor.torchvision = types.SimpleNamespace(models=types.SimpleNamespace(densenet121=densenet))
     return anchor, tv_version
 
 
 def bert_config(size: Shapes):
     from transformers import BertConfig
-    return BertConfig(vocab_size=30522, hidden_size=size.text_hidden, num_hidden_layers=size.text_layers,
-                      num_attention_heads=size.text_heads, intermediate_size=size.text_intermediate)
+
+    return BertConfig(
+        vocab_size=30522,
+        hidden_size=size.text_hidden,
+        num_hidden_layers=size.text_layers,
+        num_attention_heads=size.text_heads,
+        intermediate_size=size.text_intermediate,
+    )
 
 
 def torch_model(anchor, variant: str, size: Shapes):
@@ -206,10 +241,14 @@ def torch_model(anchor, variant: str, size: Shapes):
 
 def torch_inputs(size: Shapes, batch, device):
     import torch
+
     image, length = size.image_size, size.max_length
-    return [torch.randn(batch, 3, image, image, device=device), torch.randint(0, 30000, (batch, length), device=device),
-            torch.ones(batch, length, dtype=torch.long, device=device),
-            (torch.rand(batch, 14, device=device) < .2).float()]
+    return [
+        torch.randn(batch, 3, image, image, device=device),
+        torch.randint(0, 30000, (batch, length), device=device),
+        torch.ones(batch, length, dtype=torch.long, device=device),
+        (torch.rand(batch, 14, device=device) < 0.2).float(),
+    ]
 
 
 def torch_stepper(model, inputs):
@@ -219,6 +258,7 @@ def torch_stepper(model, inputs):
     `profile_step.py`; outside a profiler they cost next to nothing)."""
     import torch
     from torch.profiler import record_function
+
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
     def step():
@@ -240,6 +280,7 @@ def torch_gflop_per_sample(model, inputs, batch: int) -> float | None:
     convolutions), per example, as the anchor's `flops_per_sample`."""
     try:
         from torch.utils.flop_counter import FlopCounterMode
+
         with FlopCounterMode(display=False) as counter:
             model(*inputs).backward()
         model.zero_grad(set_to_none=True)
@@ -251,17 +292,30 @@ def torch_gflop_per_sample(model, inputs, batch: int) -> float | None:
 
 def torch_cpu_line(variant: str, batch: int, times: list[float], loss: float, args) -> dict:
     import torch
+
     median = statistics.median(times)
-    return dict(side="torch", variant=variant, precision="fp32", batch=batch, torch=torch.__version__,
-                torchvision=args.torchvision_version, ms_per_step=round(median * 1e3, 2),
-                ms_mean=round(statistics.mean(times) * 1e3, 2), samples_per_s=round(batch / median, 2), loss=loss,
-                threads=torch.get_num_threads(), omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
-                timing="median of per-step times", peak_mem_gib=None,
-                host_peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+    return dict(
+        side="torch",
+        variant=variant,
+        precision="fp32",
+        batch=batch,
+        torch=torch.__version__,
+        torchvision=args.torchvision_version,
+        ms_per_step=round(median * 1e3, 2),
+        ms_mean=round(statistics.mean(times) * 1e3, 2),
+        samples_per_s=round(batch / median, 2),
+        loss=loss,
+        threads=torch.get_num_threads(),
+        omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
+        timing="median of per-step times",
+        peak_mem_gib=None,
+        host_peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    )
 
 
 def run_torch(anchor, size: Shapes, args, cuda: bool) -> list[dict]:
     import torch
+
     batch = size.batch
     results = []
     precisions = ["bf16"] + (["fp32"] if "float32" in args.jax_dtypes_for("frozen") else []) if cuda else ["fp32"]
@@ -270,14 +324,21 @@ def run_torch(anchor, size: Shapes, args, cuda: bool) -> list[dict]:
             if precision == "fp32" and cuda and variant != "frozen":
                 continue  # fp32 only for frozen on the GPU, as the issue asks
             torch.manual_seed(0)
-            line = dict(side="torch", variant=variant, precision=precision, batch=batch, torch=torch.__version__,
-                        torchvision=args.torchvision_version)
+            line = dict(
+                side="torch",
+                variant=variant,
+                precision=precision,
+                batch=batch,
+                torch=torch.__version__,
+                torchvision=args.torchvision_version,
+            )
             try:
                 model = torch_model(anchor, variant, size)
                 inputs = torch_inputs(size, batch, "cuda" if cuda else "cpu")
                 if cuda and precision == "bf16":  # fp32 eager at batch 8, as the anchor counts
-                    gflop = torch_gflop_per_sample(torch_model(anchor, variant, size).to("cuda"),
-                                                   torch_inputs(size, 8, "cuda"), 8)
+                    gflop = torch_gflop_per_sample(
+                        torch_model(anchor, variant, size).to("cuda"), torch_inputs(size, 8, "cuda"), 8
+                    )
                     torch.cuda.empty_cache()
                 elif not cuda:
                     gflop = torch_gflop_per_sample(model, inputs, batch)
@@ -285,11 +346,18 @@ def run_torch(anchor, size: Shapes, args, cuda: bool) -> list[dict]:
                     gflop = None
                 if cuda:
                     amp = precision == "bf16"
-                    r = anchor.bench(f"vkd_{variant}", model, inputs, batch, amp, False, amp,
-                                     steps=args.steps, warm=args.warmup)
-                    line.update(amp=amp, channels_last=amp, ms_per_step=r["ms_per_step"],
-                                samples_per_s=r["samples_per_s"], peak_mem_gib=r["peak_mem_gib"], loss=r["loss"],
-                                timing="cuda events, back to back")
+                    r = anchor.bench(
+                        f"vkd_{variant}", model, inputs, batch, amp, False, amp, steps=args.steps, warm=args.warmup
+                    )
+                    line.update(
+                        amp=amp,
+                        channels_last=amp,
+                        ms_per_step=r["ms_per_step"],
+                        samples_per_s=r["samples_per_s"],
+                        peak_mem_gib=r["peak_mem_gib"],
+                        loss=r["loss"],
+                        timing="cuda events, back to back",
+                    )
                 else:
                     step = torch_stepper(model, inputs)
                     for _ in range(args.warmup):
@@ -314,10 +382,15 @@ def run_torch(anchor, size: Shapes, args, cuda: bool) -> list[dict]:
 # ----------------------------------------------------------------------------
 # The JAX side (a subprocess).
 
+
 def train_step_flags(size_name: str, args) -> list[str]:
     """`benchmarks/train_step.py` flags for configs/anchor.py at `size_name` (and `--batch`)."""
-    flags = [f"--config=configs/anchor.py:{size_name}", f"--runs={args.jax_runs}", f"--steps={args.steps}",
-             f"--warmup={args.warmup}"]
+    flags = [
+        f"--config=configs/anchor.py:{size_name}",
+        f"--runs={args.jax_runs}",
+        f"--steps={args.steps}",
+        f"--warmup={args.warmup}",
+    ]
     return flags + ([f"--config.train.batch_size={args.batch}"] if args.batch else [])
 
 
@@ -361,6 +434,7 @@ def run_interleaved(anchor, config, args) -> tuple[list[dict], list[dict]]:
     import torch
 
     from benchmarks import train_step as ts
+
     options = ts.Options(runs=ts.parse_runs(args.jax_runs.split(",")), steps=args.steps, warmup=args.warmup)
     ts.check_config(config, num_devices=1)
     mesh = ts.train.make_mesh(1)
@@ -373,10 +447,18 @@ def run_interleaved(anchor, config, args) -> tuple[list[dict], list[dict]]:
         jline = ts.base_line(cfg, variant, dtype, resolved, attention, options, peak)
         jline["side"] = "jax"
         # The anchor runs this JAX run is compared with and that have not run yet: interleaved with it.
-        twins = [t for t in BASELINE.get(variant, ()) if t in args.torch_variants and dtype == "float32"
-                 and anchor is not None and not any(line["variant"] == t for line in torch_lines)]
-        log(f"{variant} {dtype} attention={resolved}: compiling"
-            + (f", with torch {'+'.join(twins)} interleaved" if twins else ""))
+        twins = [
+            t
+            for t in BASELINE.get(variant, ())
+            if t in args.torch_variants
+            and dtype == "float32"
+            and anchor is not None
+            and not any(line["variant"] == t for line in torch_lines)
+        ]
+        log(
+            f"{variant} {dtype} attention={resolved}: compiling"
+            + (f", with torch {'+'.join(twins)} interleaved" if twins else "")
+        )
         try:
             prepared = ts.PreparedStep(cfg, variant=variant, mesh=mesh, vocab=options.vocab)
             torch_steps, torch_gflops = {}, {}
@@ -399,11 +481,16 @@ def run_interleaved(anchor, config, args) -> tuple[list[dict], list[dict]]:
             jline.update(prepared.summary(jax_times, None), interleaved_with_torch="+".join(twins) or None)
             ts.add_rates(jline, peak)
             for twin in torch_steps:
-                torch_lines.append(dict(torch_cpu_line(twin, batch, torch_times[twin], losses[twin], args),
-                                        gflop_per_sample=torch_gflops[twin]))
+                torch_lines.append(
+                    dict(
+                        torch_cpu_line(twin, batch, torch_times[twin], losses[twin], args),
+                        gflop_per_sample=torch_gflops[twin],
+                    )
+                )
             del prepared, torch_steps
         except Exception as e:  # noqa: BLE001 - report, go on
             import traceback
+
             traceback.print_exc(file=sys.stderr)
             jline["error"] = f"{type(e).__name__}: {str(e)[:300]}"
         jline["host_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -415,6 +502,7 @@ def run_interleaved(anchor, config, args) -> tuple[list[dict], list[dict]]:
 
 # ----------------------------------------------------------------------------
 
+
 def ratios(torch_lines, jax_lines, cuda: bool) -> list[dict]:
     out = []
     for j in jax_lines:
@@ -422,16 +510,32 @@ def ratios(torch_lines, jax_lines, cuda: bool) -> list[dict]:
             continue
         precision = "bf16" if j["dtype"] in ("bfloat16", "float16") else "fp32"
         for base in BASELINE[j["variant"]]:
-            t = next((t for t in torch_lines if t["variant"] == base and t["precision"] == precision
-                      and "samples_per_s" in t), None)
+            t = next(
+                (
+                    t
+                    for t in torch_lines
+                    if t["variant"] == base and t["precision"] == precision and "samples_per_s" in t
+                ),
+                None,
+            )
             if t is None:
                 continue
             jax_sps = j["samples_per_s_pipelined"] if cuda else j["samples_per_s"]
-            out.append(dict(side="ratio", variant=j["variant"], vs_torch=base, precision=precision,
-                            attention_impl=j.get("attention_impl"), jax_samples_per_s=jax_sps,
-                            torch_samples_per_s=t["samples_per_s"], ratio=round(jax_sps / t["samples_per_s"], 3),
-                            jax_peak_bytes_in_use=j.get("peak_bytes_in_use"),
-                            jax_xla_peak_bytes=j.get("xla_peak_bytes"), torch_peak_mem_gib=t.get("peak_mem_gib")))
+            out.append(
+                dict(
+                    side="ratio",
+                    variant=j["variant"],
+                    vs_torch=base,
+                    precision=precision,
+                    attention_impl=j.get("attention_impl"),
+                    jax_samples_per_s=jax_sps,
+                    torch_samples_per_s=t["samples_per_s"],
+                    ratio=round(jax_sps / t["samples_per_s"], 3),
+                    jax_peak_bytes_in_use=j.get("peak_bytes_in_use"),
+                    jax_xla_peak_bytes=j.get("xla_peak_bytes"),
+                    torch_peak_mem_gib=t.get("peak_mem_gib"),
+                )
+            )
     return out
 
 
@@ -442,8 +546,12 @@ def table(torch_lines, jax_lines, ratio_lines) -> str:
     def short(dtype):
         return {"bfloat16": "bf16", "float32": "fp32", "float16": "fp16"}.get(dtype, dtype)
 
-    rows = [(f"{'side':6} {'variant':15} {'prec':5} {'attn':6} {'ms/step':>9} {'samples/s':>10} "
-             f"{'GFLOP/smp':>9} {'TFLOP/s':>8} {'peak GiB':>9} {'xla GiB':>8} {'compile s':>9}")]
+    rows = [
+        (
+            f"{'side':6} {'variant':15} {'prec':5} {'attn':6} {'ms/step':>9} {'samples/s':>10} "
+            f"{'GFLOP/smp':>9} {'TFLOP/s':>8} {'peak GiB':>9} {'xla GiB':>8} {'compile s':>9}"
+        )
+    ]
     for t in torch_lines:
         if "error" in t:
             rows.append(f"torch  {t['variant']:15} {t['precision']:5} error: {t['error'][:80]}")
@@ -451,47 +559,73 @@ def table(torch_lines, jax_lines, ratio_lines) -> str:
         gflop = t.get("gflop_per_sample")
         gflop_text = "-" if gflop is None else f"{gflop:.2f}"
         tflops_text = "-" if gflop is None else f"{gflop * t['samples_per_s'] / 1e3:.3f}"
-        rows.append(f"torch  {t['variant']:15} {t['precision']:5} {'-':6} {t['ms_per_step']:9.2f} "
-                    f"{t['samples_per_s']:10.1f} {gflop_text:>9} {tflops_text:>8} "
-                    f"{'-' if t.get('peak_mem_gib') is None else t['peak_mem_gib']:>9} {'-':>8} {'-':>9}")
+        rows.append(
+            f"torch  {t['variant']:15} {t['precision']:5} {'-':6} {t['ms_per_step']:9.2f} "
+            f"{t['samples_per_s']:10.1f} {gflop_text:>9} {tflops_text:>8} "
+            f"{'-' if t.get('peak_mem_gib') is None else t['peak_mem_gib']:>9} {'-':>8} {'-':>9}"
+        )
     for j in jax_lines:
         if "samples_per_s" not in j:
             why = j.get("error") or j.get("skipped")
             rows.append(f"jax    {j.get('variant', '?'):15} {short(j.get('dtype', '?')):5} {why}"[:160])
             continue
-        rows.append(f"jax    {j['variant']:15} {short(j['dtype']):5} {j['attention_impl'] or '-':6} "
-                    f"{j['step_ms_median']:9.2f} {j['samples_per_s']:10.1f} {j['gflop_per_sample'] or 0:9.2f} "
-                    f"{j.get('tflops_achieved') or 0:8.3f} {gib(j['peak_bytes_in_use']):>9} "
-                    f"{gib(j['xla_peak_bytes']):>8} {j['compile_s']:9.1f}")
+        rows.append(
+            f"jax    {j['variant']:15} {short(j['dtype']):5} {j['attention_impl'] or '-':6} "
+            f"{j['step_ms_median']:9.2f} {j['samples_per_s']:10.1f} {j['gflop_per_sample'] or 0:9.2f} "
+            f"{j.get('tflops_achieved') or 0:8.3f} {gib(j['peak_bytes_in_use']):>9} "
+            f"{gib(j['xla_peak_bytes']):>8} {j['compile_s']:9.1f}"
+        )
     rows.append("")
     rows.append(f"{'ratio JAX/torch (samples/s)':28} {'variant':15} {'vs torch':11} {'prec':5} {'attn':6} {'ratio':>6}")
     for r in ratio_lines:
-        rows.append(f"{'':28} {r['variant']:15} {r['vs_torch']:11} {r['precision']:5} "
-                    f"{r['attention_impl'] or '-':6} {r['ratio']:6.3f}")
+        rows.append(
+            f"{'':28} {r['variant']:15} {r['vs_torch']:11} {r['precision']:5} "
+            f"{r['attention_impl'] or '-':6} {r['ratio']:6.3f}"
+        )
     return "\n".join(rows)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", choices=tuple(anchor_config.SIZES) + ("auto",), default="auto",
-                   help="configs/anchor.py's sizes; auto: paper on a CUDA GPU, small otherwise")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--size",
+        choices=tuple(anchor_config.SIZES) + ("auto",),
+        default="auto",
+        help="configs/anchor.py's sizes; auto: paper on a CUDA GPU, small otherwise",
+    )
     p.add_argument("--batch", type=int, default=0, help="0: the size's batch (paper 64, small 8)")
-    p.add_argument("--torch_variants", default="frozen,finetune,frozen_eval",
-                   help="anchor runs: frozen (as published: dropout on in its frozen BERT), finetune, frozen_eval "
-                   "(its frozen BERT in eval mode, no dropout: what our frozen step computes)")
-    p.add_argument("--jax_runs", default="", help="train_step.py --runs (variant:dtype[:attention]); default: "
-                   "GPU frozen,finetune,frozen_cached,image_only in bf16 then frozen in float32; CPU frozen,finetune "
-                   "in float32")
+    p.add_argument(
+        "--torch_variants",
+        default="frozen,finetune,frozen_eval",
+        help="anchor runs: frozen (as published: dropout on in its frozen BERT), finetune, frozen_eval "
+        "(its frozen BERT in eval mode, no dropout: what our frozen step computes)",
+    )
+    p.add_argument(
+        "--jax_runs",
+        default="",
+        help="train_step.py --runs (variant:dtype[:attention]); default: "
+        "GPU frozen,finetune,frozen_cached,image_only in bf16 then frozen in float32; CPU frozen,finetune "
+        "in float32",
+    )
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--torch_threads", type=int, default=0, help="CPU: torch threads (0: all cores)")
     p.add_argument("--anchor", default=None, help="path of torch_vkd_bench.py")
     p.add_argument("--skip_torch", action="store_true")
-    p.add_argument("--jax_subprocess", action="store_true", help="CPU: PyTorch runs first, then JAX in a "
-                   "subprocess (the GPU path) instead of both interleaved in this process")
-    p.add_argument("--deadline_s", type=float, default=0.0, help="stop starting JAX runs after this many seconds "
-                   "from the start (0: never)")
+    p.add_argument(
+        "--jax_subprocess",
+        action="store_true",
+        help="CPU: PyTorch runs first, then JAX in a "
+        "subprocess (the GPU path) instead of both interleaved in this process",
+    )
+    p.add_argument(
+        "--deadline_s",
+        type=float,
+        default=0.0,
+        help="stop starting JAX runs after this many seconds from the start (0: never)",
+    )
     p.add_argument("--out_dir", default=os.environ.get("OUT", ""))
     args = p.parse_args(argv)
     args.torch_variants = [v for v in args.torch_variants.split(",") if v]
@@ -506,6 +640,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         import torch
+
         cuda = torch.cuda.is_available()
     except ImportError:
         torch, cuda = None, False
@@ -513,8 +648,11 @@ def main(argv=None) -> int:
     config = size_config(size_name, args.batch)
     size = shapes(config)
     if not args.jax_runs:
-        args.jax_runs = ("frozen:bfloat16,finetune:bfloat16,frozen_cached:bfloat16,image_only:bfloat16,frozen:float32"
-                         if cuda else "frozen:float32,finetune:float32")
+        args.jax_runs = (
+            "frozen:bfloat16,finetune:bfloat16,frozen_cached:bfloat16,image_only:bfloat16,frozen:float32"
+            if cuda
+            else "frozen:float32,finetune:float32"
+        )
     jax_dtypes = {}
     for item in args.jax_runs.split(","):
         v, d = item.split(":")[:2]
@@ -538,8 +676,9 @@ def main(argv=None) -> int:
         if anchor is not None:
             if cuda:
                 peak = anchor.matmul_peak()
-                torch_lines.append(dict(side="torch", info=True, gpu=torch.cuda.get_device_name(),
-                                        bf16_matmul_tflops=round(peak, 1)))
+                torch_lines.append(
+                    dict(side="torch", info=True, gpu=torch.cuda.get_device_name(), bf16_matmul_tflops=round(peak, 1))
+                )
             torch_lines += run_torch(anchor, size, args, cuda)
             if cuda:
                 torch.cuda.empty_cache()
@@ -551,8 +690,15 @@ def main(argv=None) -> int:
     ratio_lines = ratios(runs, jax_lines, cuda)
     text = table(runs, jax_lines, ratio_lines)
     print(text, flush=True)
-    meta = dict(side="meta", size=size_name, shapes=size._asdict(), batch=size.batch, cuda=cuda,
-                wall_s=round(time.perf_counter() - start, 1), date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    meta = dict(
+        side="meta",
+        size=size_name,
+        shapes=size._asdict(),
+        batch=size.batch,
+        cuda=cuda,
+        wall_s=round(time.perf_counter() - start, 1),
+        date=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
     everything = [meta, *torch_lines, *jax_lines, *ratio_lines]
     for line in everything:
         print(json.dumps(line), flush=True)

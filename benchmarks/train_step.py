@@ -90,6 +90,7 @@ class Options:
 # ----------------------------------------------------------------------------
 # Config.
 
+
 def check_config(config, *, num_devices: int) -> None:
     """Names a tokenizer where the config has none (the step needs none; config_checks wants
     one named), then validates the config for `num_devices`."""
@@ -99,8 +100,12 @@ def check_config(config, *, num_devices: int) -> None:
     config_checks.validate(config, num_devices=num_devices)
 
 
-def parse_runs(runs: Sequence[str] = (), variants: Sequence[str] = (), dtypes: Sequence[str] = (),
-               attention: Sequence[str] = ("auto",)) -> tuple[tuple[str, str, str], ...]:
+def parse_runs(
+    runs: Sequence[str] = (),
+    variants: Sequence[str] = (),
+    dtypes: Sequence[str] = (),
+    attention: Sequence[str] = ("auto",),
+) -> tuple[tuple[str, str, str], ...]:
     """(variant, dtype, attention) triples: `runs` items `variant:dtype[:attention]` in
     order, else the product of the other three. ValueError on an unknown name."""
     out = []
@@ -147,6 +152,7 @@ def run_config(config, variant: str, dtype: str, attention: str):
 # ----------------------------------------------------------------------------
 # Measurement.
 
+
 def matmul_peak_tflops(dtype=jnp.bfloat16) -> float:
     """TFLOP/s of a large square `jnp.dot` (8192 on an accelerator, 1024 on CPU)."""
     n, reps = (8192, 10) if jax.default_backend() != "cpu" else (1024, 5)
@@ -163,8 +169,16 @@ def matmul_peak_tflops(dtype=jnp.bfloat16) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t) / 1e12
 
 
-def synthetic_batch(batch: int, image_size: int, channels: int, max_length: int, vocab: int, text_hidden: int,
-                    cached: bool, seed: int = 0) -> dict[str, np.ndarray]:
+def synthetic_batch(
+    batch: int,
+    image_size: int,
+    channels: int,
+    max_length: int,
+    vocab: int,
+    text_hidden: int,
+    cached: bool,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
     """Random inputs shaped as the input pipeline's batches; full attention masks, as the anchor."""
     rng = np.random.default_rng(seed)
     out = {
@@ -203,9 +217,13 @@ def _xla_memory(compiled) -> dict:
     where the backend does not report it."""
     try:
         m = compiled.memory_analysis()
-        return dict(xla_peak_bytes=int(m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
-                                       + m.temp_size_in_bytes),
-                    xla_temp_bytes=int(m.temp_size_in_bytes), xla_alias_bytes=int(m.alias_size_in_bytes))
+        return dict(
+            xla_peak_bytes=int(
+                m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes
+            ),
+            xla_temp_bytes=int(m.temp_size_in_bytes),
+            xla_alias_bytes=int(m.alias_size_in_bytes),
+        )
     except Exception:  # noqa: BLE001 - not every backend reports it
         return dict(xla_peak_bytes=None, xla_temp_bytes=None, xla_alias_bytes=None)
 
@@ -222,11 +240,20 @@ class PreparedStep:
 
     def __init__(self, config, *, variant: str, mesh, vocab: int):
         txt, batch = config.model.text_encoder, config.train.batch_size
-        model, lr_fn, self.state, _ = train.build_state(config, mesh, num_classes=NUM_CLASSES, vocab_size=vocab,
-                                                        schedule_steps=SCHEDULE_STEPS)
+        model, lr_fn, self.state, _ = train.build_state(
+            config, mesh, num_classes=NUM_CLASSES, vocab_size=vocab, schedule_steps=SCHEDULE_STEPS
+        )
         step_fn = train.build_train_step(config, model, mesh, lr_fn, steps_per_epoch=STEPS_PER_EPOCH)
-        host_batch = synthetic_batch(batch, config.data.image_size, config.data.channels, txt.max_length, vocab,
-                                     txt.hidden_size, cached=variant == "frozen_cached", seed=config.seed)
+        host_batch = synthetic_batch(
+            batch,
+            config.data.image_size,
+            config.data.channels,
+            txt.max_length,
+            vocab,
+            txt.hidden_size,
+            cached=variant == "frozen_cached",
+            seed=config.seed,
+        )
         self.batch = train.shard_batch(host_batch, mesh)
         self.batch_size = batch
         t = time.perf_counter()
@@ -259,15 +286,18 @@ class PreparedStep:
             step_ms_median=round(median * 1e3, 3),
             samples_per_s=round(self.batch_size / median, 2),
             gflop_per_sample=None if self.flops is None else round(self.flops / self.batch_size / 1e9, 3),
-            gflop_per_sample_compiled=None if self.flops_compiled is None
+            gflop_per_sample_compiled=None
+            if self.flops_compiled is None
             else round(self.flops_compiled / self.batch_size / 1e9, 3),
             peak_bytes_in_use=_peak_bytes_in_use(),
             **self.xla_memory,
             loss=float(self.metrics["loss"]),
         )
         if pipelined is not None:
-            out.update(step_ms_pipelined=round(pipelined * 1e3, 3),
-                       samples_per_s_pipelined=round(self.batch_size / pipelined, 2))
+            out.update(
+                step_ms_pipelined=round(pipelined * 1e3, 3),
+                samples_per_s_pipelined=round(self.batch_size / pipelined, 2),
+            )
         return out
 
 
@@ -288,11 +318,23 @@ def run_one(config, *, variant: str, options: Options, mesh) -> dict:
 
 def base_line(cfg, variant: str, dtype: str, resolved, attention: str, options: Options, peak: float) -> dict:
     device, txt = jax.devices()[0], cfg.model.text_encoder
-    return dict(device_kind=device.device_kind, platform=jax.default_backend(), jax_version=jax.__version__,
-                variant=variant, dtype=dtype, attention_impl=resolved, attention_requested=attention,
-                batch=cfg.train.batch_size, image_size=cfg.data.image_size, max_length=txt.max_length,
-                text_layers=txt.num_layers, text_hidden=txt.hidden_size, bf16_matmul_tflops=round(peak, 3),
-                warmup=options.warmup, steps=options.steps)
+    return dict(
+        device_kind=device.device_kind,
+        platform=jax.default_backend(),
+        jax_version=jax.__version__,
+        variant=variant,
+        dtype=dtype,
+        attention_impl=resolved,
+        attention_requested=attention,
+        batch=cfg.train.batch_size,
+        image_size=cfg.data.image_size,
+        max_length=txt.max_length,
+        text_layers=txt.num_layers,
+        text_hidden=txt.hidden_size,
+        bf16_matmul_tflops=round(peak, 3),
+        warmup=options.warmup,
+        steps=options.steps,
+    )
 
 
 def add_rates(line: dict, peak: float) -> None:
@@ -392,22 +434,37 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     """This program's flags (absl's are global: only the program defines them)."""
-    config_flags.DEFINE_config_file("config", "configs/anchor.py", "Config file; any field can be overridden as "
-                                    "--config.a.b=value (the batch: --config.train.batch_size).", lock_config=True)
+    config_flags.DEFINE_config_file(
+        "config",
+        "configs/anchor.py",
+        "Config file; any field can be overridden as --config.a.b=value (the batch: --config.train.batch_size).",
+        lock_config=True,
+    )
     flags.DEFINE_list("variants", ["frozen", "finetune", "frozen_cached", "image_only"], f"Of {VARIANTS}.")
     flags.DEFINE_list("dtypes", ["float32", "bfloat16"], f"Compute dtypes (model.dtype), of {DTYPES}.")
-    flags.DEFINE_list("attention", ["auto"], "attention_impl values to try (auto, xla, cudnn); runs that resolve "
-                      "to the same kernel are done once.")
-    flags.DEFINE_list("runs", [], "Explicit runs instead of the product of the three above, in order: "
-                      "variant:dtype[:attention], e.g. frozen:bfloat16,frozen:float32:xla.")
+    flags.DEFINE_list(
+        "attention",
+        ["auto"],
+        "attention_impl values to try (auto, xla, cudnn); runs that resolve to the same kernel are done once.",
+    )
+    flags.DEFINE_list(
+        "runs",
+        [],
+        "Explicit runs instead of the product of the three above, in order: "
+        "variant:dtype[:attention], e.g. frozen:bfloat16,frozen:float32:xla.",
+    )
     flags.DEFINE_integer("steps", 10, "Timed steps.")
     flags.DEFINE_integer("warmup", 3, "Untimed steps after compiling.")
     flags.DEFINE_integer("vocab", ANCHOR_VOCAB, "Vocabulary size of the BERT.")
     flags.DEFINE_integer("num_devices", 1, "Devices of the ('data',) mesh.")
-    flags.DEFINE_float("deadline_s", 0.0, "Skip the remaining runs once this many seconds would be exceeded "
-                       "(0: never).")
-    flags.DEFINE_bool("interleave", False, "Compile all runs, then time them in turn, one step each per round "
-                      "(noisy, shared machines).")
+    flags.DEFINE_float(
+        "deadline_s", 0.0, "Skip the remaining runs once this many seconds would be exceeded (0: never)."
+    )
+    flags.DEFINE_bool(
+        "interleave",
+        False,
+        "Compile all runs, then time them in turn, one step each per round (noisy, shared machines).",
+    )
     flags.DEFINE_string("out", "", "Also append the JSON lines to this file.")
 
 
@@ -418,8 +475,15 @@ def main(argv) -> int:
         runs = parse_runs(FLAGS.runs, FLAGS.variants, FLAGS.dtypes, FLAGS.attention)
     except ValueError as e:
         raise app.UsageError(str(e)) from e
-    options = Options(runs=runs, steps=FLAGS.steps, warmup=FLAGS.warmup, vocab=FLAGS.vocab,
-                      num_devices=FLAGS.num_devices, deadline_s=FLAGS.deadline_s, out=FLAGS.out)
+    options = Options(
+        runs=runs,
+        steps=FLAGS.steps,
+        warmup=FLAGS.warmup,
+        vocab=FLAGS.vocab,
+        num_devices=FLAGS.num_devices,
+        deadline_s=FLAGS.deadline_s,
+        out=FLAGS.out,
+    )
     config = FLAGS.config
     check_config(config, num_devices=options.num_devices)
     results = (run_interleaved if FLAGS.interleave else run_all)(config, options)

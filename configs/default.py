@@ -40,40 +40,52 @@ def get_config() -> ml_collections.ConfigDict:
     # (ChestX-ray14's own 14; needs no_finding_rule=False).
     data.label_set = "chexpert"
     # Training-only augmentation; all zero / False is off. Ranges of uniform draws:
-    data.augment = ml_collections.ConfigDict(dict(
-        rotation=0.0,    # +- degrees
-        scale=0.0,       # +- relative zoom
-        translate=0.0,   # +- fraction of the image side
-        brightness=0.0,  # +- fraction of the full intensity range
-        contrast=0.0,    # +- relative contrast change
-        hflip=False,     # left-right flips move the heart; off unless asked
-    ))
+    data.augment = ml_collections.ConfigDict(
+        dict(
+            rotation=0.0,  # +- degrees
+            scale=0.0,  # +- relative zoom
+            translate=0.0,  # +- fraction of the image side
+            brightness=0.0,  # +- fraction of the full intensity range
+            contrast=0.0,  # +- relative contrast change
+            hflip=False,  # left-right flips move the heart; off unless asked
+        )
+    )
     # Build options of the real datasets (data_pipelines/<name>/), used when data.name is
     # that dataset; they pick the build (its tfds config) and must match the build command.
-    data.mimic_cxr = ml_collections.ConfigDict(dict(
-        views="frontal",  # 'frontal' (ViewPosition PA/AP, the reference's) | 'all'
-        labeler="chexpert",  # 'chexpert' | 'negbio'
-        sections="findings_impression",  # | 'impression' | 'findings' | 'full'
-    ))
-    data.openi = ml_collections.ConfigDict(dict(
-        labels_csv="",  # '' -> labels from MeSH terms; else a CheXpert/CheXbert labeler CSV
-        split_seed=0,  # seeded patient-level 70/10/20 split
-        sections="findings_impression",
-    ))
-    data.chestxray14 = ml_collections.ConfigDict(dict(
-        val_fraction=0.1,  # of train_val_list.txt, by patient
-        split_seed=0,
-    ))
+    data.mimic_cxr = ml_collections.ConfigDict(
+        dict(
+            views="frontal",  # 'frontal' (ViewPosition PA/AP, the reference's) | 'all'
+            labeler="chexpert",  # 'chexpert' | 'negbio'
+            sections="findings_impression",  # | 'impression' | 'findings' | 'full'
+        )
+    )
+    data.openi = ml_collections.ConfigDict(
+        dict(
+            labels_csv="",  # '' -> labels from MeSH terms; else a CheXpert/CheXbert labeler CSV
+            split_seed=0,  # seeded patient-level 70/10/20 split
+            sections="findings_impression",
+        )
+    )
+    data.chestxray14 = ml_collections.ConfigDict(
+        dict(
+            val_fraction=0.1,  # of train_val_list.txt, by patient
+            split_seed=0,
+        )
+    )
     # Parameters of the synthetic_cxr builder (used only when data.name == 'synthetic_cxr').
-    data.synthetic = ml_collections.ConfigDict(dict(
-        num_train=4000, num_validation=500, num_test=1000,
-        seed=0,            # the data seed (the examples); config.seed is the training seed
-        image_signal=1.0,  # scales every finding's visual trace
-        noise=1.0,         # scales the image noise
-        # Each positive training/validation label becomes "not mentioned" with this
-        # probability (the reports and the test labels stay true).
-        label_noise=0.0,
-    ))
+    data.synthetic = ml_collections.ConfigDict(
+        dict(
+            num_train=4000,
+            num_validation=500,
+            num_test=1000,
+            seed=0,  # the data seed (the examples); config.seed is the training seed
+            image_signal=1.0,  # scales every finding's visual trace
+            noise=1.0,  # scales the image noise
+            # Each positive training/validation label becomes "not mentioned" with this
+            # probability (the reports and the test labels stay true).
+            label_noise=0.0,
+        )
+    )
 
     config.model = model = ml_collections.ConfigDict()
     model.kind = "vkd"  # 'vkd' | 'image_only' | 'multimodal' | 'text_only' | 'distill'

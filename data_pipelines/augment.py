@@ -33,11 +33,17 @@ def _affine(image, seed, aug_cfg):
     # The op maps each output pixel to an input pixel: the inverse transform.
     cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
     c = (size - 1) / 2
-    transform = tf.stack([cos, sin, c - cos * (c + tx) - sin * (c + ty),
-                          -sin, cos, c + sin * (c + tx) - cos * (c + ty), 0.0, 0.0])
+    transform = tf.stack(
+        [cos, sin, c - cos * (c + tx) - sin * (c + ty), -sin, cos, c + sin * (c + tx) - cos * (c + ty), 0.0, 0.0]
+    )
     return tf.raw_ops.ImageProjectiveTransformV3(
-        images=image[None], transforms=transform[None], output_shape=tf.shape(image)[:2],
-        fill_value=0.0, interpolation="BILINEAR", fill_mode="NEAREST")[0]
+        images=image[None],
+        transforms=transform[None],
+        output_shape=tf.shape(image)[:2],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="NEAREST",
+    )[0]
 
 
 def augment(image, seed, aug_cfg):

@@ -47,22 +47,39 @@ def _default_data():
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m data_pipelines.build", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="a training config file (configs/*.py): the dataset, its options, "
-                                    "data_dir and stored size come from its data section")
-    p.add_argument("--dataset", choices=(*REAL, "synthetic_cxr"),
-                   help="the dataset (default: the config's data.name; required without --config)")
+    p = argparse.ArgumentParser(
+        prog="python -m data_pipelines.build", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--config",
+        help="a training config file (configs/*.py): the dataset, its options, "
+        "data_dir and stored size come from its data section",
+    )
+    p.add_argument(
+        "--dataset",
+        choices=(*REAL, "synthetic_cxr"),
+        help="the dataset (default: the config's data.name; required without --config)",
+    )
     p.add_argument("--manual_dir", help="the dataset's source files (not for synthetic_cxr)")
     p.add_argument("--data_dir", help="where the tfds records are written (default: the config's)")
-    p.add_argument("--image_size", type=int,
-                   help="stored image side, pixels (default: the config's data.build_size or "
-                        "data.image_size; 224 without --config)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="image preprocessing processes (default: all CPU cores)")
-    p.add_argument("--keep_cache", action="store_true",
-                   help="keep the preprocessed PNGs after a successful build (another config "
-                        "of the same dataset and size reuses them)")
+    p.add_argument(
+        "--image_size",
+        type=int,
+        help="stored image side, pixels (default: the config's data.build_size or "
+        "data.image_size; 224 without --config)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="image preprocessing processes (default: all CPU cores)",
+    )
+    p.add_argument(
+        "--keep_cache",
+        action="store_true",
+        help="keep the preprocessed PNGs after a successful build (another config "
+        "of the same dataset and size reuses them)",
+    )
     for flag, (datasets, kind) in _options_of(_default_data()).items():
         p.add_argument(f"--{flag}", type=kind, help=f"{', '.join(datasets)} only (default: the config's)")
     return p
@@ -116,22 +133,26 @@ def build(args) -> dict:
     if data.name == datasets.SYNTHETIC:
         builder = datasets.synthetic_builder(data, image_size)
         builder.download_and_prepare()
-        return {"dataset": data.name, "examples": {
-            n: s.num_examples for n, s in builder.info.splits.items()}, "skipped": {}, "notes": {}}
+        return {
+            "dataset": data.name,
+            "examples": {n: s.num_examples for n, s in builder.info.splits.items()},
+            "skipped": {},
+            "notes": {},
+        }
 
-    builder = datasets.real_builder(data.name, image_size=image_size, data_dir=data.data_dir,
-                                    workers=args.workers, **data[data.name].to_dict())
+    builder = datasets.real_builder(
+        data.name, image_size=image_size, data_dir=data.data_dir, workers=args.workers, **data[data.name].to_dict()
+    )
     report_path = os.path.join(os.fspath(builder.data_dir), "build_report.json")
     if builder.is_prepared():
-        print(f"{data.name}/{builder.builder_config.name} is already built in "
-              f"{builder.data_dir}", flush=True)
+        print(f"{data.name}/{builder.builder_config.name} is already built in {builder.data_dir}", flush=True)
         with open(report_path) as f:
             return json.load(f)
     source_files.require_dir(args.manual_dir, data.name, builder.MANUAL_DOWNLOAD_INSTRUCTIONS)
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=args.manual_dir, try_download_gcs=False))
-    report = builder.build_report | {"config": builder.builder_config.name,
-                                     "image_size": image_size}
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=args.manual_dir, try_download_gcs=False)
+    )
+    report = builder.build_report | {"config": builder.builder_config.name, "image_size": image_size}
     with open(report_path, "w") as f:
         json.dump(report, f, indent=2)
     if not args.keep_cache:
@@ -146,18 +167,24 @@ def build(args) -> dict:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     from data_pipelines import manual_builder
+
     try:
         report = build(args)
     except (FileNotFoundError, ValueError) as e:  # Bad source files: nothing half-written.
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # E.g. a full disk while writing.
-        print(f"error: {e}\nFix the cause and run the same command again: images already "
-              "preprocessed are kept and skipped.", file=sys.stderr)
+        print(
+            f"error: {e}\nFix the cause and run the same command again: images already "
+            "preprocessed are kept and skipped.",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
-        print("interrupted: run the same command again to continue; images already "
-              "preprocessed are kept and skipped.", file=sys.stderr)
+        print(
+            "interrupted: run the same command again to continue; images already preprocessed are kept and skipped.",
+            file=sys.stderr,
+        )
         return 130
     print(manual_builder.format_report(report), flush=True)
     return 0

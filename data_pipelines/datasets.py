@@ -23,20 +23,26 @@ REAL = {
 NAMES = (*REAL, SYNTHETIC)
 
 
-def real_builder(name: str, *, image_size: int, data_dir: str | None, workers: int = 1,
-                 **options) -> tfds.core.DatasetBuilder:
+def real_builder(
+    name: str, *, image_size: int, data_dir: str | None, workers: int = 1, **options
+) -> tfds.core.DatasetBuilder:
     """The builder of a real dataset for `image_size` and its dataset-specific `options`."""
     cls, make_config = REAL[name]
-    return cls(config=make_config(image_size=image_size, **options), data_dir=data_dir,
-               workers=workers)
+    return cls(config=make_config(image_size=image_size, **options), data_dir=data_dir, workers=workers)
 
 
 def synthetic_builder(data_cfg, image_size: int) -> tfds.core.DatasetBuilder:
     s = data_cfg.synthetic
     config = synthetic_cxr.builder_config(
-        image_size=image_size, num_train=s.num_train, num_validation=s.num_validation,
-        num_test=s.num_test, seed=s.seed, image_signal=s.image_signal, noise=s.noise,
-        label_noise=s.label_noise)
+        image_size=image_size,
+        num_train=s.num_train,
+        num_validation=s.num_validation,
+        num_test=s.num_test,
+        seed=s.seed,
+        image_signal=s.image_signal,
+        noise=s.noise,
+        label_noise=s.label_noise,
+    )
     return synthetic_cxr.SyntheticCxr(config=config, data_dir=data_cfg.data_dir)
 
 
@@ -50,6 +56,7 @@ def builder(data_cfg) -> tfds.core.DatasetBuilder:
     if data_cfg.name == SYNTHETIC:
         return synthetic_builder(data_cfg, size)
     if data_cfg.name in REAL:
-        return real_builder(data_cfg.name, image_size=size, data_dir=data_cfg.data_dir,
-                            **data_cfg[data_cfg.name].to_dict())
+        return real_builder(
+            data_cfg.name, image_size=size, data_dir=data_cfg.data_dir, **data_cfg[data_cfg.name].to_dict()
+        )
     return tfds.builder(data_cfg.name, data_dir=data_cfg.data_dir)

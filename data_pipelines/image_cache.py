@@ -59,8 +59,7 @@ def _results(sources, cache_dir: str, size: int, workers: int) -> Iterator[tuple
         for key, source in sources:
             pending.add(pool.submit(_process, key, source, size, path(cache_dir, key)))
             if len(pending) >= 4 * workers:  # Bounded: sources may be bytes in memory.
-                done, pending = concurrent.futures.wait(
-                    pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
                 yield from (f.result() for f in done)
         for future in concurrent.futures.as_completed(pending):
             yield future.result()
@@ -89,7 +88,10 @@ def cache_images(
         now = time.time()
         if now - last >= _PROGRESS_EVERY_S or done == total:
             rate = done / max(now - start, 1e-9)
-            print(f"{name}: {done}/{total} images preprocessed ({rate:.0f}/s, "
-                  f"{len(errors)} unreadable)", file=sys.stderr, flush=True)
+            print(
+                f"{name}: {done}/{total} images preprocessed ({rate:.0f}/s, {len(errors)} unreadable)",
+                file=sys.stderr,
+                flush=True,
+            )
             last = now
     return errors

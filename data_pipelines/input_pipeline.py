@@ -65,8 +65,7 @@ class DatasetMeta:
 
 
 def _not_built(data_cfg, looked_in: str | None = None) -> FileNotFoundError:
-    looked_in = looked_in or data_cfg.data_dir or (
-        "tfds's default data_dir (~/tensorflow_datasets, or $TFDS_DATA_DIR)")
+    looked_in = looked_in or data_cfg.data_dir or ("tfds's default data_dir (~/tensorflow_datasets, or $TFDS_DATA_DIR)")
     return FileNotFoundError(
         f"Dataset {data_cfg.name!r} is not built in {looked_in}. Build it from the source "
         f"files with `python -m data_pipelines.build --dataset={data_cfg.name} "
@@ -89,11 +88,14 @@ def _prepared_builder(data_cfg) -> tfds.core.DatasetBuilder:
     metadata = builder.info.metadata or {}
     class_names = tuple(metadata.get("class_names", labels_lib.CLASS_NAMES))
     if class_names != labels_lib.CLASS_NAMES:
-        raise ValueError(f"{data_cfg.name}: stored class order {class_names} differs from "
-                         f"data_pipelines.labels.CLASS_NAMES")
+        raise ValueError(
+            f"{data_cfg.name}: stored class order {class_names} differs from data_pipelines.labels.CLASS_NAMES"
+        )
     if _label_key(data_cfg) not in builder.info.features:
-        raise ValueError(f"data.label_set={data_cfg.label_set!r} needs a "
-                         f"'{_label_key(data_cfg)}' feature, which {data_cfg.name} lacks")
+        raise ValueError(
+            f"data.label_set={data_cfg.label_set!r} needs a "
+            f"'{_label_key(data_cfg)}' feature, which {data_cfg.name} lacks"
+        )
     return builder
 
 
@@ -215,12 +217,11 @@ def _host_batch(batch, data_cfg, tokenizer, max_length: int, batch_size: int) ->
     pad = batch_size - n
     # Padding rows get an empty report: its [CLS] [SEP] keeps their attention unmasked.
     reports = [r.decode("utf-8") for r in batch["report"]] + [""] * pad
-    tokens = tokenizer(reports, padding="max_length", truncation=True, max_length=max_length,
-                       return_tensors="np")
-    raw = np.concatenate([batch["labels"], np.full((pad, labels_lib.NUM_CLASSES),
-                                                   labels_lib.NOT_MENTIONED, np.int8)])
+    tokens = tokenizer(reports, padding="max_length", truncation=True, max_length=max_length, return_tensors="np")
+    raw = np.concatenate([batch["labels"], np.full((pad, labels_lib.NUM_CLASSES), labels_lib.NOT_MENTIONED, np.int8)])
     targets, label_mask = labels_lib.apply_uncertainty_policy(
-        raw, data_cfg.uncertainty_policy, data_cfg.no_finding_rule)
+        raw, data_cfg.uncertainty_policy, data_cfg.no_finding_rule
+    )
     mask = (np.arange(batch_size) < n).astype(np.float32)
     image = np.asarray(batch["image"], np.float32)
     if pad:  # Eval only; a training batch is never copied (3-channel 224-px batches are big).
@@ -269,22 +270,24 @@ def train_batches(
     global_batch = batch_size * process_count
     steps_per_epoch = num_examples // global_batch
     if steps_per_epoch == 0:
-        raise ValueError(f"{data_cfg.train_split} has {num_examples} examples, fewer than one global "
-                         f"batch of {global_batch}")
+        raise ValueError(
+            f"{data_cfg.train_split} has {num_examples} examples, fewer than one global batch of {global_batch}"
+        )
     start_epoch, offset = divmod(start_step, steps_per_epoch)
 
     def epoch(e):
-        shuffled = ds.shuffle(data_cfg.shuffle_buffer, seed=_epoch_seed(seed, e),
-                              reshuffle_each_iteration=False)
+        shuffled = ds.shuffle(data_cfg.shuffle_buffer, seed=_epoch_seed(seed, e), reshuffle_each_iteration=False)
         # Augmentation seed: a fixed function of (seed, epoch, position in the epoch).
-        return shuffled.take(steps_per_epoch * global_batch).enumerate().map(
-            lambda i, ex: ex | {"aug_seed": tf.stack([_epoch_seed(seed, e), i])})
+        return (
+            shuffled.take(steps_per_epoch * global_batch)
+            .enumerate()
+            .map(lambda i, ex: ex | {"aug_seed": tf.stack([_epoch_seed(seed, e), i])})
+        )
 
     stream = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max).flat_map(epoch)
     stream = stream.skip(offset * global_batch)
     stream = _process_slice(stream, batch_size, process_index, process_count)
-    stream = stream.map(_decode_fn(data_cfg, _stored_size(builder), train=True),
-                        num_parallel_calls=tf.data.AUTOTUNE)
+    stream = stream.map(_decode_fn(data_cfg, _stored_size(builder), train=True), num_parallel_calls=tf.data.AUTOTUNE)
     stream = stream.batch(batch_size, drop_remainder=True)
     stream = stream.map(_normalise_fn(data_cfg), num_parallel_calls=tf.data.AUTOTUNE)
     stream = stream.prefetch(tf.data.AUTOTUNE)
@@ -327,8 +330,7 @@ def eval_batches(
         yield out | {"image_id": np.array(ids + [""] * (batch_size - len(ids)))}
 
 
-def image_batches(data_cfg: ml_collections.ConfigDict, stored: np.ndarray, batch_size: int
-                  ) -> Iterator[np.ndarray]:
+def image_batches(data_cfg: ml_collections.ConfigDict, stored: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
     """Images as a build stores them (uint8 [N, S, S, 1], e.g. the user's own, read by
     `data_pipelines.user_images`) -> float32 batches [<= batch_size, H, W, C] preprocessed
     exactly as eval batches are (the same decode, resize and normalisation functions)."""
@@ -346,8 +348,13 @@ def image_batches(data_cfg: ml_collections.ConfigDict, stored: np.ndarray, batch
 def _empty_batch(data_cfg, stored_size: int) -> dict:
     size = data_cfg.image_size
     channels = data_cfg.channels
-    return {"image": np.zeros((0, size, size, channels), np.float32), "report": [],
-            "labels": np.zeros((0, labels_lib.NUM_CLASSES), np.int8), "image_id": [], "study_id": []}
+    return {
+        "image": np.zeros((0, size, size, channels), np.float32),
+        "report": [],
+        "labels": np.zeros((0, labels_lib.NUM_CLASSES), np.int8),
+        "image_id": [],
+        "study_id": [],
+    }
 
 
 def _stored_size(builder) -> int:
@@ -362,8 +369,8 @@ def label_prevalence(data_cfg: ml_collections.ConfigDict, split: str = "train") 
     builder = _prepared_builder(data_cfg)
     key = _label_key(data_cfg)
     ds = builder.as_dataset(split=split, decoders=tfds.decode.PartialDecoding({key: True}))
-    raw = np.concatenate([np.zeros((0, labels_lib.NUM_CLASSES), np.int8)]
-                         + [b[key] for b in ds.batch(8192).as_numpy_iterator()])
-    targets, mask = labels_lib.apply_uncertainty_policy(
-        raw, data_cfg.uncertainty_policy, data_cfg.no_finding_rule)
+    raw = np.concatenate(
+        [np.zeros((0, labels_lib.NUM_CLASSES), np.int8)] + [b[key] for b in ds.batch(8192).as_numpy_iterator()]
+    )
+    targets, mask = labels_lib.apply_uncertainty_policy(raw, data_cfg.uncertainty_policy, data_cfg.no_finding_rule)
     return ((targets * mask).sum(0) / np.maximum(mask.sum(0), 1)).astype(np.float32)

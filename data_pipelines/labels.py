@@ -119,8 +119,10 @@ def nih_findings_to_labels(findings: set[str]) -> tuple[np.ndarray, np.ndarray]:
     """
     unknown = findings - set(NIH_CLASS_NAMES) - {NIH_NO_FINDING}
     if unknown:
-        raise ValueError(f"unknown ChestX-ray14 findings {sorted(unknown)}; expected names "
-                         f"from {NIH_CLASS_NAMES} or {NIH_NO_FINDING!r}")
+        raise ValueError(
+            f"unknown ChestX-ray14 findings {sorted(unknown)}; expected names "
+            f"from {NIH_CLASS_NAMES} or {NIH_NO_FINDING!r}"
+        )
     nih = np.array([name in findings for name in NIH_CLASS_NAMES], np.int8)
     labels = np.full(NUM_CLASSES, NOT_MENTIONED, np.int8)
     for nih_name, name in NIH_TO_CHEXPERT.items():

@@ -52,7 +52,8 @@ class Index:
 
     entries: list[Entry] = dataclasses.field(default_factory=list)
     skipped: dict[str, list[str]] = dataclasses.field(
-        default_factory=lambda: collections.defaultdict(list))  # reason -> ids or files
+        default_factory=lambda: collections.defaultdict(list)
+    )  # reason -> ids or files
     notes: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
     def skip(self, reason: str, what: str) -> None:
@@ -80,16 +81,16 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder):
     def _index(self, manual_dir: str) -> Index:
         """Finds the entries to write in `manual_dir`."""
 
-    def _image_sources(self, entries: list[Entry], manual_dir: str
-                       ) -> Iterator[tuple[str, str | bytes]]:
+    def _image_sources(self, entries: list[Entry], manual_dir: str) -> Iterator[tuple[str, str | bytes]]:
         """(image_id, path or bytes) for `entries`; by default `source` is a path."""
         del manual_dir
         for e in entries:
             yield e.image_id, e.source
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return records.record_info(self, self.builder_config.image_size, self.__doc__,
-                                   self.EXTRA_FEATURES, self.EXTRA_METADATA)
+        return records.record_info(
+            self, self.builder_config.image_size, self.__doc__, self.EXTRA_FEATURES, self.EXTRA_METADATA
+        )
 
     def cache_dir(self) -> str:
         """Preprocessed PNGs of this image size, shared by every config of the dataset."""
@@ -97,22 +98,28 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder):
         return os.path.join(root, "_build_cache", self.name, f"s{self.builder_config.image_size}")
 
     def _split_generators(self, dl_manager):
-        manual_dir = source_files.require_dir(
-            dl_manager.manual_dir, self.name, self.MANUAL_DOWNLOAD_INSTRUCTIONS)
+        manual_dir = source_files.require_dir(dl_manager.manual_dir, self.name, self.MANUAL_DOWNLOAD_INSTRUCTIONS)
         print(f"{self.name}: indexing {manual_dir}", flush=True)
         index = self._index(manual_dir)
         entries = _unique(index)
         _check_one_report_per_study(entries)
         cache = self.cache_dir()
         pending = [e for e in entries if not image_cache.is_cached(cache, e.image_id)]
-        print(f"{self.name}: {len(entries)} images indexed, {len(entries) - len(pending)} "
-              f"already preprocessed in {cache}", flush=True)
+        print(
+            f"{self.name}: {len(entries)} images indexed, {len(entries) - len(pending)} "
+            f"already preprocessed in {cache}",
+            flush=True,
+        )
         errors = image_cache.cache_images(
-            self._image_sources(pending, manual_dir), len(pending), cache_dir=cache,
-            size=self.builder_config.image_size, workers=self.workers, name=self.name)
+            self._image_sources(pending, manual_dir),
+            len(pending),
+            cache_dir=cache,
+            size=self.builder_config.image_size,
+            workers=self.workers,
+            name=self.name,
+        )
         # Paths relative to manual_dir: shorter, and the same wherever the data is mounted.
-        sources = {e.image_id: e.source.removeprefix(manual_dir.rstrip(os.sep) + os.sep)
-                   for e in entries}
+        sources = {e.image_id: e.source.removeprefix(manual_dir.rstrip(os.sep) + os.sep) for e in entries}
         for key in sorted(errors):
             index.skip("unreadable image", f"{sources[key]} ({errors[key]})")
         kept = [e for e in entries if e.image_id not in errors]
@@ -122,16 +129,19 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, entries: list[Entry], cache: str):
         for e in entries:
-            yield e.image_id, {
-                "image": image_cache.path(cache, e.image_id),
-                "report": e.report,
-                "labels": e.labels,
-                "subject_id": e.subject_id,
-                "study_id": e.study_id,
-                "image_id": e.image_id,
-                "view": e.view,
-                **e.extra,
-            }
+            yield (
+                e.image_id,
+                {
+                    "image": image_cache.path(cache, e.image_id),
+                    "report": e.report,
+                    "labels": e.labels,
+                    "subject_id": e.subject_id,
+                    "study_id": e.study_id,
+                    "image_id": e.image_id,
+                    "view": e.view,
+                    **e.extra,
+                },
+            )
 
 
 def _unique(index: Index) -> list[Entry]:
@@ -153,8 +163,10 @@ def _check_one_report_per_study(entries: list[Entry]) -> None:
     for e in entries:
         seen = first.setdefault(e.study_id, e)
         if seen.report != e.report:
-            raise ValueError(f"study {e.study_id!r}: images {seen.image_id!r} and {e.image_id!r} have different "
-                             "reports; a study has one report")
+            raise ValueError(
+                f"study {e.study_id!r}: images {seen.image_id!r} and {e.image_id!r} have different "
+                "reports; a study has one report"
+            )
 
 
 def _report(name: str, by_split: dict[str, list[Entry]], index: Index) -> dict:
@@ -163,16 +175,17 @@ def _report(name: str, by_split: dict[str, list[Entry]], index: Index) -> dict:
         "dataset": name,
         "examples": {split: len(es) for split, es in by_split.items()},
         "subjects": {split: len({e.subject_id for e in es}) for split, es in by_split.items()},
-        "skipped": {reason: {"count": len(items), "first": sorted(items)[:_LISTED]}
-                    for reason, items in sorted(index.skipped.items())},
+        "skipped": {
+            reason: {"count": len(items), "first": sorted(items)[:_LISTED]}
+            for reason, items in sorted(index.skipped.items())
+        },
         "notes": dict(sorted(index.notes.items())),
     }
 
 
 def format_report(report: dict) -> str:
     """The build report as a few human-readable lines."""
-    lines = [f"{report['dataset']}: examples written "
-             + ", ".join(f"{s} {n}" for s, n in report["examples"].items())]
+    lines = [f"{report['dataset']}: examples written " + ", ".join(f"{s} {n}" for s, n in report["examples"].items())]
     for reason, info in report["skipped"].items():
         lines.append(f"  skipped {info['count']} ({reason}), e.g. {', '.join(info['first'][:5])}")
     for note, count in report["notes"].items():

@@ -20,8 +20,10 @@ class LayoutError(FileNotFoundError):
 def require_dir(manual_dir: str | None, dataset: str, layout: str) -> str:
     """Returns `manual_dir` as a str, or raises LayoutError describing `layout`."""
     if not manual_dir or not os.path.isdir(manual_dir):
-        raise LayoutError(f"{dataset}: manual_dir {manual_dir!r} is not a directory. "
-                          f"Expected the manual download laid out as:\n{layout}")
+        raise LayoutError(
+            f"{dataset}: manual_dir {manual_dir!r} is not a directory. "
+            f"Expected the manual download laid out as:\n{layout}"
+        )
     return os.fspath(manual_dir)
 
 
@@ -31,12 +33,12 @@ def find_first(manual_dir: str, names: Sequence[str], dataset: str, layout: str)
         candidate = os.path.join(manual_dir, name)
         if os.path.exists(candidate):
             return candidate
-    raise LayoutError(f"{dataset}: none of {list(names)} found in {manual_dir}. Expected the "
-                      f"manual download laid out as:\n{layout}")
+    raise LayoutError(
+        f"{dataset}: none of {list(names)} found in {manual_dir}. Expected the manual download laid out as:\n{layout}"
+    )
 
 
-def read_csv(path: str, required: Sequence[str], aliases: dict[str, str] | None = None
-             ) -> list[dict[str, str]]:
+def read_csv(path: str, required: Sequence[str], aliases: dict[str, str] | None = None) -> list[dict[str, str]]:
     """Rows of a CSV (plain or .gz) as dicts keyed by (stripped) header names.
 
     `aliases` maps alternative header names to the name used in the rows (e.g.
@@ -55,6 +57,5 @@ def read_csv(path: str, required: Sequence[str], aliases: dict[str, str] | None 
         header = [aliases.get(h.strip(), h.strip()) for h in header]
         missing = [c for c in required if c not in header]
         if missing:
-            raise ValueError(f"{path} lacks the required columns {missing} "
-                             f"(its header: {header})")
+            raise ValueError(f"{path} lacks the required columns {missing} (its header: {header})")
         return [dict(zip(header, row)) for row in reader if row]

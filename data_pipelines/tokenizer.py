@@ -36,7 +36,8 @@ def load_tokenizer(spec: str, cache_dir: str) -> transformers.PreTrainedTokenize
         # Loading the directory, rather than `BertTokenizerFast(vocab_file=...)`, works in
         # transformers 4 and 5 alike (5 ignores `vocab_file` and keeps an empty vocabulary).
         return transformers.BertTokenizerFast.from_pretrained(
-            cache_dir, do_lower_case=True, model_max_length=512, local_files_only=True)
+            cache_dir, do_lower_case=True, model_max_length=512, local_files_only=True
+        )
     if not os.path.isdir(spec):
         raise FileNotFoundError(
             f"Tokenizer directory {spec!r} does not exist; give a local directory holding a "

@@ -36,15 +36,14 @@ def find_images(spec: str) -> list[str]:
             os.path.join(root, name)
             for root, _, names in os.walk(spec)
             for name in names
-            if name.lower().endswith(IMAGE_EXTENSIONS))
+            if name.lower().endswith(IMAGE_EXTENSIONS)
+        )
         if not found:
-            raise FileNotFoundError(
-                f"{spec!r}: the directory holds no image ({', '.join(IMAGE_EXTENSIONS)})")
+            raise FileNotFoundError(f"{spec!r}: the directory holds no image ({', '.join(IMAGE_EXTENSIONS)})")
         return found
     found = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
     if not found:
-        raise FileNotFoundError(
-            f"{spec!r}: no such image file or directory, and no file matches it as a glob")
+        raise FileNotFoundError(f"{spec!r}: no such image file or directory, and no file matches it as a glob")
     return found
 
 
@@ -82,7 +81,8 @@ def read_dicom(path: str) -> np.ndarray:
         if interpretation not in ("MONOCHROME1", "MONOCHROME2"):
             raise images.ImageError(
                 f"unsupported DICOM: PhotometricInterpretation {interpretation or 'missing'}"
-                " (only grayscale MONOCHROME1/MONOCHROME2 is supported)")
+                " (only grayscale MONOCHROME1/MONOCHROME2 is supported)"
+            )
         frames = int(ds.get("NumberOfFrames") or 1)
         if frames > 1:
             raise images.ImageError(f"unsupported DICOM: {frames} frames (only single-frame)")

@@ -31,21 +31,31 @@ TINY = [
 TRAINED_ARGS = ["--config.train.num_epochs=2"]
 
 
-def run_py(args, data_dir, workdir, *, devices: int = 2, config: str = "configs/demo_scratch.py",
-           **kwargs) -> subprocess.Popen:
+def run_py(
+    args, data_dir, workdir, *, devices: int = 2, config: str = "configs/demo_scratch.py", **kwargs
+) -> subprocess.Popen:
     """`run.py --config=CONFIG` with the TINY overrides, on `devices` fake CPU devices."""
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "run.py", f"--config={config}", f"--workdir={workdir}",
-           f"--config.data.data_dir={data_dir}", *TINY, *args]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, **kwargs)
+    cmd = [
+        sys.executable,
+        "run.py",
+        f"--config={config}",
+        f"--workdir={workdir}",
+        f"--config.data.data_dir={data_dir}",
+        *TINY,
+        *args,
+    ]
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs
+    )
 
 
 def run_mode(args, *, devices: int = 2, timeout: int = 600) -> subprocess.CompletedProcess:
     """`run.py ARGS` (eval or predict: no config) on `devices` fake CPU devices."""
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-    return subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "run.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def load_json(path):

@@ -25,9 +25,25 @@ TINY = ["--config=configs/anchor.py:tiny", "--steps=2", "--warmup=1"]
 # The bfloat16 run's config overrides, reported back in its lines (float32: tiny's batch 2, 16 tokens).
 OVERRIDES = {"float32": [], "bfloat16": ["--config.train.batch_size=4", "--config.model.text_encoder.max_length=8"]}
 VARIANTS = ("frozen", "finetune", "frozen_cached", "image_only")
-REQUIRED_KEYS = {"device_kind", "jax_version", "variant", "dtype", "batch", "compile_s", "step_ms_median",
-                 "samples_per_s", "gflop_per_sample", "tflops_achieved", "bf16_matmul_tflops", "frac_of_bf16_peak",
-                 "peak_bytes_in_use", "xla_peak_bytes", "xla_temp_bytes", "xla_alias_bytes", "attention_impl"}
+REQUIRED_KEYS = {
+    "device_kind",
+    "jax_version",
+    "variant",
+    "dtype",
+    "batch",
+    "compile_s",
+    "step_ms_median",
+    "samples_per_s",
+    "gflop_per_sample",
+    "tflops_achieved",
+    "bf16_matmul_tflops",
+    "frac_of_bf16_peak",
+    "peak_bytes_in_use",
+    "xla_peak_bytes",
+    "xla_temp_bytes",
+    "xla_alias_bytes",
+    "attention_impl",
+}
 # Runs benchmarks.train_step as __main__ (python -m) and then reports what it imported.
 TRAIN_STEP_WRAPPER = """
 import json, runpy, sys
@@ -45,11 +61,18 @@ print(json.dumps({"imported": mods, "exit": code}))
 
 def _start(args, cache_dir):
     # A compilation cache shared by the runs: side_by_side's JAX steps are the float32 run's.
-    env = dict(os.environ, XLA_FLAGS=FAST_XLA, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
-               JAX_COMPILATION_CACHE_DIR=str(cache_dir), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    env = dict(
+        os.environ,
+        XLA_FLAGS=FAST_XLA,
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=ROOT,
+        JAX_COMPILATION_CACHE_DIR=str(cache_dir),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    )
     env.pop("OUT", None)
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _has_side_by_side_deps():
@@ -58,6 +81,7 @@ def _has_side_by_side_deps():
     except ImportError:
         return False
     from benchmarks import side_by_side
+
     return side_by_side.find_anchor(None) is not None
 
 
@@ -67,8 +91,17 @@ def runs(tmp_path_factory):
     single-threaded), then side_by_side, whose JAX steps come from the compilation cache."""
     cache = tmp_path_factory.mktemp("jax_cache")
     procs = {
-        dtype: _start(["-c", TRAIN_STEP_WRAPPER, *TINY, *OVERRIDES[dtype], f"--variants={','.join(VARIANTS)}",
-                       f"--dtypes={dtype}"], cache)
+        dtype: _start(
+            [
+                "-c",
+                TRAIN_STEP_WRAPPER,
+                *TINY,
+                *OVERRIDES[dtype],
+                f"--variants={','.join(VARIANTS)}",
+                f"--dtypes={dtype}",
+            ],
+            cache,
+        )
         for dtype in ("float32", "bfloat16")
     }
     out = {}
@@ -79,8 +112,9 @@ def runs(tmp_path_factory):
 
     finish("float32")
     if _has_side_by_side_deps():
-        procs["side_by_side"] = _start(["-m", "benchmarks.side_by_side", "--size=tiny", "--steps=2", "--warmup=1",
-                                        "--out_dir="], cache)
+        procs["side_by_side"] = _start(
+            ["-m", "benchmarks.side_by_side", "--size=tiny", "--steps=2", "--warmup=1", "--out_dir="], cache
+        )
         finish("side_by_side")
     finish("bfloat16")
     return out
@@ -117,8 +151,11 @@ def test_config_overrides_reach_the_runs(runs):
     """`--config.a.b=value` reaches the config every run is built from."""
     for dtype, (batch, max_length) in {"float32": (2, 16), "bfloat16": (4, 8)}.items():
         lines = _json_lines(runs[dtype][1])[:-1]
-        assert lines and all((line["batch"], line["max_length"], line["image_size"], line["text_layers"],
-                              line["text_hidden"]) == (batch, max_length, 32, 1, 32) for line in lines), lines
+        assert lines and all(
+            (line["batch"], line["max_length"], line["image_size"], line["text_layers"], line["text_hidden"])
+            == (batch, max_length, 32, 1, 32)
+            for line in lines
+        ), lines
 
 
 def test_anchor_config_holds_the_anchors_shapes_and_step():
@@ -134,7 +171,11 @@ def test_anchor_config_holds_the_anchors_shapes_and_step():
     assert (cfg.optim.name, cfg.optim.learning_rate, cfg.optim.schedule) == ("adam", 1e-4, "constant")
     assert (cfg.optim.warmup_steps, cfg.optim.grad_clip_norm) == (0, 0.0)
     assert (cfg.train.kl_schedule, cfg.train.beta, cfg.train.prior_weight, cfg.train.pos_weight) == (
-        "constant", 0.014, 1.0, "none")
+        "constant",
+        0.014,
+        1.0,
+        "none",
+    )
     assert cfg.train.batch_size == 64
     for size in anchor.SIZES:
         config_checks.validate(anchor.get_config(size), num_devices=1)
@@ -155,12 +196,16 @@ def test_side_by_side_tiny_prints_ratios(runs):
     assert {r["variant"] for r in ratios} == {"frozen", "finetune"}
     # The frozen step against the anchor as published and against its dropout-free frozen BERT.
     assert sorted((r["variant"], r["vs_torch"]) for r in ratios) == [
-        ("finetune", "finetune"), ("frozen", "frozen"), ("frozen", "frozen_eval")]
+        ("finetune", "finetune"),
+        ("frozen", "frozen"),
+        ("frozen", "frozen_eval"),
+    ]
     assert all(r["ratio"] > 0 for r in ratios)
 
 
 # ----------------------------------------------------------------------------
 # Attention: cuDNN's padding-as-lengths path, checked through XLA on CPU.
+
 
 def _qkv_mask(dtype=jnp.float32):
     kq, kk, kv = jax.random.split(jax.random.key(0), 3)
@@ -193,8 +238,14 @@ def test_auto_picks_xla_on_cpu_and_names_are_checked():
 def test_bert_cudnn_path_matches_the_mask_path(monkeypatch):
     """The whole encoder with 'cudnn' resolved (padding passed as key lengths), the kernel
     swapped for XLA's, equals the dense-mask encoder on right-padded batches."""
-    cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=16)
+    cfg = BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+    )
     ids = jax.random.randint(jax.random.key(1), (3, 9), 0, 50)
     mask = jnp.asarray(np.arange(9)[None, :] < np.array([9, 5, 2])[:, None], jnp.int32)
     model = bert_lib.Bert(cfg, attention_impl="xla")
@@ -231,6 +282,7 @@ def test_config_field_reaches_the_encoder_and_is_validated():
 # ----------------------------------------------------------------------------
 # bf16 compute keeps float32 parameters, optimiser state, logits and loss.
 
+
 def test_bf16_compute_keeps_float32_where_it_matters():
     cfg = demo_scratch.get_config()
     cfg.model.dtype = "bfloat16"
@@ -246,10 +298,19 @@ def test_bf16_compute_keeps_float32_where_it_matters():
     assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
 
     def loss_fn(params, batch_stats):
-        out, _ = model.apply({"params": params, "batch_stats": batch_stats}, images, ids, ids, noise,
-                             train=True, rngs={"dropout": jax.random.key(1)}, mutable=["batch_stats"])
-        loss, _ = losses.vkd_loss(out, jnp.zeros((2, 14)), jnp.ones((2, 14)), jnp.ones(2),
-                                  losses.Objective(beta=0.014, prior_weight=1.0))
+        out, _ = model.apply(
+            {"params": params, "batch_stats": batch_stats},
+            images,
+            ids,
+            ids,
+            noise,
+            train=True,
+            rngs={"dropout": jax.random.key(1)},
+            mutable=["batch_stats"],
+        )
+        loss, _ = losses.vkd_loss(
+            out, jnp.zeros((2, 14)), jnp.ones((2, 14)), jnp.ones(2), losses.Objective(beta=0.014, prior_weight=1.0)
+        )
         return loss, out
 
     (loss, out), grads = jax.eval_shape(jax.value_and_grad(loss_fn, has_aux=True), params, variables["batch_stats"])
@@ -261,8 +322,9 @@ def test_bf16_compute_keeps_float32_where_it_matters():
 
 
 def test_gpu_check_script_parses():
-    result = subprocess.run(["bash", "-n", os.path.join(ROOT, "benchmarks", "gpu_check.sh")], capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(
+        ["bash", "-n", os.path.join(ROOT, "benchmarks", "gpu_check.sh")], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr
 
 

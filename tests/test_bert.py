@@ -46,11 +46,11 @@ def _apply(model, params, ids, mask, types=None, *, deterministic=True, rng=None
                 )
             ),
         )
-    rngs = None if rng is None else {'dropout': rng}
+    rngs = None if rng is None else {"dropout": rng}
     return _JITTED[key][1](params, ids, mask, types, rngs)
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def batch():
     rng = np.random.default_rng(0)
     ids = rng.integers(1, 100, (B, L)).astype(np.int32)
@@ -60,7 +60,7 @@ def batch():
     return ids, mask, types
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def model_and_params(batch):
     """Pooling model with every param perturbed, so biases and LN params are not trivial."""
     model = bert.Bert(_config(), add_pooling_layer=True)
@@ -74,50 +74,50 @@ def _hf_torch_shapes(cfg, pooler=False):
     """Key -> shape of HF `BertModel.state_dict()` (torch Linear weight is [out, in])."""
     h, f = cfg.hidden_size, cfg.intermediate_size
     shapes = {
-        'embeddings.word_embeddings.weight': (cfg.vocab_size, h),
-        'embeddings.position_embeddings.weight': (cfg.max_position_embeddings, h),
-        'embeddings.token_type_embeddings.weight': (cfg.type_vocab_size, h),
-        'embeddings.LayerNorm.weight': (h,),
-        'embeddings.LayerNorm.bias': (h,),
+        "embeddings.word_embeddings.weight": (cfg.vocab_size, h),
+        "embeddings.position_embeddings.weight": (cfg.max_position_embeddings, h),
+        "embeddings.token_type_embeddings.weight": (cfg.type_vocab_size, h),
+        "embeddings.LayerNorm.weight": (h,),
+        "embeddings.LayerNorm.bias": (h,),
     }
     for i in range(cfg.num_hidden_layers):
-        p = f'encoder.layer.{i}'
+        p = f"encoder.layer.{i}"
         for name, out, inp in [
-            ('attention.self.query', h, h),
-            ('attention.self.key', h, h),
-            ('attention.self.value', h, h),
-            ('attention.output.dense', h, h),
-            ('intermediate.dense', f, h),
-            ('output.dense', h, f),
+            ("attention.self.query", h, h),
+            ("attention.self.key", h, h),
+            ("attention.self.value", h, h),
+            ("attention.output.dense", h, h),
+            ("intermediate.dense", f, h),
+            ("output.dense", h, f),
         ]:
-            shapes[f'{p}.{name}.weight'] = (out, inp)
-            shapes[f'{p}.{name}.bias'] = (out,)
-        for name in ('attention.output.LayerNorm', 'output.LayerNorm'):
-            shapes[f'{p}.{name}.weight'] = (h,)
-            shapes[f'{p}.{name}.bias'] = (h,)
+            shapes[f"{p}.{name}.weight"] = (out, inp)
+            shapes[f"{p}.{name}.bias"] = (out,)
+        for name in ("attention.output.LayerNorm", "output.LayerNorm"):
+            shapes[f"{p}.{name}.weight"] = (h,)
+            shapes[f"{p}.{name}.bias"] = (h,)
     if pooler:
-        shapes['pooler.dense.weight'] = (h, h)
-        shapes['pooler.dense.bias'] = (h,)
+        shapes["pooler.dense.weight"] = (h, h)
+        shapes["pooler.dense.bias"] = (h,)
     return shapes
 
 
-@pytest.mark.parametrize('pooler', [False, True])
+@pytest.mark.parametrize("pooler", [False, True])
 def test_torch_keys_and_shapes_match_hf(pooler):
     cfg = _config()
     model = bert.Bert(cfg, add_pooling_layer=pooler)
     params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, L), jnp.int32))
     ours = {}
-    for path, leaf in _flat(params['params']).items():
+    for path, leaf in _flat(params["params"]).items():
         key = bert.torch_key(path)
         assert key not in ours
         ours[key] = bert.torch_to_flax(path, np.zeros(leaf.shape)).shape
     expected = _hf_torch_shapes(cfg, pooler)
     assert len(expected) == 5 + 16 * 2 + 2 * pooler
     assert ours == expected
-    assert params['params']['encoder']['layer']['0']['intermediate']['dense']['kernel'].shape == (32, 64)
+    assert params["params"]["encoder"]["layer"]["0"]["intermediate"]["dense"]["kernel"].shape == (32, 64)
     assert (
-        bert.torch_key(('encoder', 'layer', '1', 'attention', 'self', 'query', 'kernel'))
-        == 'encoder.layer.1.attention.self.query.weight'
+        bert.torch_key(("encoder", "layer", "1", "attention", "self", "query", "kernel"))
+        == "encoder.layer.1.attention.self.query.weight"
     )
 
 
@@ -129,7 +129,7 @@ def test_output_shape_and_dtype(batch):
     assert out.shape == (B, L, 32) and out.dtype == jnp.float32
     out_pool, pooled = _apply(
         bert.Bert(_config(), add_pooling_layer=True),
-        {'params': {**params['params'], 'pooler': {'dense': {'kernel': jnp.eye(32), 'bias': jnp.zeros(32)}}}},
+        {"params": {**params["params"], "pooler": {"dense": {"kernel": jnp.eye(32), "bias": jnp.zeros(32)}}}},
         ids,
         mask,
     )
@@ -150,41 +150,41 @@ def test_padding_invariance(model_and_params, batch):
 
 def _np_reference(params, cfg, ids, mask, types):
     """HF BertModel forward, eval mode, in float64 numpy."""
-    p = jax.tree.map(lambda a: np.asarray(a, np.float64), params['params'])
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), params["params"])
     erf = np.vectorize(math.erf)
 
     def dense(x, d):
-        return x @ d['kernel'] + d['bias']
+        return x @ d["kernel"] + d["bias"]
 
     def layer_norm(x, d):
         mu = x.mean(-1, keepdims=True)
         var = ((x - mu) ** 2).mean(-1, keepdims=True)
-        return (x - mu) / np.sqrt(var + cfg.layer_norm_eps) * d['scale'] + d['bias']
+        return (x - mu) / np.sqrt(var + cfg.layer_norm_eps) * d["scale"] + d["bias"]
 
     n, hd = cfg.num_attention_heads, cfg.hidden_size // cfg.num_attention_heads
     heads = lambda t: t.reshape(B, L, n, hd).transpose(0, 2, 1, 3)
-    e = p['embeddings']
+    e = p["embeddings"]
     x = (
-        e['word_embeddings']['embedding'][ids]
-        + e['position_embeddings']['embedding'][:L]
-        + e['token_type_embeddings']['embedding'][types]
+        e["word_embeddings"]["embedding"][ids]
+        + e["position_embeddings"]["embedding"][:L]
+        + e["token_type_embeddings"]["embedding"][types]
     )
-    x = layer_norm(x, e['LayerNorm'])
+    x = layer_norm(x, e["LayerNorm"])
     additive = (1.0 - mask[:, None, None, :]) * np.finfo(np.float32).min
     for i in range(cfg.num_hidden_layers):
-        lp = p['encoder']['layer'][str(i)]
-        s = lp['attention']['self']
-        q, k, v = (heads(dense(x, s[name])) for name in ('query', 'key', 'value'))
+        lp = p["encoder"]["layer"][str(i)]
+        s = lp["attention"]["self"]
+        q, k, v = (heads(dense(x, s[name])) for name in ("query", "key", "value"))
         scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(hd) + additive
         probs = np.exp(scores - scores.max(-1, keepdims=True))
         probs /= probs.sum(-1, keepdims=True)
         ctx = (probs @ v).transpose(0, 2, 1, 3).reshape(B, L, -1)
-        o = lp['attention']['output']
-        x = layer_norm(dense(ctx, o['dense']) + x, o['LayerNorm'])
-        h = dense(x, lp['intermediate']['dense'])
+        o = lp["attention"]["output"]
+        x = layer_norm(dense(ctx, o["dense"]) + x, o["LayerNorm"])
+        h = dense(x, lp["intermediate"]["dense"])
         h = 0.5 * h * (1.0 + erf(h / math.sqrt(2.0)))
-        x = layer_norm(dense(h, lp['output']['dense']) + x, lp['output']['LayerNorm'])
-    return x, np.tanh(dense(x[:, 0], p['pooler']['dense']))
+        x = layer_norm(dense(h, lp["output"]["dense"]) + x, lp["output"]["LayerNorm"])
+    return x, np.tanh(dense(x[:, 0], p["pooler"]["dense"]))
 
 
 def test_matches_numpy_reference(model_and_params, batch):
@@ -226,7 +226,7 @@ def test_explicit_attention_path_matches_fused_path(model_and_params, batch):
     np.testing.assert_allclose(explicit, fused, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize('hidden_p,attn_p', [(0.1, 0.0), (0.0, 0.5)])
+@pytest.mark.parametrize("hidden_p,attn_p", [(0.1, 0.0), (0.0, 0.5)])
 def test_dropout_only_when_not_deterministic(model_and_params, batch, hidden_p, attn_p):
     _, params = model_and_params
     ids, mask, types = batch
@@ -246,9 +246,7 @@ def test_bfloat16_compute_close_to_float32(model_and_params, batch):
     model, params = model_and_params
     ids, mask, types = batch
     ref, _ = _apply(model, params, ids, mask, types)
-    out, pooled = _apply(
-        bert.Bert(_config(), dtype=jnp.bfloat16, add_pooling_layer=True), params, ids, mask, types
-    )
+    out, pooled = _apply(bert.Bert(_config(), dtype=jnp.bfloat16, add_pooling_layer=True), params, ids, mask, types)
     assert out.dtype == jnp.float32 and pooled.dtype == jnp.float32
     rel = np.linalg.norm(out - ref) / np.linalg.norm(ref)
     assert rel < 3e-2, rel
@@ -273,33 +271,31 @@ def test_activations(model_and_params, batch):
     model, params = model_and_params
     ids, mask, types = batch
     exact, _ = _apply(model, params, ids, mask, types)
-    approx, _ = _apply(
-        bert.Bert(_config(hidden_act='gelu_new'), add_pooling_layer=True), params, ids, mask, types
-    )
+    approx, _ = _apply(bert.Bert(_config(hidden_act="gelu_new"), add_pooling_layer=True), params, ids, mask, types)
     assert not np.array_equal(exact, approx)
     np.testing.assert_allclose(approx, exact, atol=5e-2)
-    with pytest.raises(ValueError, match='hidden_act'):
-        bert.Bert(_config(hidden_act='mish')).init(jax.random.key(0), ids)
+    with pytest.raises(ValueError, match="hidden_act"):
+        bert.Bert(_config(hidden_act="mish")).init(jax.random.key(0), ids)
 
 
 def test_load_torch_state_dict(model_and_params):
     _, params = model_and_params
     # A pre-training checkpoint: 'bert.' prefix, old LayerNorm gamma/beta names, heads.
-    state_dict = {'cls.predictions.bias': np.zeros(100), 'bert.embeddings.position_ids': np.arange(16)}
-    for path, leaf in _flat(params['params']).items():
-        key = 'bert.' + bert.torch_key(path)
-        key = key.replace('LayerNorm.weight', 'LayerNorm.gamma').replace('LayerNorm.bias', 'LayerNorm.beta')
+    state_dict = {"cls.predictions.bias": np.zeros(100), "bert.embeddings.position_ids": np.arange(16)}
+    for path, leaf in _flat(params["params"]).items():
+        key = "bert." + bert.torch_key(path)
+        key = key.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
         state_dict[key] = bert.torch_to_flax(path, np.asarray(leaf))
-    loaded, report = weights.bert_params_from_state_dict(params['params'], state_dict)
-    jax.tree.map(np.testing.assert_array_equal, loaded, jax.device_get(params['params']))
-    assert report.unused == ('cls.predictions.bias',)
-    del state_dict['bert.pooler.dense.bias']
-    with pytest.raises(weights.WeightsError, match='pooler.dense.bias'):
-        weights.bert_params_from_state_dict(params['params'], state_dict)
+    loaded, report = weights.bert_params_from_state_dict(params["params"], state_dict)
+    jax.tree.map(np.testing.assert_array_equal, loaded, jax.device_get(params["params"]))
+    assert report.unused == ("cls.predictions.bias",)
+    del state_dict["bert.pooler.dense.bias"]
+    with pytest.raises(weights.WeightsError, match="pooler.dense.bias"):
+        weights.bert_params_from_state_dict(params["params"], state_dict)
 
 
 def test_matches_transformers_bert_model(model_and_params, batch):
-    torch = pytest.importorskip('torch')
+    torch = pytest.importorskip("torch")
     import transformers  # pylint: disable=g-import-not-at-top
 
     model, params = model_and_params
@@ -307,13 +303,11 @@ def test_matches_transformers_bert_model(model_and_params, batch):
     cfg = _config()
     hf = transformers.BertModel(cfg, add_pooling_layer=True).eval()
     state = {
-        bert.torch_key(path): torch.from_numpy(
-            np.ascontiguousarray(bert.torch_to_flax(path, np.asarray(leaf)))
-        )
-        for path, leaf in _flat(params['params']).items()
+        bert.torch_key(path): torch.from_numpy(np.ascontiguousarray(bert.torch_to_flax(path, np.asarray(leaf))))
+        for path, leaf in _flat(params["params"]).items()
     }
     missing, _ = hf.load_state_dict(state, strict=False)
-    assert not [k for k in missing if not k.endswith(('position_ids', 'token_type_ids'))]
+    assert not [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))]
     with torch.no_grad():
         ref = hf(
             input_ids=torch.from_numpy(ids).long(),

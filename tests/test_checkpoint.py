@@ -9,8 +9,14 @@ from vkd_jax import checkpoint, train
 def _state(step, value):
     params = {"w": jnp.full((3,), value, jnp.float32)}
     tx = optax.adam(1e-3)
-    return train.TrainState(step=jnp.asarray(step, jnp.int32), params=params, batch_stats={"m": jnp.zeros(2)},
-                            opt_state=tx.init(params), rng=jax.random.key(7), tx=tx)
+    return train.TrainState(
+        step=jnp.asarray(step, jnp.int32),
+        params=params,
+        batch_stats={"m": jnp.zeros(2)},
+        opt_state=tx.init(params),
+        rng=jax.random.key(7),
+        tx=tx,
+    )
 
 
 def test_keeps_latest_and_best_across_restarts(tmp_path):

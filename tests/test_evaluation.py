@@ -38,8 +38,9 @@ def test_eight_devices_predict_like_one():
     np.testing.assert_array_equal(one["study_id"], keys)
     np.testing.assert_array_equal(eight["study_id"], keys)
     # The bootstrap resamples these studies: 22 of 24 (padding holds two, and one image of a third).
-    ci = metrics.bootstrap_auroc(one["labels"], one["probs"], [str(k) for k in range(14)], one["label_mask"],
-                                 one["study_id"], num_samples=5)
+    ci = metrics.bootstrap_auroc(
+        one["labels"], one["probs"], [str(k) for k in range(14)], one["label_mask"], one["study_id"], num_samples=5
+    )
     assert ci["unit"] == "group" and len(np.unique(one["study_id"])) == 22
 
 
@@ -47,7 +48,7 @@ def test_gather_ids_keeps_int64_in_global_batch_order():
     """The several-process path (each process's rows of every batch -> the global batches'
     ids), here with one process holding all 8 devices: int64 survives JAX without x64."""
     mesh = train.make_mesh(8)
-    ids = np.array([[2**62 + 5, -1, -(2**40), 7] * 4, [3, 2**33, -2**63, 2**63 - 1] * 4], np.int64)
+    ids = np.array([[2**62 + 5, -1, -(2**40), 7] * 4, [3, 2**33, -(2**63), 2**63 - 1] * 4], np.int64)
     gathered = evaluation._gather_ids(ids, mesh)
     assert gathered.dtype == np.int64
     np.testing.assert_array_equal(gathered, ids.reshape(-1))

@@ -26,8 +26,9 @@ def _same_end(workdir, trained_dir) -> None:
     # The same weights: both best checkpoints, restored here (8 devices, as they were written).
     states = []
     for w in (workdir, trained_dir):
-        _, state, _, manager = sessions.restore_best(wd.read_config(str(w)), str(w),
-                                                     wd.read_model_info(str(w)), train.make_mesh(8))
+        _, state, _, manager = sessions.restore_best(
+            wd.read_config(str(w)), str(w), wd.read_model_info(str(w)), train.make_mesh(8)
+        )
         manager.close()
         states.append(jax.device_get(state.params))
     for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1])):
@@ -114,8 +115,12 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(trained
     shutil.copytree(trained[0], workdir)
     before = _steps(workdir)
     # An absurd learning rate makes the parameters overflow within a few steps.
-    proc = run_py([*TRAINED_ARGS, "--config.train.num_epochs=3", "--config.optim.learning_rate=1e30"], data_dir,
-                  workdir, devices=8)
+    proc = run_py(
+        [*TRAINED_ARGS, "--config.train.num_epochs=3", "--config.optim.learning_rate=1e30"],
+        data_dir,
+        workdir,
+        devices=8,
+    )
     out, _ = proc.communicate(timeout=TIMEOUT_S)
     assert proc.returncode == 2, out
     assert "loss is nan at step 20" in out or "loss is inf at step 20" in out, out

@@ -102,8 +102,9 @@ def test_eval_scores_every_example_once(cfg, tok, split, num):
     assert all(b["image"].shape[0] == 4 and b["mask"].shape == (4,) for b in batches)
     real = [i for b in batches for i, m in zip(b["image_id"], b["mask"]) if m]
     offset = 1_000_000_000 if split == "validation" else 2_000_000_000
-    expected = {generator.generate_example(i, seed=SEED, image_size=SIZE)["image_id"]
-                for i in range(offset, offset + num)}
+    expected = {
+        generator.generate_example(i, seed=SEED, image_size=SIZE)["image_id"] for i in range(offset, offset + num)
+    }
     assert sorted(real) == sorted(expected)
     last = batches[-1]
     pad = last["mask"] == 0
@@ -146,8 +147,10 @@ def test_study_keys_are_fixed():
     SHA-1, little-endian (the study digests the bootstrap grouped by before)."""
     keys = input_pipeline.study_keys(["s2-0000000001", b"12345678", ""])
     assert keys.dtype == np.int64
-    expected = [int.from_bytes(hashlib.sha1(i).digest()[:8], "little", signed=True)
-                for i in (b"s2-0000000001", b"12345678", b"")]
+    expected = [
+        int.from_bytes(hashlib.sha1(i).digest()[:8], "little", signed=True)
+        for i in (b"s2-0000000001", b"12345678", b"")
+    ]
     assert keys.tolist() == expected
     assert keys[0] == int(np.frombuffer(hashlib.sha1(b"s2-0000000001").digest()[:8], np.int32).view(np.int64)[0])
     assert keys[2] == 957977401221134810  # a literal: a change here makes every saved cache stale
@@ -184,15 +187,15 @@ def test_train_processes_share_the_global_batches(cfg, tok):
     shards = [_train(cfg, tok, 9, batch_size=2, process_index=p, process_count=2) for p in range(2)]
     for step, batch in enumerate(whole):
         for key in KEYS:
-            np.testing.assert_array_equal(np.concatenate([shards[0][step][key], shards[1][step][key]]),
-                                          batch[key])
+            np.testing.assert_array_equal(np.concatenate([shards[0][step][key], shards[1][step][key]]), batch[key])
     resumed = _train(cfg, tok, 4, batch_size=2, process_index=1, process_count=2, start_step=5)
     _assert_same_batches(shards[1][5:], resumed)
 
 
 def test_uncertainty_policy_and_prevalence(cfg, tok):
-    raw = np.stack([_example(i)["labels"] for b in _eval(cfg, tok, "train")
-                    for i, m in zip(b["image_id"], b["mask"]) if m])
+    raw = np.stack(
+        [_example(i)["labels"] for b in _eval(cfg, tok, "train") for i, m in zip(b["image_id"], b["mask"]) if m]
+    )
     for policy in ("zeros", "ones", "ignore"):
         policy_cfg = _config(cfg.data_dir, uncertainty_policy=policy, no_finding_rule=False)
         targets, mask = L.apply_uncertainty_policy(raw, policy, False)

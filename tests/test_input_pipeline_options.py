@@ -90,22 +90,32 @@ def test_reads_a_larger_build_resized(data_dir, tok):
 def nih_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("nih")
     expected = chestxray14.write(str(root / "src"))
-    assert build.main(["--dataset=chestxray14", f"--manual_dir={root / 'src'}",
-                       f"--data_dir={root / 'tfds'}", f"--image_size={SIZE}", "--workers=1",
-                       "--val_fraction=0.3"]) == 0
+    assert (
+        build.main(
+            [
+                "--dataset=chestxray14",
+                f"--manual_dir={root / 'src'}",
+                f"--data_dir={root / 'tfds'}",
+                f"--image_size={SIZE}",
+                "--workers=1",
+                "--val_fraction=0.3",
+            ]
+        )
+        == 0
+    )
     return str(root / "tfds"), expected
 
 
 @pytest.mark.parametrize("label_set", ["nih", "chexpert"])
 def test_chestxray14_label_sets(nih_dir, tok, label_set):
     data_dir, expected = nih_dir
-    cfg = _config(data_dir, name="chestxray14", label_set=label_set, no_finding_rule=False,
-                  uncertainty_policy="ignore")
+    cfg = _config(data_dir, name="chestxray14", label_set=label_set, no_finding_rule=False, uncertainty_policy="ignore")
     meta = input_pipeline.prepare(cfg)
     assert meta.class_names == L.class_names(label_set)
     batches = _eval(cfg, tok, "test")
-    rows = [(i, b["labels"][k], b["label_mask"][k]) for b in batches
-            for k, i in enumerate(b["image_id"]) if b["mask"][k]]
+    rows = [
+        (i, b["labels"][k], b["label_mask"][k]) for b in batches for k, i in enumerate(b["image_id"]) if b["mask"][k]
+    ]
     assert len(rows) == sum(e.split == "test" for e in expected.examples.values())
     for image_id, targets, mask in rows:
         e = expected.examples[image_id]
@@ -132,7 +142,8 @@ def test_the_build_command_reads_its_options_from_the_training_config(tmp_path):
         f"    config.data.data_dir = {str(tmp_path / 'tfds')!r}\n"
         f"    config.data.image_size = {SIZE}\n"
         "    config.data.chestxray14.val_fraction = 0.3\n"
-        "    return config\n")
+        "    return config\n"
+    )
     assert build.main([f"--config={config_file}", f"--manual_dir={tmp_path / 'src'}", "--workers=1"]) == 0
     spec = importlib.util.spec_from_file_location("nih_small", config_file)
     module = importlib.util.module_from_spec(spec)

@@ -33,7 +33,8 @@ def test_reparameterized_samples_have_the_moments_and_are_independent():
 def test_reparameterize_is_differentiable_in_mu_and_logvar():
     eps = jnp.array([[[0.3, -1.2]]])
     g_mu, g_logvar = jax.grad(lambda m, lv: losses.reparameterize(m, lv, eps).sum(), argnums=(0, 1))(
-        jnp.zeros((1, 2)), jnp.zeros((1, 2)))
+        jnp.zeros((1, 2)), jnp.zeros((1, 2))
+    )
     np.testing.assert_allclose(g_mu, [[1.0, 1.0]])
     np.testing.assert_allclose(g_logvar, 0.5 * eps[0], rtol=1e-6)
 
@@ -75,7 +76,9 @@ def test_kl_sums_over_dims_and_matches_monte_carlo():
 
     mc = np.mean(np.sum(log_normal(z, mu_q, lv_q) - log_normal(z, mu_p, lv_p), axis=-1))
     np.testing.assert_allclose(closed, mc, rtol=0.02, atol=0.01)
-    per_dim = [losses.kl_diag_gaussians(mu_q[i:i+1], lv_q[i:i+1], mu_p[i:i+1], lv_p[i:i+1]) for i in range(4)]
+    per_dim = [
+        losses.kl_diag_gaussians(mu_q[i : i + 1], lv_q[i : i + 1], mu_p[i : i + 1], lv_p[i : i + 1]) for i in range(4)
+    ]
     np.testing.assert_allclose(closed, np.sum(per_dim), rtol=1e-5)
 
 
@@ -110,8 +113,9 @@ def test_bce_pos_weight_mask_and_samples():
     labels = (np.random.default_rng(3).random((8, 4)) < 0.5).astype(np.float32)
     mask = (np.random.default_rng(4).random((8, 4)) < 0.7).astype(np.float32)
     pos_weight = np.array([0.5, 1.0, 2.0, 4.0], np.float32)
-    total, count = losses.bce_with_logits(jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(pos_weight),
-                                          jnp.asarray(mask))
+    total, count = losses.bce_with_logits(
+        jnp.asarray(logits), jnp.asarray(labels), jnp.asarray(pos_weight), jnp.asarray(mask)
+    )
     expected = _numpy_bce(logits, labels, pos_weight) * mask
     np.testing.assert_allclose(total, expected.sum(), rtol=1e-5)
     np.testing.assert_allclose(count, 3 * mask.sum())
@@ -125,8 +129,12 @@ def test_bce_is_finite_for_extreme_logits():
 def _outputs(seed, batch=6, s=2, k=14, d=3):
     r = np.random.default_rng(seed)
     n = lambda *shape: jnp.asarray(r.normal(size=shape), jnp.float32)
-    return {"logits": n(s, batch, k), "prior_logits": n(s, batch, k),
-            "posterior": (n(batch, d), n(batch, d)), "prior": (n(batch, d), n(batch, d))}
+    return {
+        "logits": n(s, batch, k),
+        "prior_logits": n(s, batch, k),
+        "posterior": (n(batch, d), n(batch, d)),
+        "prior": (n(batch, d), n(batch, d)),
+    }
 
 
 def test_vkd_loss_is_the_weighted_sum_of_its_terms():
@@ -156,8 +164,9 @@ def test_beta_one_is_the_negative_elbo():
     labels = (r.random((5, 14)) < 0.3).astype(np.float32)
     label_mask = (r.random((5, 14)) < 0.8).astype(np.float32)
     example_mask = np.array([1, 1, 1, 1, 0], np.float32)
-    loss, _ = losses.vkd_loss(out, jnp.asarray(labels), jnp.asarray(label_mask), jnp.asarray(example_mask),
-                              losses.Objective(beta=1.0))
+    loss, _ = losses.vkd_loss(
+        out, jnp.asarray(labels), jnp.asarray(label_mask), jnp.asarray(example_mask), losses.Objective(beta=1.0)
+    )
     logits = np.asarray(out["logits"], np.float64)  # [S, B, K]
     log_lik = labels * -np.logaddexp(0, -logits) + (1 - labels) * -np.logaddexp(0, logits)
     nll = -np.sum(log_lik * label_mask, axis=-1).mean(axis=0)  # [B]: summed over labels, mean over samples
@@ -234,15 +243,25 @@ def test_distill_loss_mixes_labels_and_the_teachers_tempered_predictions():
     out = {"logits": jnp.asarray(student), "teacher_logits": jnp.asarray(teacher)}
     loss, terms = losses.vkd_loss(out, jnp.asarray(labels), jnp.ones((6, 14)), jnp.ones(6), objective)
     soft = 1 / (1 + np.exp(-teacher.astype(np.float64) / 2.0))
-    expected = (np.mean(_numpy_bce(teacher, labels)) + 0.7 * np.mean(_numpy_bce(student, labels))
-                + 0.3 * np.mean(_numpy_bce(student, soft)))
+    expected = (
+        np.mean(_numpy_bce(teacher, labels))
+        + 0.7 * np.mean(_numpy_bce(student, labels))
+        + 0.3 * np.mean(_numpy_bce(student, soft))
+    )
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
     # The soft targets are constants: the student's term sends no gradient to the teacher.
-    g = jax.grad(lambda t: losses.vkd_loss({"logits": jnp.asarray(student), "teacher_logits": t},
-                                           jnp.asarray(labels), jnp.ones((6, 14)), jnp.ones(6), objective)[0])(
-        jnp.asarray(teacher))
-    g_alone = jax.grad(lambda t: losses.vkd_loss({"logits": t}, jnp.asarray(labels), jnp.ones((6, 14)), jnp.ones(6),
-                                                 objective)[0])(jnp.asarray(teacher))
+    g = jax.grad(
+        lambda t: losses.vkd_loss(
+            {"logits": jnp.asarray(student), "teacher_logits": t},
+            jnp.asarray(labels),
+            jnp.ones((6, 14)),
+            jnp.ones(6),
+            objective,
+        )[0]
+    )(jnp.asarray(teacher))
+    g_alone = jax.grad(
+        lambda t: losses.vkd_loss({"logits": t}, jnp.asarray(labels), jnp.ones((6, 14)), jnp.ones(6), objective)[0]
+    )(jnp.asarray(teacher))
     np.testing.assert_allclose(g, g_alone, rtol=1e-5)
 
 
@@ -265,19 +284,23 @@ def test_vkd_loss_over_a_mapped_axis_equals_the_whole_batch():
     labels = jnp.asarray(r.random((8, 14)) < 0.3, jnp.float32)
     label_mask = jnp.asarray(r.random((8, 14)) < 0.6, jnp.float32)
     example_mask = jnp.array([1, 1, 1, 1, 1, 1, 0, 0], jnp.float32)
-    for objective in (losses.Objective(beta=1.4, prior_weight=0.5),
-                      losses.Objective(beta=1.4, kl_balance=0.8, free_bits=0.3, free_bits_per_dim=True)):
+    for objective in (
+        losses.Objective(beta=1.4, prior_weight=0.5),
+        losses.Objective(beta=1.4, kl_balance=0.8, free_bits=0.3, free_bits_per_dim=True),
+    ):
         whole, _ = losses.vkd_loss(out, labels, label_mask, example_mask, objective)
 
         def shard(x, axis):
             return jnp.stack(jnp.split(x, 4, axis=axis))
 
         sharded_out = {
-            "logits": shard(out["logits"], 1), "prior_logits": shard(out["prior_logits"], 1),
+            "logits": shard(out["logits"], 1),
+            "prior_logits": shard(out["prior_logits"], 1),
             "posterior": tuple(shard(x, 0) for x in out["posterior"]),
             "prior": tuple(shard(x, 0) for x in out["prior"]),
         }
-        mapped = jax.vmap(lambda o, y, m, e: losses.vkd_loss(o, y, m, e, objective, axis_name="data")[0],
-                          axis_name="data")
+        mapped = jax.vmap(
+            lambda o, y, m, e: losses.vkd_loss(o, y, m, e, objective, axis_name="data")[0], axis_name="data"
+        )
         per_shard = mapped(sharded_out, shard(labels, 0), shard(label_mask, 0), shard(example_mask, 0))
         np.testing.assert_allclose(per_shard, np.full(4, whole), rtol=1e-6)

@@ -149,8 +149,7 @@ def test_threshold_metrics_matches_sklearn_without_mask(seed):
     names = [f"c{k}" for k in range(y.shape[1])]
     out = metrics.threshold_metrics(y, p, t, names)
     pred = (p >= t).astype(np.int64)
-    precision, recall, f1, support = skm.precision_recall_fscore_support(
-        y, pred, average=None, zero_division=0)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(y, pred, average=None, zero_division=0)
     for k, name in enumerate(names):
         c = out["per_class"][name]
         assert c["accuracy"] == pytest.approx(skm.accuracy_score(y[:, k], pred[:, k]), abs=1e-6)
@@ -165,7 +164,8 @@ def test_threshold_metrics_matches_sklearn_without_mask(seed):
         assert [got["precision"], got["recall"], got["f1"]] == pytest.approx(expected[:3], abs=1e-6)
     assert out["micro"]["accuracy"] == pytest.approx(np.mean(pred == y), abs=1e-6)
     assert out["macro"]["accuracy"] == pytest.approx(
-        np.mean([skm.accuracy_score(y[:, k], pred[:, k]) for k in range(len(names))]), abs=1e-6)
+        np.mean([skm.accuracy_score(y[:, k], pred[:, k]) for k in range(len(names))]), abs=1e-6
+    )
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -180,8 +180,11 @@ def test_threshold_metrics_each_class_on_its_unmasked_rows(seed):
     for k, name in enumerate(names):
         c = out["per_class"][name]
         yk, pk = y[mask[:, k], k], pred[mask[:, k], k]
-        prf = (0.0, 0.0, 0.0) if k == 1 else skm.precision_recall_fscore_support(
-            yk, pk, average="binary", zero_division=0)[:3]
+        prf = (
+            (0.0, 0.0, 0.0)
+            if k == 1
+            else skm.precision_recall_fscore_support(yk, pk, average="binary", zero_division=0)[:3]
+        )
         assert [c["precision"], c["recall"], c["f1"]] == pytest.approx(list(prf), abs=1e-6)
         assert c["support"] == int(yk.sum())
         if k == 1:
@@ -192,12 +195,9 @@ def test_threshold_metrics_each_class_on_its_unmasked_rows(seed):
     accuracies = [row[0] for row in per_class if row[0] is not None]
     assert out["macro"]["accuracy"] == pytest.approx(np.mean(accuracies), abs=1e-6)
     assert out["macro"]["f1"] == pytest.approx(np.mean([row[3] for row in per_class]), abs=1e-6)
-    micro = skm.precision_recall_fscore_support(y[mask], pred[mask], average="binary",
-                                                zero_division=0)
-    assert [out["micro"][m] for m in ("precision", "recall", "f1")] == pytest.approx(
-        list(micro[:3]), abs=1e-6)
-    assert out["micro"]["accuracy"] == pytest.approx(
-        skm.accuracy_score(y[mask], pred[mask]), abs=1e-6)
+    micro = skm.precision_recall_fscore_support(y[mask], pred[mask], average="binary", zero_division=0)
+    assert [out["micro"][m] for m in ("precision", "recall", "f1")] == pytest.approx(list(micro[:3]), abs=1e-6)
+    assert out["micro"]["accuracy"] == pytest.approx(skm.accuracy_score(y[mask], pred[mask]), abs=1e-6)
 
 
 # --- threshold selection ----------------------------------------------------------------------
@@ -251,7 +251,8 @@ def test_ranking_metrics_match_sklearn(seed):
     p[8:12] = 0.25  # rows with all-equal scores
     assert metrics.coverage_error(y, p) == pytest.approx(skm.coverage_error(y, p), abs=1e-6)
     assert metrics.label_ranking_average_precision(y, p) == pytest.approx(
-        skm.label_ranking_average_precision_score(y, p), abs=1e-6)
+        skm.label_ranking_average_precision_score(y, p), abs=1e-6
+    )
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -260,17 +261,19 @@ def test_ranking_metrics_drop_masked_entries(seed):
     # Equivalent explicit input: masked entries are negatives scored below everything.
     y_explicit = np.where(mask, y, 0)
     p_explicit = np.where(mask, p, p.min() - 1.0)
-    assert metrics.coverage_error(y, p, mask) == pytest.approx(
-        skm.coverage_error(y_explicit, p_explicit), abs=1e-6)
+    assert metrics.coverage_error(y, p, mask) == pytest.approx(skm.coverage_error(y_explicit, p_explicit), abs=1e-6)
     assert metrics.label_ranking_average_precision(y, p, mask) == pytest.approx(
-        skm.label_ranking_average_precision_score(y_explicit, p_explicit), abs=1e-6)
+        skm.label_ranking_average_precision_score(y_explicit, p_explicit), abs=1e-6
+    )
     # Masking whole classes is the same as deleting them.
     keep = np.array([True, False, True, True, False, True])
     full_mask = np.broadcast_to(keep, y.shape)
     assert metrics.coverage_error(y, p, full_mask) == pytest.approx(
-        skm.coverage_error(y[:, keep], p[:, keep]), abs=1e-6)
+        skm.coverage_error(y[:, keep], p[:, keep]), abs=1e-6
+    )
     assert metrics.label_ranking_average_precision(y, p, full_mask) == pytest.approx(
-        skm.label_ranking_average_precision_score(y[:, keep], p[:, keep]), abs=1e-6)
+        skm.label_ranking_average_precision_score(y[:, keep], p[:, keep]), abs=1e-6
+    )
 
 
 # --- calibration ------------------------------------------------------------------------------
@@ -283,14 +286,12 @@ def test_brier_score_matches_sklearn(seed):
     out = metrics.brier_score(y, p, class_names=names)
     assert out["overall"] == pytest.approx(skm.brier_score_loss(y.ravel(), p.ravel()), abs=1e-6)
     for k, name in enumerate(names):
-        assert out["per_class"][name] == pytest.approx(
-            skm.brier_score_loss(y[:, k], p[:, k]), abs=1e-6)
+        assert out["per_class"][name] == pytest.approx(skm.brier_score_loss(y[:, k], p[:, k]), abs=1e-6)
     mask[:, 0] = False
     out = metrics.brier_score(y, p, mask, class_names=names)
     assert out["overall"] == pytest.approx(skm.brier_score_loss(y[mask], p[mask]), abs=1e-6)
     assert out["per_class"]["c0"] is None
-    assert out["per_class"]["c1"] == pytest.approx(
-        skm.brier_score_loss(y[mask[:, 1], 1], p[mask[:, 1], 1]), abs=1e-6)
+    assert out["per_class"]["c1"] == pytest.approx(skm.brier_score_loss(y[mask[:, 1], 1], p[mask[:, 1], 1]), abs=1e-6)
     assert "per_class" not in metrics.brier_score(y, p)
 
 
@@ -308,10 +309,8 @@ def test_reliability_curve_matches_sklearn(num_bins, seed):
     nonempty = count > 0
     assert count.sum() == mask.sum() and len(count) == num_bins
     np.testing.assert_allclose(np.array(out["observed"])[nonempty].astype(float), prob_true, atol=1e-6)
-    np.testing.assert_allclose(
-        np.array(out["mean_predicted"])[nonempty].astype(float), prob_pred, atol=1e-6)
-    assert all(out["observed"][b] is None and out["mean_predicted"][b] is None
-               for b in np.flatnonzero(~nonempty))
+    np.testing.assert_allclose(np.array(out["mean_predicted"])[nonempty].astype(float), prob_pred, atol=1e-6)
+    assert all(out["observed"][b] is None and out["mean_predicted"][b] is None for b in np.flatnonzero(~nonempty))
     np.testing.assert_allclose(out["bin_lower"], edges[:-1])
     np.testing.assert_allclose(out["bin_upper"], edges[1:])
 
@@ -340,22 +339,22 @@ def _ece_reference(y: np.ndarray, p: np.ndarray, num_bins: int) -> float:
 def test_expected_calibration_error_matches_reference(num_bins, seed):
     y, p, mask = _multilabel(seed, n=120, ties=False)
     assert metrics.expected_calibration_error(y, p, num_bins=num_bins) == pytest.approx(
-        _ece_reference(y.ravel(), p.ravel(), num_bins), abs=1e-6)
+        _ece_reference(y.ravel(), p.ravel(), num_bins), abs=1e-6
+    )
     assert metrics.expected_calibration_error(y, p, mask, num_bins) == pytest.approx(
-        _ece_reference(y[mask], p[mask], num_bins), abs=1e-6)
+        _ece_reference(y[mask], p[mask], num_bins), abs=1e-6
+    )
 
 
 def test_expected_calibration_error_closed_forms():
     # Each of 10 bins holds 100 predictions of its centre c, with 100 * c positives.
     p = np.repeat(0.05 + 0.1 * np.arange(10), 100)
     y = np.concatenate([np.arange(100) < 5 + 10 * b for b in range(10)])
-    assert metrics.expected_calibration_error(y[:, None], p[:, None], num_bins=10) == pytest.approx(
-        0.0, abs=1e-9)
+    assert metrics.expected_calibration_error(y[:, None], p[:, None], num_bins=10) == pytest.approx(0.0, abs=1e-9)
     y = np.arange(40) % 2
     assert metrics.expected_calibration_error(y[:, None], np.ones((40, 1))) == pytest.approx(0.5)
     y = (np.arange(40) < 30).astype(np.int64)  # 3/4 positive, all predicted 0.25
-    assert metrics.expected_calibration_error(y[:, None], np.full((40, 1), 0.25)) == pytest.approx(
-        0.5)
+    assert metrics.expected_calibration_error(y[:, None], np.full((40, 1), 0.25)) == pytest.approx(0.5)
 
 
 # --- bootstrap --------------------------------------------------------------------------------
@@ -399,8 +398,9 @@ def test_bootstrap_auroc_matches_reference_loop(use_mask, use_groups):
     mask = r.random((n, 3)) < 0.8 if use_mask else np.ones((n, 3), bool)
     mask[0, 2] = True
     groups = r.integers(100, 115, n) if use_groups else None
-    out = metrics.bootstrap_auroc(y, s, ["a", "b", "c"], mask if use_mask else None, groups,
-                                  num_samples=60, seed=7, confidence=0.9)
+    out = metrics.bootstrap_auroc(
+        y, s, ["a", "b", "c"], mask if use_mask else None, groups, num_samples=60, seed=7, confidence=0.9
+    )
     per_class, counts, macro, micro = _bootstrap_reference(y, s, mask, groups, 60, 7, 0.9)
     for k, name in enumerate("abc"):
         assert out["per_class"][name] == pytest.approx(per_class[k], abs=1e-9)
@@ -438,14 +438,21 @@ def test_bootstrap_auroc_resamples_whole_groups():
     s = np.round(r.random((50, 2)) * 5) / 5 + 0.2 * y
     mask = r.random((50, 2)) < 0.8
     single = metrics.bootstrap_auroc(y, s, ["a", "b"], mask, num_samples=100, seed=3)
-    doubled = metrics.bootstrap_auroc(np.repeat(y, 2, 0), np.repeat(s, 2, 0), ["a", "b"],
-                                      np.repeat(mask, 2, 0), groups=np.repeat(np.arange(50), 2),
-                                      num_samples=100, seed=3)
+    doubled = metrics.bootstrap_auroc(
+        np.repeat(y, 2, 0),
+        np.repeat(s, 2, 0),
+        ["a", "b"],
+        np.repeat(mask, 2, 0),
+        groups=np.repeat(np.arange(50), 2),
+        num_samples=100,
+        seed=3,
+    )
     assert doubled.pop("unit") == "group" and single.pop("unit") == "example"
     assert doubled == single
     # Resampling rows instead would break the pairs and give other intervals.
-    by_row = metrics.bootstrap_auroc(np.repeat(y, 2, 0), np.repeat(s, 2, 0), ["a", "b"],
-                                     np.repeat(mask, 2, 0), num_samples=100, seed=3)
+    by_row = metrics.bootstrap_auroc(
+        np.repeat(y, 2, 0), np.repeat(s, 2, 0), ["a", "b"], np.repeat(mask, 2, 0), num_samples=100, seed=3
+    )
     assert by_row["macro"] != single["macro"]
 
 
@@ -459,8 +466,7 @@ def test_uncertainty_summary_by_hand():
     spreads = np.array([[0.01, 0.02], [0.30, 0.03], [0.25, 0.04], [0.05, 0.06], [0.9, 0.9]])
     mask = np.ones((5, 2), bool)
     mask[4] = False
-    out = metrics.uncertainty_summary(labels, probs, spreads, np.array([0.5, 0.5]), mask,
-                                      refer_fraction=0.25)
+    out = metrics.uncertainty_summary(labels, probs, spreads, np.array([0.5, 0.5]), mask, refer_fraction=0.25)
     assert out["num_entries"] == 8 and out["num_images"] == 4 and out["refer_fraction"] == 0.25
     assert out["error_rate"] == pytest.approx(0.25) and out["accuracy"] == pytest.approx(0.75)
     assert out["spread_error_auroc"] == pytest.approx(1.0)
@@ -479,7 +485,7 @@ def test_uncertainty_summary_by_hand():
 
 def _after_referral(correct, uncertainty, fraction):
     order = sorted(range(len(correct)), key=lambda i: -uncertainty[i])  # stable
-    kept = order[int(fraction * len(correct)):]
+    kept = order[int(fraction * len(correct)) :]
     return sum(correct[i] for i in kept) / len(kept)
 
 
@@ -496,8 +502,16 @@ def test_uncertainty_summary_matches_reference(seed):
     out = metrics.uncertainty_summary(y, p, spreads, t, mask, refer_fraction=0.25)
     correct, spread, margin, stated, images = [], [], [], [], []
     for i in range(n):
-        row = [((p[i, j] >= t[j]) == y[i, j], spreads[i, j], -abs(p[i, j] - t[j]),
-                1 - p[i, j] if p[i, j] >= t[j] else p[i, j]) for j in range(k) if mask[i, j]]
+        row = [
+            (
+                (p[i, j] >= t[j]) == y[i, j],
+                spreads[i, j],
+                -abs(p[i, j] - t[j]),
+                1 - p[i, j] if p[i, j] >= t[j] else p[i, j],
+            )
+            for j in range(k)
+            if mask[i, j]
+        ]
         correct += [v[0] for v in row]
         spread += [v[1] for v in row]
         margin += [v[2] for v in row]
@@ -511,28 +525,28 @@ def test_uncertainty_summary_matches_reference(seed):
     assert out["spread_error_auroc"] == pytest.approx(roc_auc_score(wrong, spread), abs=1e-6)
     assert out["margin_error_auroc"] == pytest.approx(roc_auc_score(wrong, margin), abs=1e-6)
     assert out["probability_error_auroc"] == pytest.approx(roc_auc_score(wrong, stated), abs=1e-6)
-    assert out["accuracy_after_referral_probability"] == pytest.approx(
-        _after_referral(correct, stated, 0.25), abs=1e-6)
+    assert out["accuracy_after_referral_probability"] == pytest.approx(_after_referral(correct, stated, 0.25), abs=1e-6)
     assert out["image_accuracy_after_referral_probability"] == pytest.approx(
-        _after_referral(np.array(images)[:, 0], np.array(images)[:, 3], 0.25), abs=1e-6)
-    assert out["accuracy_after_referral"] == pytest.approx(
-        _after_referral(correct, spread, 0.25), abs=1e-6)
-    assert out["accuracy_after_referral_margin"] == pytest.approx(
-        _after_referral(correct, margin, 0.25), abs=1e-6)
+        _after_referral(np.array(images)[:, 0], np.array(images)[:, 3], 0.25), abs=1e-6
+    )
+    assert out["accuracy_after_referral"] == pytest.approx(_after_referral(correct, spread, 0.25), abs=1e-6)
+    assert out["accuracy_after_referral_margin"] == pytest.approx(_after_referral(correct, margin, 0.25), abs=1e-6)
     img = np.array(images)
     assert out["image_accuracy"] == pytest.approx(img[:, 0].mean(), abs=1e-6)
-    assert out["image_accuracy_after_referral"] == pytest.approx(
-        _after_referral(img[:, 0], img[:, 1], 0.25), abs=1e-6)
+    assert out["image_accuracy_after_referral"] == pytest.approx(_after_referral(img[:, 0], img[:, 1], 0.25), abs=1e-6)
     assert out["image_accuracy_after_referral_margin"] == pytest.approx(
-        _after_referral(img[:, 0], img[:, 2], 0.25), abs=1e-6)
+        _after_referral(img[:, 0], img[:, 2], 0.25), abs=1e-6
+    )
 
 
 # --- full report ------------------------------------------------------------------------------
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")
-@pytest.mark.parametrize("with_mask,with_groups,with_extras", [
-    (False, False, False), (True, False, True), (True, True, True), (False, True, False)])
+@pytest.mark.parametrize(
+    "with_mask,with_groups,with_extras",
+    [(False, False, False), (True, False, True), (True, True, True), (False, True, False)],
+)
 def test_classification_report_composes_the_metrics(with_mask, with_groups, with_extras):
     y, p, mask = _multilabel(11, n=80)
     mask = mask if with_mask else None
@@ -541,27 +555,28 @@ def test_classification_report_composes_the_metrics(with_mask, with_groups, with
     spreads = r.random(y.shape) * 0.1 if with_extras else None
     t = metrics.choose_thresholds(y, p, mask) if with_extras else None
     names = [f"c{k}" for k in range(y.shape[1])]
-    report = metrics.classification_report(y, p, names, mask=mask, spreads=spreads, thresholds=t,
-                                           groups=groups, num_bootstrap=50, seed=4, num_bins=10)
+    report = metrics.classification_report(
+        y, p, names, mask=mask, spreads=spreads, thresholds=t, groups=groups, num_bootstrap=50, seed=4, num_bins=10
+    )
     text = json.dumps(report, allow_nan=False)
     assert all(type(v) in (float, int, str, bool, type(None)) for v in _walk(report)), text
-    assert {k: report[k] for k in ("macro_auc", "micro_auc", "per_class_auc", "undefined_classes")} \
-        == metrics.auroc_summary(y, p, names, mask)
+    assert {
+        k: report[k] for k in ("macro_auc", "micro_auc", "per_class_auc", "undefined_classes")
+    } == metrics.auroc_summary(y, p, names, mask)
     assert report["auc_ci"] == metrics.bootstrap_auroc(y, p, names, mask, groups, 50, 4)
     m = np.ones(y.shape, bool) if mask is None else mask
     ap = report["average_precision"]
-    assert ap["per_class"]["c0"] == pytest.approx(
-        skm.average_precision_score(y[m[:, 0], 0], p[m[:, 0], 0]), abs=1e-6)
+    assert ap["per_class"]["c0"] == pytest.approx(skm.average_precision_score(y[m[:, 0], 0], p[m[:, 0], 0]), abs=1e-6)
     assert ap["per_class"]["c3"] is None  # no positives
     defined = [metrics.average_precision(y[m[:, k], k], p[m[:, k], k]) for k in range(5)]
     assert ap["macro"] == pytest.approx(np.mean(defined[:3] + defined[4:]), abs=1e-12)
     assert ap["micro"] == pytest.approx(skm.average_precision_score(y[m], p[m]), abs=1e-6)
-    assert report["thresholded"]["0.5"] == metrics.threshold_metrics(
-        y, p, np.full(5, 0.5), names, mask)
+    assert report["thresholded"]["0.5"] == metrics.threshold_metrics(y, p, np.full(5, 0.5), names, mask)
     assert ("chosen" in report["thresholded"]) == with_extras
     assert report["ranking"] == {
         "coverage_error": metrics.coverage_error(y, p, mask),
-        "label_ranking_average_precision": metrics.label_ranking_average_precision(y, p, mask)}
+        "label_ranking_average_precision": metrics.label_ranking_average_precision(y, p, mask),
+    }
     cal = report["calibration"]
     assert cal["ece"] == metrics.expected_calibration_error(y, p, mask, 10)
     brier = metrics.brier_score(y, p, mask, class_names=names)

@@ -57,8 +57,17 @@ def test_study_ids_are_gathered_in_global_batch_order():
     global batch's ids, in order, int64 intact (2 processes x 2 CPU devices)."""
     address = f"localhost:{_free_port()}"
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    procs = [subprocess.Popen([sys.executable, "-c", GATHER, address, str(i)], cwd=ROOT, env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", GATHER, address, str(i)],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for i in range(2)
+    ]
     outs = _finish(procs)
     expected = [(i - 5) * 2**40 + 1 for i in range(16)]
     for out in outs:
@@ -70,8 +79,12 @@ def test_two_processes_train_like_one(trained, data_dir, tmp_path):
     one, _ = trained
     two = tmp_path / "two"
     address = f"--coordinator_address=localhost:{_free_port()}"
-    outs = _finish([run_py([*TRAINED_ARGS, address, "--num_processes=2", f"--process_id={i}"], data_dir, two,
-                           devices=4) for i in range(2)])
+    outs = _finish(
+        [
+            run_py([*TRAINED_ARGS, address, "--num_processes=2", f"--process_id={i}"], data_dir, two, devices=4)
+            for i in range(2)
+        ]
+    )
     assert "process 0 of 2" in outs[0] and "validation macro AUROC" in outs[0]
     assert "validation macro AUROC" not in outs[1]  # logs come from process 0 only
 
@@ -94,8 +107,10 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(data_dir, tmp_path):
     """JAX's preemption service spreads one process's SIGTERM: both save one checkpoint, at
     a step they agree on, and exit with the preemption status."""
     address = f"--coordinator_address=localhost:{_free_port()}"
-    procs = [run_py([*TRAINED_ARGS, address, "--num_processes=2", f"--process_id={i}"], data_dir, tmp_path,
-                    devices=4) for i in range(2)]
+    procs = [
+        run_py([*TRAINED_ARGS, address, "--num_processes=2", f"--process_id={i}"], data_dir, tmp_path, devices=4)
+        for i in range(2)
+    ]
     lines = []
     try:
         for line in procs[0].stdout:  # until training is under way

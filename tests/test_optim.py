@@ -9,8 +9,11 @@ from vkd_jax import optim
 
 
 def _params():
-    return {"image_encoder": {"w": jnp.ones((3, 3))}, "text_encoder": {"w": jnp.ones((4, 2)), "b": jnp.ones(2)},
-            "classifier": {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}}
+    return {
+        "image_encoder": {"w": jnp.ones((3, 3))},
+        "text_encoder": {"w": jnp.ones((4, 2)), "b": jnp.ones(2)},
+        "classifier": {"w": jnp.ones((2, 2)), "b": jnp.ones(2)},
+    }
 
 
 def _update(cfg, grads_scale=1.0):
@@ -86,9 +89,17 @@ def test_last_k_trains_only_the_top_layers_and_blocks():
     leaf = jnp.ones(2)
     params = {
         "text_encoder": {"embeddings": {"w": leaf}, "encoder": {"layer": {"0": {"w": leaf}, "1": {"w": leaf}}}},
-        "image_encoder": {"conv0": {"kernel": leaf}, "denseblock1": {"w": leaf}, "transition1": {"w": leaf},
-                          "denseblock2": {"w": leaf}, "transition2": {"w": leaf}, "denseblock3": {"w": leaf},
-                          "transition3": {"w": leaf}, "denseblock4": {"w": leaf}, "norm5": {"scale": leaf}},
+        "image_encoder": {
+            "conv0": {"kernel": leaf},
+            "denseblock1": {"w": leaf},
+            "transition1": {"w": leaf},
+            "denseblock2": {"w": leaf},
+            "transition2": {"w": leaf},
+            "denseblock3": {"w": leaf},
+            "transition3": {"w": leaf},
+            "denseblock4": {"w": leaf},
+            "norm5": {"scale": leaf},
+        },
         "classifier": {"w": leaf},
     }
     labels = optim.param_groups(params, cfg.model)
@@ -96,8 +107,9 @@ def test_last_k_trains_only_the_top_layers_and_blocks():
     assert labels["text_encoder"]["encoder"]["layer"]["0"]["w"] == "frozen"
     assert labels["text_encoder"]["encoder"]["layer"]["1"]["w"] == "text_encoder"
     img = labels["image_encoder"]
-    assert [img[k] for k in ("conv0", "denseblock1", "transition1", "denseblock2", "transition2")] == \
-        [{"kernel": "frozen"}] + [{"w": "frozen"}] * 4
+    assert [img[k] for k in ("conv0", "denseblock1", "transition1", "denseblock2", "transition2")] == [
+        {"kernel": "frozen"}
+    ] + [{"w": "frozen"}] * 4
     assert [img[k] for k in ("denseblock3", "transition3", "denseblock4")] == [{"w": "image_encoder"}] * 3
     assert img["norm5"] == {"scale": "image_encoder"}
     assert labels["classifier"]["w"] == "head"

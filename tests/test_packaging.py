@@ -37,8 +37,23 @@ def test_the_installed_package_builds_and_trains_outside_the_checkout(tmp_path):
             shutil.copytree(os.path.join(ROOT, name), src / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(os.path.join(ROOT, name), src / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path / "wheel")], check=True, cwd=tmp_path, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(src),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "wheel"),
+        ],
+        check=True,
+        cwd=tmp_path,
+        capture_output=True,
+    )
     (wheel,) = (tmp_path / "wheel").iterdir()
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as z:
@@ -50,12 +65,30 @@ def test_the_installed_package_builds_and_trains_outside_the_checkout(tmp_path):
     elsewhere.mkdir()
     env = dict(os.environ, PYTHONPATH=str(site), XLA_FLAGS="--xla_force_host_platform_device_count=2")
     data_dir, workdir = tmp_path / "tfds", tmp_path / "w"
-    build = subprocess.run([sys.executable, "-m", "data_pipelines.build", "--dataset=synthetic_cxr",
-                            f"--data_dir={data_dir}", "--image_size=32"], cwd=elsewhere, env=env,
-                           capture_output=True, text=True, timeout=600)
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "data_pipelines.build",
+            "--dataset=synthetic_cxr",
+            f"--data_dir={data_dir}",
+            "--image_size=32",
+        ],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert build.returncode == 0, build.stdout + build.stderr
-    train = subprocess.run([sys.executable, "-c", TRAIN, str(site), str(data_dir), str(workdir)], cwd=elsewhere,
-                           env=env, capture_output=True, text=True, timeout=600)
+    train = subprocess.run(
+        [sys.executable, "-c", TRAIN, str(site), str(data_dir), str(workdir)],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert train.returncode == 0, train.stdout + train.stderr
     assert "Generating" not in train.stdout  # the build the command made is the one training reads
     assert load_json(workdir / "results.json")["num_examples"] == 1000

@@ -24,8 +24,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _bert_dir(tmp_path):
     import transformers
 
-    cfg = transformers.BertConfig(vocab_size=90, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                  intermediate_size=64, max_position_embeddings=300)
+    cfg = transformers.BertConfig(
+        vocab_size=90,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=300,
+    )
     transformers.BertModel(cfg).save_pretrained(tmp_path / "bert")
     return str(tmp_path / "bert")
 
@@ -55,14 +61,18 @@ def test_mimic_config_loads_both_encoders_and_logs_it(tmp_path, caplog):
     assert encoders.text_config.hidden_size == 32  # the checkpoint's architecture, not BERT-base
 
     mesh = train.make_mesh(1)
-    model = create_model(cfg.model, num_classes=14, vocab_size=90, axis_name=train.AXIS,
-                         text_config=encoders.text_config)
+    model = create_model(
+        cfg.model, num_classes=14, vocab_size=90, axis_name=train.AXIS, text_config=encoders.text_config
+    )
     state = train.create_train_state(model, optax.sgd(0.1), jax.random.key(0), mesh, image_size=32, max_length=8)
     state = pretrained.apply(state, encoders, mesh)
-    np.testing.assert_array_equal(state.params["text_encoder"]["embeddings"]["word_embeddings"]["embedding"],
-                                  encoders.text_params["embeddings"]["word_embeddings"]["embedding"])
-    np.testing.assert_array_equal(state.batch_stats["image_encoder"]["norm5"]["var"],
-                                  encoders.image_variables["batch_stats"]["norm5"]["var"])
+    np.testing.assert_array_equal(
+        state.params["text_encoder"]["embeddings"]["word_embeddings"]["embedding"],
+        encoders.text_params["embeddings"]["word_embeddings"]["embedding"],
+    )
+    np.testing.assert_array_equal(
+        state.batch_stats["image_encoder"]["norm5"]["var"], encoders.image_variables["batch_stats"]["norm5"]["var"]
+    )
     assert state.params["image_encoder"]["conv0"]["kernel"].shape == (7, 7, 1, 64)
     with pytest.raises(weights.WeightsError, match="embedding table"):
         pretrained.check_vocabulary(encoders, 91, "a tokenizer")
@@ -84,9 +94,16 @@ def test_demo_runs_from_the_packaged_minilm_encoder(tmp_path):
     from tests.e2e import TINY
 
     args = [a for a in TINY if "text_encoder" not in a]
-    cmd = [sys.executable, "run.py", "--config=configs/demo.py", f"--workdir={tmp_path / 'w'}",
-           f"--config.data.data_dir={tmp_path / 'data'}", *args, "--config.model.text_encoder.max_length=32",
-           "--config.train.max_steps=3"]  # configs/demo.py: MiniLM, frozen, its own tokenizer
+    cmd = [
+        sys.executable,
+        "run.py",
+        "--config=configs/demo.py",
+        f"--workdir={tmp_path / 'w'}",
+        f"--config.data.data_dir={tmp_path / 'data'}",
+        *args,
+        "--config.model.text_encoder.max_length=32",
+        "--config.train.max_steps=3",
+    ]  # configs/demo.py: MiniLM, frozen, its own tokenizer
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"text encoder: loaded {minilm}" in proc.stderr

@@ -39,7 +39,8 @@ def test_detail_targets_are_the_studys_details():
     assert with_devices.any()
     assert np.all(y[with_devices][:, devices].sum(1) >= 1)  # a present "Support Devices" has some device
     assert m[:, names.index("Edema: not mild")].sum() == sum(
-        s.labels[L.CLASS_NAMES.index("Edema")] in (1, -1) for s in studies)
+        s.labels[L.CLASS_NAMES.index("Edema")] in (1, -1) for s in studies
+    )
 
 
 def test_features_of_a_trained_run(trained):

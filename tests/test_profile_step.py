@@ -15,6 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def ps():
     from benchmarks import profile_step
+
     return profile_step
 
 
@@ -113,11 +114,31 @@ def test_torch_profile_classes_ops_and_phases(ps):
 
 
 def test_profile_step_runs_on_the_tiny_size():
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
-               XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=ROOT,
+        XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
+    )
     env.pop("OUT", None)
-    result = subprocess.run([sys.executable, "-m", "benchmarks.profile_step", "--size=tiny", "--variants=frozen",
-                             "--steps=1", "--warmup=1", "--skip_torch", "--out_dir="],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.profile_step",
+            "--size=tiny",
+            "--variants=frozen",
+            "--steps=1",
+            "--warmup=1",
+            "--skip_torch",
+            "--out_dir=",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| convolution |" in result.stdout and "image_encoder/forward" in result.stdout, result.stdout

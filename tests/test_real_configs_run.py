@@ -39,10 +39,13 @@ TINY = [
 RUNS = {
     "mimic_cxr": ("mimic", mimic_cxr.write, [], []),
     # Also the RGB-pretrained-encoder input: 3 channels, ImageNet statistics.
-    "openi": ("openi", openi.write, [],
-              ["--config.data.channels=3", "--config.data.normalization=imagenet"]),
-    "chestxray14": ("chestxray14", chestxray14.write, ["--val_fraction=0.3"],
-                    ["--config.data.chestxray14.val_fraction=0.3"]),
+    "openi": ("openi", openi.write, [], ["--config.data.channels=3", "--config.data.normalization=imagenet"]),
+    "chestxray14": (
+        "chestxray14",
+        chestxray14.write,
+        ["--val_fraction=0.3"],
+        ["--config.data.chestxray14.val_fraction=0.3"],
+    ),
 }
 
 
@@ -51,23 +54,39 @@ def data_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("real_runs")
     for name, (_, fabricate, flags, _) in RUNS.items():
         fabricate(str(root / name))
-        assert build.main([f"--dataset={name}", f"--manual_dir={root / name}",
-                           f"--data_dir={root / 'tfds'}", f"--image_size={SIZE}",
-                           "--workers=1", *flags]) == 0
+        assert (
+            build.main(
+                [
+                    f"--dataset={name}",
+                    f"--manual_dir={root / name}",
+                    f"--data_dir={root / 'tfds'}",
+                    f"--image_size={SIZE}",
+                    "--workers=1",
+                    *flags,
+                ]
+            )
+            == 0
+        )
     return str(root / "tfds")
 
 
 def test_configs_train_and_evaluate_on_fabricated_builds(data_dir, tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-               PYTHONUNBUFFERED="1")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", PYTHONUNBUFFERED="1")
     procs = {}
     # Two at a time: each run mostly waits on XLA compilation of one core's work.
     for name, (config, _, _, overrides) in RUNS.items():
-        cmd = [sys.executable, "run.py", f"--config=configs/{config}.py",
-               f"--workdir={tmp_path / name}", f"--config.data.data_dir={data_dir}",
-               *TINY, *overrides]
-        procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, text=True)
+        cmd = [
+            sys.executable,
+            "run.py",
+            f"--config=configs/{config}.py",
+            f"--workdir={tmp_path / name}",
+            f"--config.data.data_dir={data_dir}",
+            *TINY,
+            *overrides,
+        ]
+        procs[name] = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
     for name, proc in procs.items():
         out, _ = proc.communicate(timeout=600)
         assert proc.returncode == 0, f"{name}:\n{out}"

@@ -13,15 +13,22 @@ from data_pipelines import build, datasets, images, labels as L
 from tests.fabricate import chestxray14 as fab_nih, mimic_cxr as fab_mimic, openi as fab_openi
 
 SIZE = 32
-FABRICATE = {"mimic_cxr": fab_mimic.write, "openi": fab_openi.write,
-             "chestxray14": fab_nih.write}
+FABRICATE = {"mimic_cxr": fab_mimic.write, "openi": fab_openi.write, "chestxray14": fab_nih.write}
 OPTIONS = {"chestxray14": ["--val_fraction=0.3"]}
 
 
 def _build(dataset, manual_dir, data_dir, *extra):
-    return build.main([f"--dataset={dataset}", f"--manual_dir={manual_dir}",
-                       f"--data_dir={data_dir}", f"--image_size={SIZE}", "--workers=1",
-                       *OPTIONS.get(dataset, []), *extra])
+    return build.main(
+        [
+            f"--dataset={dataset}",
+            f"--manual_dir={manual_dir}",
+            f"--data_dir={data_dir}",
+            f"--image_size={SIZE}",
+            "--workers=1",
+            *OPTIONS.get(dataset, []),
+            *extra,
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +51,10 @@ def _builder(name, data_dir, **options):
 
 
 def _records(builder):
-    return {split: {ex["image_id"].decode(): ex for ex in tfds.as_numpy(builder.as_dataset(split))}
-            for split in ("train", "validation", "test")}
+    return {
+        split: {ex["image_id"].decode(): ex for ex in tfds.as_numpy(builder.as_dataset(split))}
+        for split in ("train", "validation", "test")
+    }
 
 
 @pytest.mark.parametrize("name", list(FABRICATE))
@@ -64,7 +73,10 @@ def test_records_match_the_fixture(built, name):
             np.testing.assert_array_equal(ex["labels"], e.labels)
             assert ex["labels"].dtype == np.int8
             assert (ex["subject_id"].decode(), ex["study_id"].decode(), ex["view"].decode()) == (
-                e.subject_id, e.study_id, e.view)
+                e.subject_id,
+                e.study_id,
+                e.view,
+            )
             for key, value in e.extra.items():
                 np.testing.assert_array_equal(ex[key], value)
 
@@ -139,8 +151,7 @@ def test_mimic_from_an_extracted_reports_folder_with_options(tmp_path, capsys):
     assert _build("mimic_cxr", tmp_path / "src", tmp_path / "tfds", *args) == 0
     out = capsys.readouterr().out
     assert "9 images indexed, 8 already preprocessed" in out  # All but the corrupt d5.
-    assert _builder("mimic_cxr", str(tmp_path / "tfds"), sections="impression",
-                    views="all").is_prepared()
+    assert _builder("mimic_cxr", str(tmp_path / "tfds"), sections="impression", views="all").is_prepared()
 
 
 def test_mimic_negbio_labels(built, tmp_path):

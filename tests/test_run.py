@@ -15,9 +15,23 @@ from tests.e2e import ROOT, load_json, run_mode
 def test_demo_trains_evaluates_and_writes_results(trained):
     workdir, out = trained
     results = load_json(workdir / "results.json")
-    for key in ("model", "dataset", "split", "num_examples", "macro_auc", "micro_auc", "per_class_auc",
-                "config", "elapsed_s", "auc_ci", "average_precision", "thresholded", "ranking", "calibration",
-                "uncertainty"):
+    for key in (
+        "model",
+        "dataset",
+        "split",
+        "num_examples",
+        "macro_auc",
+        "micro_auc",
+        "per_class_auc",
+        "config",
+        "elapsed_s",
+        "auc_ci",
+        "average_precision",
+        "thresholded",
+        "ranking",
+        "calibration",
+        "uncertainty",
+    ):
         assert key in results, key
     assert results["model"] == "vkd" and results["dataset"] == "synthetic_cxr" and results["split"] == "test"
     assert results["num_examples"] == 96  # every test example scored once, padding dropped
@@ -112,9 +126,20 @@ def test_predict_mode_on_a_folder_with_a_corrupt_file(trained, tmp_path):
 def test_mimic_without_data_stops_with_a_clear_message(tmp_path):
     env = dict(os.environ, TFDS_DATA_DIR=str(tmp_path / "empty"))
     proc = subprocess.run(
-        [sys.executable, "run.py", "--config=configs/mimic.py", f"--workdir={tmp_path / 'w'}",
-         f"--config.data.data_dir={tmp_path / 'empty'}", "--config.model.text_encoder.tokenizer=/nonexistent"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "run.py",
+            "--config=configs/mimic.py",
+            f"--workdir={tmp_path / 'w'}",
+            f"--config.data.data_dir={tmp_path / 'empty'}",
+            "--config.model.text_encoder.tokenizer=/nonexistent",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert "mimic_cxr" in proc.stderr and "data_pipelines.build" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout

@@ -25,8 +25,9 @@ def test_cyclical_linear_matches_the_reference_shape():
 
 def test_create_kl_schedule_from_config():
     # The schedule is the factor on train.beta, which it does not read.
-    cfg = ml_collections.ConfigDict(dict(kl_schedule="cyclical", kl_warmup_steps=10,
-                                         kl_cycles_per_epoch=4.0, kl_cycle_ratio=0.5))
+    cfg = ml_collections.ConfigDict(
+        dict(kl_schedule="cyclical", kl_warmup_steps=10, kl_cycles_per_epoch=4.0, kl_cycle_ratio=0.5)
+    )
     s = schedules.create_kl_schedule(cfg, steps_per_epoch=400)  # period 100
     np.testing.assert_allclose([s(0), s(25), s(60), s(100)], [0.0, 0.5, 1.0, 0.0], rtol=1e-5)
     cfg.kl_schedule = "linear"

@@ -13,19 +13,31 @@ from data_pipelines.openi import mesh
 from tests.fabricate import common
 
 
-@pytest.mark.parametrize("header, name", [
-    ("IMPRESSION", "impression"), ("IMPRESSIONS", "impression"), ("CONCLUSION", "impression"),
-    ("FINDINGS AND IMPRESSION", "impression"), ("IMPRESSON", "impression"),
-    ("FINDINGS", "findings"), ("FINDNGS", "findings"), ("PA AND LATERAL VIEWS OF THE CHEST", "findings"),
-    ("REASON FOR EXAM", "indication"), ("COMPARISONS", "comparison"), ("TECHNIQUE", "technique"),
-])
+@pytest.mark.parametrize(
+    "header, name",
+    [
+        ("IMPRESSION", "impression"),
+        ("IMPRESSIONS", "impression"),
+        ("CONCLUSION", "impression"),
+        ("FINDINGS AND IMPRESSION", "impression"),
+        ("IMPRESSON", "impression"),
+        ("FINDINGS", "findings"),
+        ("FINDNGS", "findings"),
+        ("PA AND LATERAL VIEWS OF THE CHEST", "findings"),
+        ("REASON FOR EXAM", "indication"),
+        ("COMPARISONS", "comparison"),
+        ("TECHNIQUE", "technique"),
+    ],
+)
 def test_section_names_are_normalised(header, name):
     assert sections.normalise_name(header) == name
 
 
 def test_findings_and_impression_are_extracted_and_unwrapped():
-    text = ("                FINAL REPORT\n EXAMINATION:  CHEST\n \n FINDINGS:\n \n Lungs are\n"
-            " clear.  ___ noted.\n \n IMPRESSION:\n \n No acute process.\n")
+    text = (
+        "                FINAL REPORT\n EXAMINATION:  CHEST\n \n FINDINGS:\n \n Lungs are\n"
+        " clear.  ___ noted.\n \n IMPRESSION:\n \n No acute process.\n"
+    )
     assert sections.extract(text) == "Lungs are clear. ___ noted. No acute process."
     assert sections.extract(text, "impression") == "No acute process."
     assert sections.extract(text, "findings") == "Lungs are clear. ___ noted."
@@ -33,21 +45,21 @@ def test_findings_and_impression_are_extracted_and_unwrapped():
 
 
 def test_the_last_of_repeated_sections_and_empty_ones_dropped():
-    text = (" FINDINGS:\n \n IMPRESSION: first\n \n FINDINGS: second findings\n"
-            " IMPRESSION:\n \n")
+    text = " FINDINGS:\n \n IMPRESSION: first\n \n FINDINGS: second findings\n IMPRESSION:\n \n"
     names = [n for n, _ in sections.split_sections("\n" + text)]
     assert names.count("impression") == 1 and names.count("findings") == 1
     assert sections.extract("\n" + text) == "second findings first"
 
 
 def test_addendum_stays_out_of_the_impression():
-    text = ("\n IMPRESSION:\n No change.\n ____________________________\n Called Dr. ___ at 10.\n")
+    text = "\n IMPRESSION:\n No change.\n ____________________________\n Called Dr. ___ at 10.\n"
     assert sections.extract(text) == "No change."
 
 
 def test_neither_section_falls_back_to_the_last_paragraph_then_comparison():
     assert sections.extract("\n COMPARISON: None.\n \n Clear lungs.\n \n Normal heart.\n") == (
-        "Clear lungs. Normal heart.")
+        "Clear lungs. Normal heart."
+    )
     assert sections.extract("\n COMPARISON: Prior study.\n") == "Prior study."
     assert sections.extract("no headers at all") == ""
     with pytest.raises(ValueError, match="sections"):
@@ -55,10 +67,12 @@ def test_neither_section_falls_back_to_the_last_paragraph_then_comparison():
 
 
 def test_openi_xml_without_parent_image_and_with_empty_findings():
-    xml = ("<eCitation><uId id='CXR7'/><MedlineCitation><Article><Abstract>"
-           "<AbstractText Label='FINDINGS'/><AbstractText Label='IMPRESSION'>No <b>acute</b>\n"
-           " disease.</AbstractText></Abstract></Article></MedlineCitation>"
-           "<MeSH><major>normal</major><automatic>Pneumothorax</automatic></MeSH></eCitation>")
+    xml = (
+        "<eCitation><uId id='CXR7'/><MedlineCitation><Article><Abstract>"
+        "<AbstractText Label='FINDINGS'/><AbstractText Label='IMPRESSION'>No <b>acute</b>\n"
+        " disease.</AbstractText></Abstract></Article></MedlineCitation>"
+        "<MeSH><major>normal</major><automatic>Pneumothorax</automatic></MeSH></eCitation>"
+    )
     report = mesh.parse_report(xml, fallback_uid="CXR0")
     assert report.uid == "CXR7" and report.images == []
     assert report.sections == {"FINDINGS": "", "IMPRESSION": "No acute disease."}
@@ -69,14 +83,17 @@ def test_openi_xml_without_parent_image_and_with_empty_findings():
         mesh.parse_report("<not xml", fallback_uid="CXR0")
 
 
-@pytest.mark.parametrize("terms, positive", [
-    (["normal"], {"No Finding"}),
-    (["Cardiomegaly/mild", "Pulmonary Atelectasis/base/left"], {"Cardiomegaly", "Atelectasis"}),
-    (["Mediastinum/widened", "Catheters, Indwelling"], {"Enlarged Cardiomediastinum", "Support Devices"}),
-    (["normal", "Medical Device"], {"No Finding", "Support Devices"}),
-    (["Calcified Granuloma/lung"], set()),  # Unmapped and abnormal: not "No Finding".
-    (["Thickening/pleura/apex", "Opacity/lung/base"], {"Pleural Other", "Lung Opacity"}),
-])
+@pytest.mark.parametrize(
+    "terms, positive",
+    [
+        (["normal"], {"No Finding"}),
+        (["Cardiomegaly/mild", "Pulmonary Atelectasis/base/left"], {"Cardiomegaly", "Atelectasis"}),
+        (["Mediastinum/widened", "Catheters, Indwelling"], {"Enlarged Cardiomediastinum", "Support Devices"}),
+        (["normal", "Medical Device"], {"No Finding", "Support Devices"}),
+        (["Calcified Granuloma/lung"], set()),  # Unmapped and abnormal: not "No Finding".
+        (["Thickening/pleura/apex", "Opacity/lung/base"], {"Pleural Other", "Lung Opacity"}),
+    ],
+)
 def test_mesh_terms_to_chexpert_labels(terms, positive):
     labels = mesh.mesh_labels(terms)
     assert labels.dtype == np.int8
@@ -131,8 +148,16 @@ def test_seeded_split_is_stable_and_near_its_fractions():
 
 def test_a_study_whose_images_have_different_reports_is_rejected():
     def entry(image_id, study_id, report):
-        return manual_builder.Entry(split="train", image_id=image_id, source="", subject_id="p", study_id=study_id,
-                                    view="", report=report, labels=np.zeros(14, np.int8))
+        return manual_builder.Entry(
+            split="train",
+            image_id=image_id,
+            source="",
+            subject_id="p",
+            study_id=study_id,
+            view="",
+            report=report,
+            labels=np.zeros(14, np.int8),
+        )
 
     ok = [entry("a", "s1", "clear"), entry("b", "s1", "clear"), entry("c", "s2", "")]
     manual_builder._check_one_report_per_study(ok)

@@ -9,8 +9,7 @@ import pytest
 from data_pipelines import labels as L
 from data_pipelines.synthetic_cxr import findings, generator, render, report
 
-UNCERTAIN_MARKERS = ("possible", "cannot exclude", "not excluded", "questionable",
-                     "may represent", "suspected")
+UNCERTAIN_MARKERS = ("possible", "cannot exclude", "not excluded", "questionable", "may represent", "suspected")
 # Words that any mention of a finding uses; absent findings must not be mentioned.
 KEYWORDS = {
     "Atelectasis": r"atelectasis",
@@ -28,8 +27,16 @@ KEYWORDS = {
     "Support Devices": r"tube|line|catheter|pacemaker|devices",
 }
 # Keywords no other finding's phrases share, so that silence can be checked too.
-UNSHARED = ("Atelectasis", "Consolidation", "Edema", "Pneumothorax", "Pneumonia",
-            "Lung Opacity", "Pleural Effusion", "Fracture")
+UNSHARED = (
+    "Atelectasis",
+    "Consolidation",
+    "Edema",
+    "Pneumothorax",
+    "Pneumonia",
+    "Lung Opacity",
+    "Pleural Effusion",
+    "Fracture",
+)
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +85,7 @@ def test_no_finding_iff_nothing_present(examples):
 
 
 def test_prevalences_roughly_like_mimic():
-    draws = np.stack([findings.sample_study(np.random.default_rng([0, i])).labels
-                      for i in range(2000)])
+    draws = np.stack([findings.sample_study(np.random.default_rng([0, i])).labels for i in range(2000)])
     present = np.isin(draws, (L.POSITIVE, L.UNCERTAIN)).mean(0)
     for name, p in findings.PREVALENCE.items():
         assert abs(present[L.CLASS_NAMES.index(name)] - p) < 0.03 + 0.2 * p, name
@@ -143,8 +149,13 @@ def _render(study, index, finding, code, signal):
     labels = np.full(14, L.NOT_MENTIONED, np.int8)
     labels[L.CLASS_NAMES.index(finding)] = code
     image = render.render_image(
-        study._replace(labels=labels), np.random.default_rng([99, index]), image_size=64,
-        image_signal=signal, noise=1.0, strengths=render.DEFAULT_STRENGTHS)
+        study._replace(labels=labels),
+        np.random.default_rng([99, index]),
+        image_size=64,
+        image_signal=signal,
+        noise=1.0,
+        strengths=render.DEFAULT_STRENGTHS,
+    )
     return image.astype(np.float32)
 
 
@@ -154,8 +165,7 @@ def test_image_signal_scales_the_trace(finding):
         diffs = []
         for i in range(10):
             study = findings.sample_study(np.random.default_rng([5, i]))
-            diff = _render(study, i, finding, L.POSITIVE, signal) - _render(
-                study, i, finding, L.NEGATIVE, signal)
+            diff = _render(study, i, finding, L.POSITIVE, signal) - _render(study, i, finding, L.NEGATIVE, signal)
             diffs.append(np.abs(diff).mean())
         return np.mean(diffs)
 
@@ -185,8 +195,7 @@ def test_generation_is_fast():
 def built(tmp_path_factory):
     from data_pipelines.synthetic_cxr import synthetic_cxr
 
-    config = synthetic_cxr.builder_config(image_size=32, num_train=12, num_validation=5,
-                                          num_test=7, seed=4)
+    config = synthetic_cxr.builder_config(image_size=32, num_train=12, num_validation=5, num_test=7, seed=4)
     data_dir = tmp_path_factory.mktemp("tfds")
     builder = synthetic_cxr.SyntheticCxr(config=config, data_dir=str(data_dir))
     builder.download_and_prepare()
@@ -196,10 +205,10 @@ def built(tmp_path_factory):
 def test_config_names_encode_every_parameter():
     from data_pipelines.synthetic_cxr import synthetic_cxr
 
-    base = dict(image_size=32, num_train=10, num_validation=2, num_test=3, seed=0,
-                image_signal=1.0, noise=1.0)
-    changes = dict(image_size=48, num_train=11, num_validation=4, num_test=5, seed=1,
-                   image_signal=0.5, noise=2.0, label_noise=0.2)
+    base = dict(image_size=32, num_train=10, num_validation=2, num_test=3, seed=0, image_signal=1.0, noise=1.0)
+    changes = dict(
+        image_size=48, num_train=11, num_validation=4, num_test=5, seed=1, image_signal=0.5, noise=2.0, label_noise=0.2
+    )
     names = {synthetic_cxr.builder_config(**base).name}
     for field, value in changes.items():
         names.add(synthetic_cxr.builder_config(**(base | {field: value})).name)
@@ -209,13 +218,11 @@ def test_config_names_encode_every_parameter():
 
 
 def test_builder_splits_and_features(built):
-    assert {k: v.num_examples for k, v in built.info.splits.items()} == {
-        "train": 12, "validation": 5, "test": 7}
+    assert {k: v.num_examples for k, v in built.info.splits.items()} == {"train": 12, "validation": 5, "test": 7}
     features = built.info.features
     assert features["image"].shape == (32, 32, 1)
     assert features["labels"].shape == (14,) and features["labels"].np_dtype == np.int8
-    assert set(features.keys()) == {"image", "report", "labels", "subject_id", "study_id",
-                                    "image_id", "view"}
+    assert set(features.keys()) == {"image", "report", "labels", "subject_id", "study_id", "image_id", "view"}
     assert built.info.metadata["class_names"] == list(L.CLASS_NAMES)
     assert "Pleural Effusion" in built.info.description
 
@@ -227,12 +234,10 @@ def test_builder_stores_generator_output(built):
 
     records = list(tfds.as_numpy(built.as_dataset(split="validation")))
     offset = synthetic_cxr.SPLIT_OFFSETS["validation"]
-    expected = {generator.generate_example(i, seed=4, image_size=32)["image_id"]: i
-                for i in range(offset, offset + 5)}
+    expected = {generator.generate_example(i, seed=4, image_size=32)["image_id"]: i for i in range(offset, offset + 5)}
     assert sorted(r["image_id"].decode() for r in records) == sorted(expected)
     for record in records:
-        ex = generator.generate_example(expected[record["image_id"].decode()], seed=4,
-                                        image_size=32)
+        ex = generator.generate_example(expected[record["image_id"].decode()], seed=4, image_size=32)
         np.testing.assert_array_equal(record["image"], ex["image"])  # PNG is lossless.
         np.testing.assert_array_equal(record["labels"], ex["labels"])
         assert record["report"].decode() == ex["report"]
@@ -262,8 +267,10 @@ def test_label_noise_and_data_seed_change_only_what_they_name(tmp_path):
         config = synthetic_cxr.builder_config(image_size=16, num_train=150, num_validation=150, num_test=150, **kw)
         builder = synthetic_cxr.SyntheticCxr(config=config, data_dir=str(tmp_path))
         builder.download_and_prepare()
-        return {split: {r["image_id"]: r for r in tfds.as_numpy(builder.as_dataset(split=split))}
-                for split in ("train", "validation", "test")}
+        return {
+            split: {r["image_id"]: r for r in tfds.as_numpy(builder.as_dataset(split=split))}
+            for split in ("train", "validation", "test")
+        }
 
     clean, noisy = records(), records(label_noise=0.5)
     for split in ("train", "validation", "test"):

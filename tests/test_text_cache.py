@@ -15,30 +15,38 @@ PAD = -7  # the padding rows' study key in these batches (the pipeline's is that
 def _reports(rows):
     """Host batch rows `(study key, token ids, mask)` -> a batch (the token rows padded to 4)."""
     ids = np.array([r[1] + [0] * (4 - len(r[1])) for r in rows])
-    return {"input_ids": ids, "attention_mask": (ids > 0).astype(np.int32),
-            "study_id": np.array([r[0] for r in rows], np.int64), "mask": np.array([r[2] for r in rows], np.float32)}
+    return {
+        "input_ids": ids,
+        "attention_mask": (ids > 0).astype(np.int32),
+        "study_id": np.array([r[0] for r in rows], np.int64),
+        "mask": np.array([r[2] for r in rows], np.float32),
+    }
 
 
 def _encode(calls):
     def encode(b):
         calls.append(b["input_ids"].shape)
         return b["input_ids"].sum(axis=1, keepdims=True).astype(np.float32) * np.ones((1, 3))
+
     return encode
 
 
 def test_cache_is_keyed_by_study_and_round_trips(tmp_path):
     # Studies 2**40 and -3 have the same report (5 6 7), studies 10 and 11 differ.
     big = 2**40
-    batches = [_reports([(big, [5, 6, 7], 1), (10, [5, 6], 1), (-3, [5, 6, 7], 1), (big, [5, 6, 7], 1)]),
-               _reports([(11, [9], 1), (PAD, [1, 2], 0), (PAD, [1, 2], 0), (PAD, [1, 2], 0)])]
+    batches = [
+        _reports([(big, [5, 6, 7], 1), (10, [5, 6], 1), (-3, [5, 6, 7], 1), (big, [5, 6, 7], 1)]),
+        _reports([(11, [9], 1), (PAD, [1, 2], 0), (PAD, [1, 2], 0), (PAD, [1, 2], 0)]),
+    ]
     calls = []
     cache = text_cache.build(batches, _encode(calls), batch_size=4, length_bucket=2)
     # 4 distinct reports of 5 keys, in one call cut to the longest (3 tokens -> 4 by the bucket).
     assert calls == [(4, 4)] and len(cache.keys) == 5 and len(cache.features) == 4
     assert cache.keys.dtype == np.int64
     # Shuffled batches with duplicates and padding rows: each row gets its study's features.
-    batch = _reports([(11, [9], 1), (-3, [5, 6, 7], 1), (big, [5, 6, 7], 1), (10, [5, 6], 1), (-3, [5, 6, 7], 1),
-                      (PAD, [1, 2], 0)])
+    batch = _reports(
+        [(11, [9], 1), (-3, [5, 6, 7], 1), (big, [5, 6, 7], 1), (10, [5, 6], 1), (-3, [5, 6, 7], 1), (PAD, [1, 2], 0)]
+    )
     out = cache.add_to(batch)
     np.testing.assert_array_equal(out["text_features"][:, 0], [9, 18, 18, 11, 18, 3])
     assert out["text_features"].dtype == np.float32 and out["text_features"].shape == (6, 3)
@@ -101,8 +109,9 @@ def test_training_with_the_cache_equals_training_without():
         batches = [_batch(i) | {"study_id": np.arange(16) + 100 * i} for i in range(3)]
         if cached:
             # Short length buckets: chunks are cut below the batches' padded length.
-            cache = text_cache.build(batches, lambda b: encode(state, train.shard_batch(b, mesh)), 16, train.to_host,
-                                     length_bucket=4)
+            cache = text_cache.build(
+                batches, lambda b: encode(state, train.shard_batch(b, mesh)), 16, train.to_host, length_bucket=4
+            )
             full_length = train.to_host(encode(state, train.shard_batch(batches[0], mesh)))
             batches = list(cache.wrap(batches))
             np.testing.assert_allclose(batches[0]["text_features"], full_length, rtol=1e-4, atol=5e-5)

@@ -52,8 +52,9 @@ def _batch(seed):
     }
 
 
-OBJECTIVE = losses.Objective(beta=1.0, prior_weight=0.5, free_bits=0.01, free_bits_per_dim=True,
-                             distill_weight=0.4, distill_temperature=2.0)
+OBJECTIVE = losses.Objective(
+    beta=1.0, prior_weight=0.5, free_bits=0.01, free_bits_per_dim=True, distill_weight=0.4, distill_temperature=2.0
+)
 
 
 def _setup(cfg, num_devices, tx, kl_schedule=lambda step: jnp.float32(0.1)):
@@ -62,8 +63,15 @@ def _setup(cfg, num_devices, tx, kl_schedule=lambda step: jnp.float32(0.1)):
     model = create_model(cfg.model, num_classes=14, vocab_size=64, axis_name=train.AXIS, report_aux=aux)
     state = train.create_train_state(model, tx, jax.random.key(0), mesh, image_size=IMAGE, max_length=TOKENS)
     objective = dataclasses.replace(OBJECTIVE, report_aux_weight=cfg.train.report_aux_weight)
-    step = train.make_train_step(model, mesh, lr_fn=lambda s: 0.1, kl_schedule=kl_schedule,
-                                 num_samples=SAMPLES, objective=objective, pos_weight=None)
+    step = train.make_train_step(
+        model,
+        mesh,
+        lr_fn=lambda s: 0.1,
+        kl_schedule=kl_schedule,
+        num_samples=SAMPLES,
+        objective=objective,
+        pos_weight=None,
+    )
     return mesh, model, state, step
 
 
@@ -104,11 +112,16 @@ def test_gradient_equals_the_unsharded_reference():
     noise = losses.per_example_normal(noise_rng, jnp.arange(BATCH), (SAMPLES, cfg.model.latent_dim))
 
     def loss_fn(params):
-        out, _ = model.apply({"params": params, "batch_stats": stats0},
-                             batch["image"], batch["input_ids"], batch["attention_mask"], noise,
-                             train=True, mutable=["batch_stats"])
-        return losses.vkd_loss(out, batch["labels"], batch["label_mask"], batch["mask"],
-                               OBJECTIVE, kl_scale=0.1)[0]
+        out, _ = model.apply(
+            {"params": params, "batch_stats": stats0},
+            batch["image"],
+            batch["input_ids"],
+            batch["attention_mask"],
+            noise,
+            train=True,
+            mutable=["batch_stats"],
+        )
+        return losses.vkd_loss(out, batch["labels"], batch["label_mask"], batch["mask"], OBJECTIVE, kl_scale=0.1)[0]
 
     grads = jax.grad(loss_fn)(params0)
     expected = jax.tree.map(lambda p, g: p - lr * g, params0, grads)
@@ -149,10 +162,12 @@ def test_eval_step_scores_each_example_with_prior_samples():
     np.testing.assert_allclose(mean2, mean, rtol=1e-6)
     # Same result on one device.
     mesh1 = train.make_mesh(1)
-    state1 = train.create_train_state(model, optax.sgd(0.1), jax.random.key(0), mesh1, image_size=IMAGE,
-                                      max_length=TOKENS)
-    mean1, _, _ = train.make_eval_step(model, mesh1, num_samples=4)(state1, train.shard_batch(batch, mesh1),
-                                                                 jax.random.key(5))
+    state1 = train.create_train_state(
+        model, optax.sgd(0.1), jax.random.key(0), mesh1, image_size=IMAGE, max_length=TOKENS
+    )
+    mean1, _, _ = train.make_eval_step(model, mesh1, num_samples=4)(
+        state1, train.shard_batch(batch, mesh1), jax.random.key(5)
+    )
     np.testing.assert_allclose(mean1, mean, rtol=1e-5, atol=1e-6)
 
 
@@ -187,15 +202,16 @@ def test_eval_step_reports_each_examples_kl_on_request():
     mesh, model, state, _ = _setup(cfg, 8, optax.sgd(0.1))
     batch = _batch(4)
     _, _, kl = train.make_eval_step(model, mesh, num_samples=2, with_kl=True)(
-        state, train.shard_batch(batch, mesh), jax.random.key(0))
+        state, train.shard_batch(batch, mesh), jax.random.key(0)
+    )
     variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
     h = model.apply(variables, batch["image"], train=False, method=type(model).encode_image)
-    g = model.apply(variables, batch["input_ids"], batch["attention_mask"], train=False,
-                    method=type(model).encode_text)
+    g = model.apply(variables, batch["input_ids"], batch["attention_mask"], train=False, method=type(model).encode_text)
     q = model.apply(variables, h, g, train=False, method=type(model)._posterior)
     p = model.apply(variables, h, train=False, method=lambda m, h, train: m.prior(h, train=train))
     np.testing.assert_allclose(kl, losses.kl_diag_gaussians(*q, *p), rtol=1e-4, atol=1e-6)
     assert np.all(np.asarray(kl) > 0)
-    _, _, no_kl = train.make_eval_step(model, mesh, num_samples=2)(state, train.shard_batch(batch, mesh),
-                                                                   jax.random.key(0))
+    _, _, no_kl = train.make_eval_step(model, mesh, num_samples=2)(
+        state, train.shard_batch(batch, mesh), jax.random.key(0)
+    )
     assert not np.any(np.asarray(no_kl))

@@ -42,8 +42,7 @@ def test_find_images_directory_is_recursive_sorted_and_skips_other_files(image_d
 def test_load_images_keeps_the_good_ones_in_order_and_reports_the_rest(image_dir):
     paths = user_images.find_images(str(image_dir))
     errors = []
-    good, array, failed = user_images.load_images(
-        paths, SIZE, on_error=lambda p, r: errors.append((p, r)))
+    good, array, failed = user_images.load_images(paths, SIZE, on_error=lambda p, r: errors.append((p, r)))
     assert good == [str(image_dir / n) for n in ("b.jpg", "good.png", "sub/C.JPG")]
     assert array.dtype == np.uint8 and array.shape == (3, SIZE, SIZE, 1)
     for path, image in zip(good, array):
@@ -63,7 +62,9 @@ def test_find_images_file_and_glob(image_dir):
     png = str(image_dir / "good.png")
     assert user_images.find_images(png) == [png]
     assert user_images.find_images(str(image_dir / "*.jp*g")) == [
-        str(image_dir / "b.jpg"), str(image_dir / "trunc.jpeg")]
+        str(image_dir / "b.jpg"),
+        str(image_dir / "trunc.jpeg"),
+    ]
     assert user_images.find_images(str(image_dir / "**" / "*.JPG")) == [str(image_dir / "sub" / "C.JPG")]
     # A glob takes what it matches, whatever the extension; decoding then reports it.
     txt = user_images.find_images(str(image_dir / "*.txt"))
@@ -97,8 +98,7 @@ def test_dicom_without_pydicom_says_how_to_install(tmp_path, monkeypatch):
 # DICOM ------------------------------------------------------------------------------------
 
 
-def _write_dicom(path, pixels: np.ndarray, interpretation: str = "MONOCHROME2", bits: int = 12,
-                 **elements) -> str:
+def _write_dicom(path, pixels: np.ndarray, interpretation: str = "MONOCHROME2", bits: int = 12, **elements) -> str:
     """A minimal valid DICOM file (with preamble and file meta) holding `pixels`."""
     pydicom = pytest.importorskip("pydicom")
     from pydicom.dataset import Dataset, FileMetaDataset
@@ -144,15 +144,13 @@ def test_dicom_rescale_and_window(tmp_path):
     assert gray.dtype == np.uint8 and gray.shape == stored.shape
     assert np.abs(gray.astype(int) - expected).max() <= 1  # Rounding at .5 only.
     assert (gray == 0).any() and (gray == 255).any() and ((gray > 0) & (gray < 255)).any()
-    np.testing.assert_array_equal(
-        user_images.load_image(path, SIZE), images.resize_crop(Image.fromarray(gray), SIZE))
+    np.testing.assert_array_equal(user_images.load_image(path, SIZE), images.resize_crop(Image.fromarray(gray), SIZE))
 
 
 def test_dicom_monochrome1_is_inverted(tmp_path):
     stored = _stored()
     mono2 = user_images.read_dicom(_write_dicom(tmp_path / "a.dcm", stored, **WINDOW))
-    mono1 = user_images.read_dicom(
-        _write_dicom(tmp_path / "b.dcm", stored, "MONOCHROME1", **WINDOW))
+    mono1 = user_images.read_dicom(_write_dicom(tmp_path / "b.dcm", stored, "MONOCHROME1", **WINDOW))
     np.testing.assert_array_equal(mono1, 255 - mono2)
 
 
@@ -170,8 +168,7 @@ def test_dicom_non_square_and_detected_by_magic(tmp_path):
     without_ext = _write_dicom(tmp_path / "scan", stored)
     image = user_images.load_image(with_ext, SIZE)
     assert image.shape == (SIZE, SIZE, 1) and image.dtype == np.uint8
-    np.testing.assert_array_equal(
-        image, images.resize_crop(Image.fromarray(user_images.read_dicom(with_ext)), SIZE))
+    np.testing.assert_array_equal(image, images.resize_crop(Image.fromarray(user_images.read_dicom(with_ext)), SIZE))
     np.testing.assert_array_equal(user_images.load_image(without_ext, SIZE), image)
     assert user_images.find_images(str(tmp_path)) == [with_ext]  # By extension only.
 
@@ -179,9 +176,11 @@ def test_dicom_non_square_and_detected_by_magic(tmp_path):
 def test_dicom_unsupported_or_corrupt(tmp_path):
     rgb = np.zeros((8, 8, 3), np.uint8)
     frames = np.zeros((2, 8, 8), np.uint16)
-    paths = [_write_dicom(tmp_path / "rgb.dcm", rgb, "RGB", 8),
-             _write_dicom(tmp_path / "frames.dcm", frames),
-             str(tmp_path / "junk.dcm")]
+    paths = [
+        _write_dicom(tmp_path / "rgb.dcm", rgb, "RGB", 8),
+        _write_dicom(tmp_path / "frames.dcm", frames),
+        str(tmp_path / "junk.dcm"),
+    ]
     (tmp_path / "junk.dcm").write_bytes(np.random.default_rng(0).bytes(300))
     good, _, failed = user_images.load_images(paths, SIZE)
     assert good == []

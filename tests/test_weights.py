@@ -24,8 +24,14 @@ REPORTS = [
 
 
 def _tiny_bert_dir(tmp_path, safe=True):
-    cfg = transformers.BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                  intermediate_size=64, max_position_embeddings=64)
+    cfg = transformers.BertConfig(
+        vocab_size=120,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     torch.manual_seed(0)
     model = transformers.BertModel(cfg).eval()
     with torch.no_grad():  # move LayerNorms and biases away from their trivial init
@@ -166,10 +172,13 @@ def test_densenet121_torchvision_layout(tmp_path):
     variables, report = weights.load_densenet121_with_report(file, allow_pickle=False, in_channels=3)
     num_stats = sum(v.size for v in jax.tree.leaves(variables["batch_stats"]))
     assert report.unused == () and report.num_params == 6_953_856 + num_stats  # torchvision's, less the classifier
-    np.testing.assert_array_equal(variables["params"]["conv0"]["kernel"],
-                                  np.transpose(state["features.conv0.weight"], (2, 3, 1, 0)))
-    np.testing.assert_array_equal(variables["batch_stats"]["denseblock3"]["denselayer7"]["norm2"]["var"],
-                                  state["features.denseblock3.denselayer7.norm2.running_var"])
+    np.testing.assert_array_equal(
+        variables["params"]["conv0"]["kernel"], np.transpose(state["features.conv0.weight"], (2, 3, 1, 0))
+    )
+    np.testing.assert_array_equal(
+        variables["batch_stats"]["denseblock3"]["denselayer7"]["norm2"]["var"],
+        state["features.denseblock3.denselayer7.norm2.running_var"],
+    )
     gray = weights.load_densenet121(file, in_channels=1)
     assert gray["params"]["conv0"]["kernel"].shape == (7, 7, 1, 64)
     # Old torchvision names ('norm.1') load too.

@@ -44,8 +44,15 @@ def test_a_refused_resume_leaves_the_workdir_as_it_was(trained, data_dir, tmp_pa
         return
     # Eval still works on it, with overrides of its evaluation fields and no --config.
     shutil.rmtree(workdir / "figures_validation", ignore_errors=True)  # another test's eval may have left them
-    proc = run_mode([f"--workdir={workdir}", "--mode=eval", "--split=validation", "--config.eval.figures=false",
-                     "--config.eval.bootstrap_samples=0"])
+    proc = run_mode(
+        [
+            f"--workdir={workdir}",
+            "--mode=eval",
+            "--split=validation",
+            "--config.eval.figures=false",
+            "--config.eval.bootstrap_samples=0",
+        ]
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = load_json(workdir / "results_validation.json")
     assert results["config"]["eval"]["bootstrap_samples"] == 0 and results["config"]["model"]["kind"] == "vkd"
@@ -101,8 +108,9 @@ def _truncate_the_only_checkpoint(workdir):
     return os.path.join("checkpoints", "16"), "cannot be restored"
 
 
-@pytest.mark.parametrize("damage", [_truncate_config, _truncate_model_info, _model_info_without_a_key,
-                                    _truncate_the_only_checkpoint])
+@pytest.mark.parametrize(
+    "damage", [_truncate_config, _truncate_model_info, _model_info_without_a_key, _truncate_the_only_checkpoint]
+)
 def test_a_damaged_run_file_is_one_error_line_naming_it(trained, tmp_path, damage):
     workdir = _copy(trained, tmp_path)
     names = damage(workdir)
@@ -113,15 +121,18 @@ def test_a_damaged_run_file_is_one_error_line_naming_it(trained, tmp_path, damag
         assert name in line, line
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--config=configs/demo_scratch.py", "--config.train.batchsize=4"], "batchsize"),
-    (["--config=configs/no_such_config.py"], "no_such_config.py"),
-    (["--config=BROKEN"], "invalid syntax"),
-    (["--config=configs/demo_scratch.py", "--config.optim.learning_rate=inf"], "optim.learning_rate"),
-    (["--config=configs/demo_scratch.py", "--config.data.augment.rotation=nan"], "augment.rotation"),
-    (["--config=configs/demo_scratch.py", "--config.train.batch_size=abc"], "batch_size"),
-    ([], "--config is required"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--config=configs/demo_scratch.py", "--config.train.batchsize=4"], "batchsize"),
+        (["--config=configs/no_such_config.py"], "no_such_config.py"),
+        (["--config=BROKEN"], "invalid syntax"),
+        (["--config=configs/demo_scratch.py", "--config.optim.learning_rate=inf"], "optim.learning_rate"),
+        (["--config=configs/demo_scratch.py", "--config.data.augment.rotation=nan"], "augment.rotation"),
+        (["--config=configs/demo_scratch.py", "--config.train.batch_size=abc"], "batch_size"),
+        ([], "--config is required"),
+    ],
+)
 def test_a_bad_command_line_is_one_error_line_before_any_work(tmp_path, args, message):
     broken = tmp_path / "broken.py"
     broken.write_text("def get_config(:\n")

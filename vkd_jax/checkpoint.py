@@ -35,12 +35,17 @@ def _best_fn(metrics: dict) -> float:
     return float("-inf") if value is None else float(value)
 
 
-def create_manager(workdir: str, *, keep_latest: int = KEEP_LATEST, keep_best: int = KEEP_BEST) -> ocp.CheckpointManager:
-    policy = ocp.checkpoint_managers.AnyPreservationPolicy([
-        ocp.checkpoint_managers.LatestN(n=keep_latest),
-        ocp.checkpoint_managers.BestN(get_metric_fn=_best_fn, reverse=False, n=keep_best,
-                                      keep_checkpoints_without_metrics=False),
-    ])
+def create_manager(
+    workdir: str, *, keep_latest: int = KEEP_LATEST, keep_best: int = KEEP_BEST
+) -> ocp.CheckpointManager:
+    policy = ocp.checkpoint_managers.AnyPreservationPolicy(
+        [
+            ocp.checkpoint_managers.LatestN(n=keep_latest),
+            ocp.checkpoint_managers.BestN(
+                get_metric_fn=_best_fn, reverse=False, n=keep_best, keep_checkpoints_without_metrics=False
+            ),
+        ]
+    )
     options = ocp.CheckpointManagerOptions(best_fn=_best_fn, best_mode="max", preservation_policy=policy)
     return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")), options=options)
 
@@ -71,7 +76,8 @@ def restore(manager: ocp.CheckpointManager, target: Any, step: int) -> Any:
         raise RestoreError(
             f"the checkpoint {os.path.join(str(manager.directory), str(step))} cannot be restored into the model of "
             f"this config ({type(e).__name__}: {str(e)[:300]}). It is damaged (truncated or missing files) or was "
-            "written with another config: train again, or evaluate with the config it was written with") from e
+            "written with another config: train again, or evaluate with the config it was written with"
+        ) from e
 
 
 def restore_latest_good(manager: ocp.CheckpointManager, target: Any) -> tuple[Any, int | None]:
@@ -82,8 +88,13 @@ def restore_latest_good(manager: ocp.CheckpointManager, target: Any) -> tuple[An
     longer matches the checkpoints (e.g. another model or optimiser), not damage."""
     for step in manager.all_steps():
         if not _looks_complete(manager, step):
-            logging.warning("the directory of step %d, %s, is not a checkpoint (no readable %s or no %s/); "
-                            "set aside in damaged/", step, _step_dir(manager, step), _METADATA, _ITEM)
+            logging.warning(
+                "the directory of step %d, %s, is not a checkpoint (no readable %s or no %s/); set aside in damaged/",
+                step,
+                _step_dir(manager, step),
+                _METADATA,
+                _ITEM,
+            )
             _set_aside(manager, step)
     failed = []
     for step in sorted(manager.all_steps(), reverse=True):
@@ -93,14 +104,21 @@ def restore_latest_good(manager: ocp.CheckpointManager, target: Any) -> tuple[An
             failed.append((step, f"{type(e.__cause__).__name__}: {str(e.__cause__)[:300]}"))
             continue
         for bad, reason in failed:
-            logging.warning("the checkpoint of step %d in %s cannot be restored (%s); set aside in damaged/, "
-                            "resuming from step %d", bad, manager.directory, reason, step)
+            logging.warning(
+                "the checkpoint of step %d in %s cannot be restored (%s); set aside in damaged/, resuming from step %d",
+                bad,
+                manager.directory,
+                reason,
+                step,
+            )
             _set_aside(manager, bad)
         return state, step
     if failed:
-        raise RestoreError(f"no checkpoint in {manager.directory} restores into the model and optimiser of this "
-                           f"config (steps {[s for s, _ in failed]}; newest: {failed[0][1]}). Use the config they "
-                           "were written with, or another --workdir")
+        raise RestoreError(
+            f"no checkpoint in {manager.directory} restores into the model and optimiser of this "
+            f"config (steps {[s for s, _ in failed]}; newest: {failed[0][1]}). Use the config they "
+            "were written with, or another --workdir"
+        )
     return target, None
 
 
@@ -153,6 +171,8 @@ def check_storage(workdir: str, state: Any | None = None) -> None:
     needed = state_bytes * (KEEP_LATEST + KEEP_BEST + 1)
     free = shutil.disk_usage(workdir).free
     if free < needed:
-        raise StorageError(f"workdir {workdir} has {free / 2**30:.2f} GiB free; checkpoints of this model need about "
-                           f"{needed / 2**30:.2f} GiB ({KEEP_LATEST} latest + {KEEP_BEST} best + 1 being written, "
-                           f"{state_bytes / 2**20:.0f} MiB each)")
+        raise StorageError(
+            f"workdir {workdir} has {free / 2**30:.2f} GiB free; checkpoints of this model need about "
+            f"{needed / 2**30:.2f} GiB ({KEEP_LATEST} latest + {KEEP_BEST} best + 1 being written, "
+            f"{state_bytes / 2**20:.0f} MiB each)"
+        )

@@ -42,7 +42,7 @@ def split_overrides(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     rest, overrides = [], []
     for arg in argv:
         if arg.startswith("--config."):
-            field, eq, value = arg[len("--config."):].partition("=")
+            field, eq, value = arg[len("--config.") :].partition("=")
             if not eq:
                 raise UsageError(f"{arg}: give the value as --config.{field}=VALUE")
             overrides.append((field, value))
@@ -74,8 +74,10 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[tuple[str
     """Sets each `(a.b, text)` of `overrides` on `config`; only `EVAL_FIELDS` may be set."""
     for field, text in overrides:
         if not any(field == f or (f.endswith(".") and field.startswith(f)) for f in EVAL_FIELDS):
-            raise UsageError(f"--config.{field}: without --config only the evaluation fields can be overridden "
-                             f"({', '.join(f + '*' if f.endswith('.') else f for f in EVAL_FIELDS)})")
+            raise UsageError(
+                f"--config.{field}: without --config only the evaluation fields can be overridden "
+                f"({', '.join(f + '*' if f.endswith('.') else f for f in EVAL_FIELDS)})"
+            )
         *parents, leaf = field.split(".")
         node = config
         try:
@@ -99,8 +101,12 @@ def drop_orbax_leftovers() -> None:
 
     def hook(unraisable):
         code = getattr(unraisable.object, "cr_code", None)
-        if (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"
-                or code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename):
+        if (
+            isinstance(unraisable.exc_value, RuntimeError)
+            and str(unraisable.exc_value) == "Event loop is closed"
+            or code is not None
+            and f"{os.sep}orbax{os.sep}" in code.co_filename
+        ):
             return
         default(unraisable)
 

@@ -49,31 +49,47 @@ def _finite(config, prefix: str = "") -> None:
 
 def _check_data(data) -> None:
     """The data section (the input pipeline trusts it: it is checked here only)."""
+
     def require(ok: bool, field: str, expected: str) -> None:
         if not ok:
             raise ConfigError(f"config.data.{field} must be {expected}, got {data[field]!r}")
 
     require(isinstance(data.name, str) and data.name != "", "name", "a dataset name")
     require(data.data_dir is None or isinstance(data.data_dir, str), "data_dir", "a directory or None")
-    require(isinstance(data.image_size, int) and data.image_size >= 32, "image_size",
-            "an int >= 32 (DenseNet downsamples 32x)")
+    require(
+        isinstance(data.image_size, int) and data.image_size >= 32,
+        "image_size",
+        "an int >= 32 (DenseNet downsamples 32x)",
+    )
     require(isinstance(data.mean, (int, float)), "mean", "a number")
     require(isinstance(data.std, (int, float)) and data.std > 0, "std", "> 0")
-    require(data.uncertainty_policy in labels.UNCERTAINTY_POLICIES, "uncertainty_policy",
-            f"one of {labels.UNCERTAINTY_POLICIES}")
+    require(
+        data.uncertainty_policy in labels.UNCERTAINTY_POLICIES,
+        "uncertainty_policy",
+        f"one of {labels.UNCERTAINTY_POLICIES}",
+    )
     require(isinstance(data.no_finding_rule, bool), "no_finding_rule", "a bool")
     require(isinstance(data.shuffle_buffer, int) and data.shuffle_buffer >= 1, "shuffle_buffer", "an int >= 1")
     for field in ("train_split", "val_split", "test_split"):
         require(isinstance(data[field], str) and data[field] != "", field, "a split name")
     require(data.channels in (1, 3), "channels", "1 or 3")
     require(data.normalization in NORMALIZATIONS, "normalization", f"one of {NORMALIZATIONS}")
-    require(data.normalization != "imagenet" or data.channels == 3, "normalization",
-            "'scalar' with data.channels=1 (ImageNet statistics are per RGB channel)")
+    require(
+        data.normalization != "imagenet" or data.channels == 3,
+        "normalization",
+        "'scalar' with data.channels=1 (ImageNet statistics are per RGB channel)",
+    )
     require(data.label_set in labels.LABEL_SETS, "label_set", f"one of {labels.LABEL_SETS}")
-    require(data.label_set == "chexpert" or not data.no_finding_rule, "no_finding_rule",
-            "False with data.label_set='nih' (its 14 classes have no 'No Finding')")
-    require(data.build_size is None or (isinstance(data.build_size, int) and data.build_size >= 8),
-            "build_size", "None or an int >= 8")
+    require(
+        data.label_set == "chexpert" or not data.no_finding_rule,
+        "no_finding_rule",
+        "False with data.label_set='nih' (its 14 classes have no 'No Finding')",
+    )
+    require(
+        data.build_size is None or (isinstance(data.build_size, int) and data.build_size >= 8),
+        "build_size",
+        "None or an int >= 8",
+    )
     for field, limit in AUGMENT_LIMITS.items():
         value = data.augment[field]
         if not (isinstance(value, (int, float)) and 0 <= value <= limit):
@@ -102,8 +118,15 @@ def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
         raise ConfigError(f"config.eval.bootstrap_samples must be >= 0, got {config.eval.bootstrap_samples}")
     if not 0 <= config.eval.refer_fraction < 1:
         raise ConfigError(f"config.eval.refer_fraction must be in [0, 1), got {config.eval.refer_fraction}")
-    for path in ("model.latent_dim", "model.hidden_dim", "model.num_samples", "model.eval_samples",
-                 "train.num_epochs", "optim.learning_rate", "train.kl_cycles_per_epoch"):
+    for path in (
+        "model.latent_dim",
+        "model.hidden_dim",
+        "model.num_samples",
+        "model.eval_samples",
+        "train.num_epochs",
+        "optim.learning_rate",
+        "train.kl_cycles_per_epoch",
+    ):
         section, field = path.split(".")
         _positive(config[section][field], path)
     tr = config.train
@@ -116,8 +139,10 @@ def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
         raise ConfigError(f"config.train.distill_weight must be in [0, 1], got {tr.distill_weight}")
     _positive(tr.distill_temperature, "train.distill_temperature")
     if config.model.posterior_inputs == "none" and config.model.kind != "vkd":
-        raise ConfigError("config.model.posterior_inputs='none' (the no-report control) needs model.kind='vkd', "
-                          f"got {config.model.kind!r}")
+        raise ConfigError(
+            "config.model.posterior_inputs='none' (the no-report control) needs model.kind='vkd', "
+            f"got {config.model.kind!r}"
+        )
     img = config.model.image_encoder
     if not (isinstance(img.pool_grid, int) and img.pool_grid >= 1):
         raise ConfigError(f"config.model.image_encoder.pool_grid must be an int >= 1, got {img.pool_grid!r}")
@@ -129,7 +154,8 @@ def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
             raise ConfigError(
                 f"config.model.image_encoder.pool_grid={img.pool_grid} must divide the final feature map, "
                 f"{side}x{side} for data.image_size={config.data.image_size} (downsampled {stride}x by the stem"
-                f"{' and its max-pool' if img.stem_pool else ''} and {len(img.block_sizes) - 1} transitions)")
+                f"{' and its max-pool' if img.stem_pool else ''} and {len(img.block_sizes) - 1} transitions)"
+            )
     if not 0 <= config.model.dropout < 1:
         raise ConfigError(f"config.model.dropout must be in [0, 1), got {config.model.dropout}")
     for field in ("batch_size", "eval_batch_size"):
@@ -137,7 +163,8 @@ def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
         if size <= 0 or size % num_devices or size % num_processes:
             raise ConfigError(
                 f"config.train.{field}={size} must be a positive multiple of the {num_devices} devices "
-                f"and {num_processes} processes")
+                f"and {num_processes} processes"
+            )
     txt, img = config.model.text_encoder, config.model.image_encoder
     for name, enc in (("text_encoder", txt), ("image_encoder", img)):
         _choice(config, f"model.{name}.train_mode", optim.TRAIN_MODES)
@@ -146,15 +173,26 @@ def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
         if enc.init_from and not os.path.exists(enc.init_from):
             raise ConfigError(f"config.model.{name}.init_from: {enc.init_from} does not exist")
     if img.init_from and (tuple(img.block_sizes), img.growth_rate, img.bn_size, img.num_init_features) != (
-            (6, 12, 24, 16), 32, 4, 64):
-        raise ConfigError("config.model.image_encoder.init_from needs the DenseNet-121 shape (block_sizes "
-                          "(6, 12, 24, 16), growth_rate 32, bn_size 4, num_init_features 64)")
+        (6, 12, 24, 16),
+        32,
+        4,
+        64,
+    ):
+        raise ConfigError(
+            "config.model.image_encoder.init_from needs the DenseNet-121 shape (block_sizes "
+            "(6, 12, 24, 16), growth_rate 32, bn_size 4, num_init_features 64)"
+        )
     if not (txt.tokenizer or txt.init_from):
-        raise ConfigError("config.model.text_encoder.tokenizer is empty: set it (or text_encoder.init_from) to a "
-                          "local Hugging Face directory (e.g. a downloaded Bio_ClinicalBERT), or 'synthetic'")
+        raise ConfigError(
+            "config.model.text_encoder.tokenizer is empty: set it (or text_encoder.init_from) to a "
+            "local Hugging Face directory (e.g. a downloaded Bio_ClinicalBERT), or 'synthetic'"
+        )
     if txt.hidden_size % txt.num_heads:
-        raise ConfigError(f"config.model.text_encoder.hidden_size={txt.hidden_size} is not a multiple of "
-                          f"num_heads={txt.num_heads}")
+        raise ConfigError(
+            f"config.model.text_encoder.hidden_size={txt.hidden_size} is not a multiple of num_heads={txt.num_heads}"
+        )
     if txt.max_length > txt.max_position_embeddings:
-        raise ConfigError(f"config.model.text_encoder.max_length={txt.max_length} exceeds "
-                          f"max_position_embeddings={txt.max_position_embeddings}")
+        raise ConfigError(
+            f"config.model.text_encoder.max_length={txt.max_length} exceeds "
+            f"max_position_embeddings={txt.max_position_embeddings}"
+        )

@@ -25,14 +25,18 @@ def detect_cluster() -> str | None:
     if int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1:
         return "Open MPI"
     tpu_chips = glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*")
-    if env.get("TPU_WORKER_HOSTNAMES") or env.get("TPU_PROCESS_ADDRESSES") or (
-            tpu_chips and importlib.util.find_spec("libtpu") is not None):
+    if (
+        env.get("TPU_WORKER_HOSTNAMES")
+        or env.get("TPU_PROCESS_ADDRESSES")
+        or (tpu_chips and importlib.util.find_spec("libtpu") is not None)
+    ):
         return "TPU VM"  # JAX reads the pod's layout from the TPU metadata (one host: one process)
     return None
 
 
-def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None) -> bool:
+def initialize(
+    coordinator_address: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> bool:
     """Joins the job's processes (see the module docstring); returns whether it did.
 
     On CPU, cross-process collectives go through gloo. Processes other than 0 log warnings
@@ -40,11 +44,14 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     """
     explicit = (coordinator_address, num_processes, process_id)
     if any(x is not None for x in explicit):
-        missing = [f"--{n}" for n, x in zip(("coordinator_address", "num_processes", "process_id"), explicit)
-                   if x is None]
+        missing = [
+            f"--{n}" for n, x in zip(("coordinator_address", "num_processes", "process_id"), explicit) if x is None
+        ]
         if missing:
-            raise ValueError(f"multi-process runs need all of --coordinator_address, --num_processes and "
-                             f"--process_id; missing {', '.join(missing)}")
+            raise ValueError(
+                f"multi-process runs need all of --coordinator_address, --num_processes and "
+                f"--process_id; missing {', '.join(missing)}"
+            )
         if not 0 <= process_id < num_processes:
             raise ValueError(f"--process_id={process_id} must be in [0, --num_processes={num_processes})")
         source = f"flags, coordinator {coordinator_address}"
@@ -56,6 +63,12 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
     if jax.process_index() != 0:
         logging.set_verbosity(logging.WARNING)
-    logging.info("process %d of %d (%s); %d local and %d global devices", jax.process_index(),
-                 jax.process_count(), source, jax.local_device_count(), jax.device_count())
+    logging.info(
+        "process %d of %d (%s); %d local and %d global devices",
+        jax.process_index(),
+        jax.process_count(),
+        source,
+        jax.local_device_count(),
+        jax.device_count(),
+    )
     return True

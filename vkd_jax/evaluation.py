@@ -70,8 +70,11 @@ def evaluate(state, eval_step, batches: Iterator[dict], mesh, rng, class_names) 
 
 def log_undefined(summary: dict, split: str) -> None:
     if summary["undefined_classes"]:
-        logging.warning("AUROC undefined on %s for %s (a single label value); left out of the macro average",
-                        split, ", ".join(summary["undefined_classes"]))
+        logging.warning(
+            "AUROC undefined on %s for %s (a single label value); left out of the macro average",
+            split,
+            ", ".join(summary["undefined_classes"]),
+        )
 
 
 def evaluate_best(run: EvalRun, split: str, start_time: float, final_train: dict | None = None) -> dict[str, Any]:
@@ -84,16 +87,29 @@ def evaluate_best(run: EvalRun, split: str, start_time: float, final_train: dict
     if step is not None and step != int(run.state.step):
         run.state = checkpoint.restore(manager, run.state, step)
     evl = config.eval
-    logging.info("evaluating the checkpoint of step %s on %s (thresholds: %s on %s)", step, split,
-                 evl.threshold_method, config.data.val_split)
+    logging.info(
+        "evaluating the checkpoint of step %s on %s (thresholds: %s on %s)",
+        step,
+        split,
+        evl.threshold_method,
+        config.data.val_split,
+    )
     val = run.predict(config.data.val_split)
-    thresholds = metrics.choose_thresholds(val["labels"], val["probs"], val["label_mask"],
-                                           method=evl.threshold_method)
+    thresholds = metrics.choose_thresholds(val["labels"], val["probs"], val["label_mask"], method=evl.threshold_method)
     pred = val if split == config.data.val_split else run.predict(split)
     report = metrics.classification_report(
-        pred["labels"], pred["probs"], run.meta.class_names, mask=pred["label_mask"], spreads=pred["spreads"],
-        thresholds=thresholds, groups=pred["study_id"], num_bootstrap=evl.bootstrap_samples,
-        seed=evl.bootstrap_seed, num_bins=evl.calibration_bins, refer_fraction=evl.refer_fraction)
+        pred["labels"],
+        pred["probs"],
+        run.meta.class_names,
+        mask=pred["label_mask"],
+        spreads=pred["spreads"],
+        thresholds=thresholds,
+        groups=pred["study_id"],
+        num_bootstrap=evl.bootstrap_samples,
+        seed=evl.bootstrap_seed,
+        num_bins=evl.calibration_bins,
+        refer_fraction=evl.refer_fraction,
+    )
     log_undefined(report, split)
     best_val = manager.metrics(best_step) if best_step is not None else None
     results = {
@@ -126,15 +142,30 @@ def _write_outputs(run: EvalRun, split: str, results: dict, pred: dict) -> None:
     if run.config.eval.figures:
         fig_dir = wd.path(run.workdir, figures_name)
         os.makedirs(fig_dir, exist_ok=True)
-        report.plot_roc_curves(os.path.join(fig_dir, "roc_curves.png"), pred["labels"], pred["probs"],
-                               pred["label_mask"], run.meta.class_names, results)
+        report.plot_roc_curves(
+            os.path.join(fig_dir, "roc_curves.png"),
+            pred["labels"],
+            pred["probs"],
+            pred["label_mask"],
+            run.meta.class_names,
+            results,
+        )
         report.plot_reliability(os.path.join(fig_dir, "reliability.png"), results["calibration"])
         figures = [f"{figures_name}/roc_curves.png", f"{figures_name}/reliability.png"]
-        if report.plot_training_curves(os.path.join(fig_dir, "training_curves.png"),
-                                       wd.path(run.workdir, wd.TENSORBOARD)):
+        if report.plot_training_curves(
+            os.path.join(fig_dir, "training_curves.png"), wd.path(run.workdir, wd.TENSORBOARD)
+        ):
             figures.append(f"{figures_name}/training_curves.png")
     wd.write_json(run.workdir, results_name, results)
     wd.write_text(run.workdir, report_name, report.markdown(results, figures))
-    logging.info("%s macro AUROC %s (micro %s) on %d examples; wrote %s, %s and %d figures in %s", split,
-                 results["macro_auc"], results["micro_auc"], results["num_examples"], results_name, report_name,
-                 len(figures), run.workdir)
+    logging.info(
+        "%s macro AUROC %s (micro %s) on %d examples; wrote %s, %s and %d figures in %s",
+        split,
+        results["macro_auc"],
+        results["micro_auc"],
+        results["num_examples"],
+        results_name,
+        report_name,
+        len(figures),
+        run.workdir,
+    )

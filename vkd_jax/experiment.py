@@ -79,22 +79,36 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     global_batch = config.train.batch_size
     last_step = min(run.schedule_steps, config.train.max_steps) if config.train.max_steps > 0 else run.schedule_steps
     eval_every = config.train.eval_every_steps or run.steps_per_epoch
-    logging.info("%s: %s; %d devices, global batch %d, %d steps/epoch, training to step %d",
-                 meta.name, meta.num_examples, mesh.size, global_batch, run.steps_per_epoch, last_step)
+    logging.info(
+        "%s: %s; %d devices, global batch %d, %d steps/epoch, training to step %d",
+        meta.name,
+        meta.num_examples,
+        mesh.size,
+        global_batch,
+        run.steps_per_epoch,
+        last_step,
+    )
 
-    train_step = train.build_train_step(config, run.model, mesh, run.lr_fn, steps_per_epoch=run.steps_per_epoch,
-                                        pos_weight=_pos_weight(config))
+    train_step = train.build_train_step(
+        config, run.model, mesh, run.lr_fn, steps_per_epoch=run.steps_per_epoch, pos_weight=_pos_weight(config)
+    )
 
     def run_eval(split, state):
-        return evaluation.evaluate(state, run.eval_step, run.eval_batches(split), mesh, run.eval_rng,
-                                   meta.class_names)
+        return evaluation.evaluate(state, run.eval_step, run.eval_batches(split), mesh, run.eval_rng, meta.class_names)
 
     writer = _summary_writer(workdir) if jax.process_index() == 0 else None
     step = int(state.step)
     max_length = config.model.text_encoder.max_length
     batches = input_pipeline.train_batches(
-        config.data, batch_size=global_batch // jax.process_count(), tokenizer=run.tokenizer, max_length=max_length,
-        seed=config.seed, start_step=step, process_index=jax.process_index(), process_count=jax.process_count())
+        config.data,
+        batch_size=global_batch // jax.process_count(),
+        tokenizer=run.tokenizer,
+        max_length=max_length,
+        seed=config.seed,
+        start_step=step,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
     if run.text_features is not None:
         batches = run.text_features.wrap(batches)
     history, tick, tick_step, paused = [], time.time(), step, 0.0
@@ -109,20 +123,35 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
             if not np.isfinite(summary["loss"]):
                 raise NonFiniteLossError(
                     f"loss is {summary['loss']} at step {step}; stopped without saving. The last good "
-                    f"checkpoint (step {manager.latest_step()}) is intact in {workdir}/checkpoints")
+                    f"checkpoint (step {manager.latest_step()}) is intact in {workdir}/checkpoints"
+                )
             summary["steps_per_s"] = (step - tick_step) / (time.time() - tick - paused)
             history, tick, tick_step, paused = [], time.time(), step, 0.0
-            logging.info("step %d/%d: %s", step, last_step, " ".join(f"{k}={v:.4g}" for k, v in sorted(summary.items())))
+            logging.info(
+                "step %d/%d: %s", step, last_step, " ".join(f"{k}={v:.4g}" for k, v in sorted(summary.items()))
+            )
             final_train = summary
             _write_scalars(writer, step, {f"train/{k}": v for k, v in summary.items()})
         if step % eval_every == 0 or step == last_step:
             eval_start = time.time()
             val = run_eval(config.data.val_split, state)
             evaluation.log_undefined(val, config.data.val_split)
-            logging.info("step %d: validation macro AUROC %s on %d examples%s", step, val["macro_auc"],
-                         val["num_examples"], f", KL(q || p) {val['kl']:.4g} nats" if config.model.kind == "vkd" else "")
-            _write_scalars(writer, step, {"val/macro_auc": val["macro_auc"], "val/micro_auc": val["micro_auc"],
-                                          **({"val/kl": val["kl"]} if config.model.kind == "vkd" else {})})
+            logging.info(
+                "step %d: validation macro AUROC %s on %d examples%s",
+                step,
+                val["macro_auc"],
+                val["num_examples"],
+                f", KL(q || p) {val['kl']:.4g} nats" if config.model.kind == "vkd" else "",
+            )
+            _write_scalars(
+                writer,
+                step,
+                {
+                    "val/macro_auc": val["macro_auc"],
+                    "val/micro_auc": val["micro_auc"],
+                    **({"val/kl": val["kl"]} if config.model.kind == "vkd" else {}),
+                },
+            )
             checkpoint.save(manager, state, {checkpoint.BEST_METRIC: val["macro_auc"]}, force=True)
             paused += time.time() - eval_start  # validation time is not training speed
         elif step % config.train.checkpoint_every_steps == 0:
@@ -132,8 +161,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                 checkpoint.save(manager, state, force=True)
             manager.wait_until_finished()
             notice.close()
-            raise Preempted(f"preempted (SIGTERM): saved the checkpoint of step {step} in {workdir}/checkpoints; "
-                            "run the same command again to resume")
+            raise Preempted(
+                f"preempted (SIGTERM): saved the checkpoint of step {step} in {workdir}/checkpoints; "
+                "run the same command again to resume"
+            )
     notice.close()
     manager.wait_until_finished()
     if writer is not None:
@@ -153,7 +184,8 @@ def evaluate_checkpoint(config, workdir: str, split: str | None = None) -> dict[
     try:
         if split not in run.meta.num_examples:
             raise config_checks.ConfigError(
-                f"--split={split}: {run.meta.name} has the splits {sorted(run.meta.num_examples)}")
+                f"--split={split}: {run.meta.name} has the splits {sorted(run.meta.num_examples)}"
+            )
         return evaluation.evaluate_best(run, split, start_time)
     finally:
         run.manager.close()
@@ -161,6 +193,7 @@ def evaluate_checkpoint(config, workdir: str, split: str | None = None) -> dict[
 
 def _summary_writer(workdir: str):
     from flax.metrics import tensorboard  # imports TensorFlow, already loaded by the pipeline
+
     return tensorboard.SummaryWriter(wd.path(workdir, wd.TENSORBOARD))
 
 

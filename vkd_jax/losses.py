@@ -34,16 +34,12 @@ def per_example_normal(rng: jax.Array, example_ids: jax.Array, shape: tuple[int,
     return jnp.swapaxes(noise, 0, 1)
 
 
-def kl_diag_gaussians_per_dim(
-    mu_q: jax.Array, logvar_q: jax.Array, mu_p: jax.Array, logvar_p: jax.Array
-) -> jax.Array:
+def kl_diag_gaussians_per_dim(mu_q: jax.Array, logvar_q: jax.Array, mu_p: jax.Array, logvar_p: jax.Array) -> jax.Array:
     """KL(q || p) of each dimension of two diagonal Gaussians, `[..., D]` (see below)."""
     return 0.5 * (logvar_p - logvar_q + (jnp.exp(logvar_q) + jnp.square(mu_q - mu_p)) * jnp.exp(-logvar_p) - 1.0)
 
 
-def kl_diag_gaussians(
-    mu_q: jax.Array, logvar_q: jax.Array, mu_p: jax.Array, logvar_p: jax.Array
-) -> jax.Array:
+def kl_diag_gaussians(mu_q: jax.Array, logvar_q: jax.Array, mu_p: jax.Array, logvar_p: jax.Array) -> jax.Array:
     """KL(q || p) between diagonal Gaussians, summed over the last axis: `[...]`.
 
     `0.5 * sum(logvar_p - logvar_q + (var_q + (mu_q - mu_p)^2) / var_p - 1)`. The direction
@@ -119,14 +115,16 @@ def _batch_mean(x: jax.Array, example_mask: jax.Array, axis_name: str | None) ->
     return _ratio(jnp.sum(x * m, axis=0), jnp.sum(example_mask), axis_name)
 
 
-def kl_term(posterior, prior, example_mask: jax.Array, objective: Objective,
-            axis_name: str | None = None) -> tuple[jax.Array, jax.Array]:
+def kl_term(
+    posterior, prior, example_mask: jax.Array, objective: Objective, axis_name: str | None = None
+) -> tuple[jax.Array, jax.Array]:
     """(the KL as the loss uses it, before `beta`; the plain batch-mean KL in nats).
 
     Both are batch means of KL(q || p) summed over dimensions; the first has the balancing
     and the free-bits floor of `objective` applied (equal in value to the second above the
     floor, but with its gradient routed as `kl_balance` says).
     """
+
     def floored(q, p):
         per_dim = _batch_mean(kl_diag_gaussians_per_dim(*q, *p), example_mask, axis_name)  # [D]
         if objective.free_bits_per_dim:

@@ -41,8 +41,9 @@ def binary_auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return float(u / (n_pos * n_neg))
 
 
-def auroc_summary(labels: np.ndarray, scores: np.ndarray, class_names: Sequence[str],
-                  mask: np.ndarray | None = None) -> dict:
+def auroc_summary(
+    labels: np.ndarray, scores: np.ndarray, class_names: Sequence[str], mask: np.ndarray | None = None
+) -> dict:
     """Per-class, macro and micro AUROC of `scores` `[N, K]` against binary `labels` `[N, K]`.
 
     Entries where `mask` is 0 (labels ignored by the uncertainty policy) are left out.
@@ -52,10 +53,7 @@ def auroc_summary(labels: np.ndarray, scores: np.ndarray, class_names: Sequence[
     labels = np.asarray(labels)
     scores = np.asarray(scores)
     mask = np.ones(labels.shape, bool) if mask is None else np.asarray(mask).astype(bool)
-    per_class = {
-        name: binary_auroc(labels[mask[:, k], k], scores[mask[:, k], k])
-        for k, name in enumerate(class_names)
-    }
+    per_class = {name: binary_auroc(labels[mask[:, k], k], scores[mask[:, k], k]) for k, name in enumerate(class_names)}
     defined = [v for v in per_class.values() if v is not None]
     return {
         "macro_auc": float(np.mean(defined)) if defined else None,
@@ -111,8 +109,13 @@ def average_precision(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return float(np.sum(np.diff(recall, prepend=0.0) * tps / (tps + fps)))
 
 
-def threshold_metrics(labels: np.ndarray, probs: np.ndarray, thresholds: np.ndarray,
-                      class_names: Sequence[str], mask: np.ndarray | None = None) -> dict:
+def threshold_metrics(
+    labels: np.ndarray,
+    probs: np.ndarray,
+    thresholds: np.ndarray,
+    class_names: Sequence[str],
+    mask: np.ndarray | None = None,
+) -> dict:
     """Accuracy, precision, recall, F1 and support of `probs >= thresholds[k]` per class.
 
     Each class is evaluated on its own unmasked rows; `micro` pools all unmasked entries and
@@ -124,19 +127,26 @@ def threshold_metrics(labels: np.ndarray, probs: np.ndarray, thresholds: np.ndar
     mask = _as_mask(mask, labels.shape)
     thresholds = np.asarray(thresholds, np.float64)
     pred = np.asarray(probs) >= thresholds
-    tp, fp, fn = ((pred & labels & mask).sum(0), (pred & ~labels & mask).sum(0),
-                  (~pred & labels & mask).sum(0))
+    tp, fp, fn = ((pred & labels & mask).sum(0), (pred & ~labels & mask).sum(0), (~pred & labels & mask).sum(0))
     n = mask.sum(0)
     tn = n - tp - fp - fn
 
     def rates(tp: int, fp: int, fn: int, tn: int, n: int) -> dict:
-        return {"accuracy": float((tp + tn) / n) if n else None, "precision": _div(tp, tp + fp),
-                "recall": _div(tp, tp + fn), "f1": _div(2 * tp, 2 * tp + fp + fn)}
+        return {
+            "accuracy": float((tp + tn) / n) if n else None,
+            "precision": _div(tp, tp + fp),
+            "recall": _div(tp, tp + fn),
+            "f1": _div(2 * tp, 2 * tp + fp + fn),
+        }
 
-    per_class = {name: {**rates(tp[k], fp[k], fn[k], tn[k], n[k]), "support": int(tp[k] + fn[k])}
-                 for k, name in enumerate(class_names)}
-    macro = {key: _mean([c[key] for c in per_class.values() if c[key] is not None])
-             for key in ("accuracy", "precision", "recall", "f1")}
+    per_class = {
+        name: {**rates(tp[k], fp[k], fn[k], tn[k], n[k]), "support": int(tp[k] + fn[k])}
+        for k, name in enumerate(class_names)
+    }
+    macro = {
+        key: _mean([c[key] for c in per_class.values() if c[key] is not None])
+        for key in ("accuracy", "precision", "recall", "f1")
+    }
     return {
         "thresholds": {name: float(t) for name, t in zip(class_names, thresholds)},
         "per_class": per_class,
@@ -145,8 +155,9 @@ def threshold_metrics(labels: np.ndarray, probs: np.ndarray, thresholds: np.ndar
     }
 
 
-def choose_thresholds(labels: np.ndarray, probs: np.ndarray, mask: np.ndarray | None = None,
-                      method: str = "youden") -> np.ndarray:
+def choose_thresholds(
+    labels: np.ndarray, probs: np.ndarray, mask: np.ndarray | None = None, method: str = "youden"
+) -> np.ndarray:
     """Per-class decision thresholds `[K]` (predict `probs >= t`), chosen on validation data.
 
     Candidates are the distinct unmasked scores of the class. "youden" maximises TPR - FPR,
@@ -189,8 +200,7 @@ def coverage_error(labels: np.ndarray, scores: np.ndarray, mask: np.ndarray | No
     return float(np.mean(np.where(labels.any(1), (scores >= min_relevant).sum(1), 0)))
 
 
-def label_ranking_average_precision(labels: np.ndarray, scores: np.ndarray,
-                                    mask: np.ndarray | None = None) -> float:
+def label_ranking_average_precision(labels: np.ndarray, scores: np.ndarray, mask: np.ndarray | None = None) -> float:
     """`sklearn.metrics.label_ranking_average_precision_score`: for each positive label, the
     fraction of positives among the labels scored at least as high, averaged per row, then
     over rows; a row without positives scores 1. Masked entries are removed from the ranking."""
@@ -203,8 +213,9 @@ def label_ranking_average_precision(labels: np.ndarray, scores: np.ndarray,
     return float(np.mean(np.where(n_pos > 0, per_row, 1.0)))
 
 
-def brier_score(labels: np.ndarray, probs: np.ndarray, mask: np.ndarray | None = None, *,
-                class_names: Sequence[str] | None = None) -> dict:
+def brier_score(
+    labels: np.ndarray, probs: np.ndarray, mask: np.ndarray | None = None, *, class_names: Sequence[str] | None = None
+) -> dict:
     """Mean squared error of `probs` against `labels` over the unmasked entries (`overall`),
     and per class when `class_names` is given (None for a class without unmasked entries)."""
     labels = np.asarray(labels, np.float64)
@@ -216,8 +227,9 @@ def brier_score(labels: np.ndarray, probs: np.ndarray, mask: np.ndarray | None =
     return out
 
 
-def reliability_curve(labels: np.ndarray, probs: np.ndarray, mask: np.ndarray | None = None,
-                      num_bins: int = 15) -> dict:
+def reliability_curve(
+    labels: np.ndarray, probs: np.ndarray, mask: np.ndarray | None = None, num_bins: int = 15
+) -> dict:
     """Reliability diagram over the pooled unmasked entries, with `num_bins` equal-width bins.
 
     Bins are (lower, upper], the first one closed, as in `sklearn.calibration.calibration_curve`
@@ -241,19 +253,20 @@ def reliability_curve(labels: np.ndarray, probs: np.ndarray, mask: np.ndarray | 
     }
 
 
-def expected_calibration_error(labels: np.ndarray, probs: np.ndarray,
-                               mask: np.ndarray | None = None, num_bins: int = 15) -> float | None:
+def expected_calibration_error(
+    labels: np.ndarray, probs: np.ndarray, mask: np.ndarray | None = None, num_bins: int = 15
+) -> float | None:
     """Sum over the bins of `reliability_curve` of count / N * |observed - mean_predicted|."""
     curve = reliability_curve(labels, probs, mask, num_bins)
     total = sum(curve["count"])
     if total == 0:
         return None
-    return float(sum(c / total * abs(o - m) for c, o, m in
-                     zip(curve["count"], curve["observed"], curve["mean_predicted"]) if c))
+    return float(
+        sum(c / total * abs(o - m) for c, o, m in zip(curve["count"], curve["observed"], curve["mean_predicted"]) if c)
+    )
 
 
-def _weighted_aurocs(labels: np.ndarray, scores: np.ndarray, rows: np.ndarray,
-                     weights: np.ndarray) -> np.ndarray:
+def _weighted_aurocs(labels: np.ndarray, scores: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """AUROC of entries (`labels`, `scores`) under each replicate's row weights `[R, N]`
     (entry i has weight `weights[:, rows[i]]`); NaN where a replicate lacks either label."""
     if len(labels) == 0:
@@ -271,9 +284,16 @@ def _weighted_aurocs(labels: np.ndarray, scores: np.ndarray, rows: np.ndarray,
     return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
 
 
-def bootstrap_auroc(labels: np.ndarray, scores: np.ndarray, class_names: Sequence[str],
-                    mask: np.ndarray | None = None, groups: np.ndarray | None = None,
-                    num_samples: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict:
+def bootstrap_auroc(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    class_names: Sequence[str],
+    mask: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    num_samples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict:
     """Percentile bootstrap intervals `[lo, hi]` of per-class, macro and micro AUROC.
 
     The resampling unit is the group (`groups` `[N]`, e.g. study ids: all rows of a drawn group
@@ -298,8 +318,9 @@ def bootstrap_auroc(labels: np.ndarray, scores: np.ndarray, class_names: Sequenc
     chunk = max(1, 2**22 // max(len(rows), 1))  # bounds the [chunk, entries] weight matrix
     for start in range(0, num_samples, chunk):
         stop = min(start + chunk, num_samples)
-        counts = np.stack([np.bincount(rng.integers(0, num_units, num_units), minlength=num_units)
-                           for _ in range(start, stop)])
+        counts = np.stack(
+            [np.bincount(rng.integers(0, num_units, num_units), minlength=num_units) for _ in range(start, stop)]
+        )
         weights = counts[:, unit].astype(np.float64)  # each row weighs its unit's draw count
         for k in range(len(class_names)):
             r = np.flatnonzero(mask[:, k])
@@ -328,8 +349,7 @@ def bootstrap_auroc(labels: np.ndarray, scores: np.ndarray, class_names: Sequenc
     }
 
 
-def _accuracy_after_referral(correct: np.ndarray, uncertainty: np.ndarray,
-                             fraction: float) -> float | None:
+def _accuracy_after_referral(correct: np.ndarray, uncertainty: np.ndarray, fraction: float) -> float | None:
     """Mean of `correct` once the floor(fraction * n) most uncertain items are referred; ties
     are referred in input order (stable sort)."""
     num_referred = int(np.floor(fraction * len(correct) + 1e-9))
@@ -337,9 +357,14 @@ def _accuracy_after_referral(correct: np.ndarray, uncertainty: np.ndarray,
     return _mean(correct[kept])
 
 
-def uncertainty_summary(labels: np.ndarray, probs: np.ndarray, spreads: np.ndarray,
-                        thresholds: np.ndarray, mask: np.ndarray | None = None,
-                        refer_fraction: float = 0.1) -> dict:
+def uncertainty_summary(
+    labels: np.ndarray,
+    probs: np.ndarray,
+    spreads: np.ndarray,
+    thresholds: np.ndarray,
+    mask: np.ndarray | None = None,
+    refer_fraction: float = 0.1,
+) -> dict:
     """Does the per-entry `spreads` (std of the probability over latent samples) flag errors?
 
     An unmasked entry is wrong when `(probs >= thresholds[k]) != label`. Reports the AUROC of
@@ -381,23 +406,29 @@ def uncertainty_summary(labels: np.ndarray, probs: np.ndarray, spreads: np.ndarr
         "accuracy_after_referral_margin": _accuracy_after_referral(correct, closeness, refer_fraction),
         "accuracy_after_referral_probability": _accuracy_after_referral(correct, risk, refer_fraction),
         "image_accuracy": _mean(img_correct),
-        "image_accuracy_after_referral":
-            _accuracy_after_referral(img_correct, img_spread, refer_fraction),
-        "image_accuracy_after_referral_margin":
-            _accuracy_after_referral(img_correct, img_margin, refer_fraction),
-        "image_accuracy_after_referral_probability":
-            _accuracy_after_referral(img_correct, img_risk, refer_fraction),
+        "image_accuracy_after_referral": _accuracy_after_referral(img_correct, img_spread, refer_fraction),
+        "image_accuracy_after_referral_margin": _accuracy_after_referral(img_correct, img_margin, refer_fraction),
+        "image_accuracy_after_referral_probability": _accuracy_after_referral(img_correct, img_risk, refer_fraction),
         "refer_fraction": refer_fraction,
         "num_entries": int(mask.sum()),
         "num_images": int(img.sum()),
     }
 
 
-def classification_report(labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str], *,
-                          mask: np.ndarray | None = None, spreads: np.ndarray | None = None,
-                          thresholds: np.ndarray | None = None, groups: np.ndarray | None = None,
-                          num_bootstrap: int = 1000, seed: int = 0, num_bins: int = 15,
-                          refer_fraction: float = 0.1) -> dict:
+def classification_report(
+    labels: np.ndarray,
+    probs: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    mask: np.ndarray | None = None,
+    spreads: np.ndarray | None = None,
+    thresholds: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    num_bootstrap: int = 1000,
+    seed: int = 0,
+    num_bins: int = 15,
+    refer_fraction: float = 0.1,
+) -> dict:
     """Every metric of this module in one JSON-serialisable dict (undefined values are None).
 
     `thresholds` `[K]` are validation-chosen (see `choose_thresholds`): they add the "chosen"
@@ -408,15 +439,15 @@ def classification_report(labels: np.ndarray, probs: np.ndarray, class_names: Se
     labels = np.asarray(labels)
     probs = np.asarray(probs, np.float64)
     mask = _as_mask(mask, labels.shape)
-    ap = {name: average_precision(labels[mask[:, k], k], probs[mask[:, k], k])
-          for k, name in enumerate(class_names)}
+    ap = {name: average_precision(labels[mask[:, k], k], probs[mask[:, k], k]) for k, name in enumerate(class_names)}
     brier = brier_score(labels, probs, mask, class_names=class_names)
     half = np.full(len(class_names), 0.5)
     thresholded = {"0.5": threshold_metrics(labels, probs, half, class_names, mask)}
     if thresholds is not None:
         thresholded["chosen"] = threshold_metrics(labels, probs, thresholds, class_names, mask)
-    auc_ci = (bootstrap_auroc(labels, probs, class_names, mask, groups, num_bootstrap, seed)
-              if num_bootstrap > 0 else None)
+    auc_ci = (
+        bootstrap_auroc(labels, probs, class_names, mask, groups, num_bootstrap, seed) if num_bootstrap > 0 else None
+    )
     report = {
         **auroc_summary(labels, probs, class_names, mask),
         "auc_ci": auc_ci,
@@ -441,5 +472,6 @@ def classification_report(labels: np.ndarray, probs: np.ndarray, class_names: Se
     }
     if spreads is not None:
         report["uncertainty"] = uncertainty_summary(
-            labels, probs, spreads, half if thresholds is None else thresholds, mask, refer_fraction)
+            labels, probs, spreads, half if thresholds is None else thresholds, mask, refer_fraction
+        )
     return report

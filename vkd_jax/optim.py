@@ -72,8 +72,9 @@ def _base_optimizer(optim_cfg, lr_fn) -> optax.GradientTransformation:
     if optim_cfg.name == "adam":
         return optax.adam(lr_fn, b1=optim_cfg.b1, b2=optim_cfg.b2)
     if optim_cfg.name == "adamw":
-        return optax.adamw(lr_fn, b1=optim_cfg.b1, b2=optim_cfg.b2,
-                           weight_decay=optim_cfg.weight_decay, mask=_decay_mask)
+        return optax.adamw(
+            lr_fn, b1=optim_cfg.b1, b2=optim_cfg.b2, weight_decay=optim_cfg.weight_decay, mask=_decay_mask
+        )
     raise ValueError(f"optim.name must be one of {OPTIMIZERS}, got {optim_cfg.name!r}")
 
 

@@ -30,7 +30,8 @@ def predict_files(config, workdir: str, spec: str, output: str) -> dict:
     if config.model.kind not in IMAGE_ONLY_AT_TEST:
         raise config_checks.ConfigError(
             f"the model in {workdir} is `{config.model.kind}`, which needs the report: predict mode runs image-only "
-            f"models ({', '.join(IMAGE_ONLY_AT_TEST)})")
+            f"models ({', '.join(IMAGE_ONLY_AT_TEST)})"
+        )
     info = wd.read_model_info(workdir)
     paths = user_images.find_images(spec)
     mesh = train.make_mesh(config.num_devices or None)
@@ -54,8 +55,9 @@ def predict_files(config, workdir: str, spec: str, output: str) -> dict:
         writer = csv.writer(f)
         writer.writerow(["path"] + list(class_names) + [f"{c}_sd" for c in class_names])
         for start in range(0, len(paths), CHUNK):
-            ok, stored, _ = user_images.load_images(paths[start:start + CHUNK], info.stored_image_size,
-                                                    on_error=on_error)
+            ok, stored, _ = user_images.load_images(
+                paths[start : start + CHUNK], info.stored_image_size, on_error=on_error
+            )
             rows = 0
             for images in input_pipeline.image_batches(config.data, stored, batch_size):
                 n = len(images)
@@ -65,13 +67,14 @@ def predict_files(config, workdir: str, spec: str, output: str) -> dict:
                 mean, std, _ = eval_step(state, train.shard_batch(batch, mesh), jax.random.fold_in(rng, num_batches))
                 num_batches += 1
                 mean, std = train.to_host(mean)[:n], train.to_host(std)[:n]
-                for path, m, s in zip(ok[rows:rows + n], mean, std):
+                for path, m, s in zip(ok[rows : rows + n], mean, std):
                     writer.writerow([path] + [f"{v:.6f}" for v in m] + [f"{v:.6f}" for v in s])
                 rows += n
             num_done += rows
             logging.info("predicted %d/%d file(s)", num_done + len(skipped), len(paths))
     if skipped:
-        logging.warning("%d file(s) could not be decoded and were skipped: %s", len(skipped),
-                        ", ".join(p for p, _ in skipped))
+        logging.warning(
+            "%d file(s) could not be decoded and were skipped: %s", len(skipped), ", ".join(p for p, _ in skipped)
+        )
     logging.info("wrote %d prediction(s) to %s", num_done, output)
     return {"num_predicted": num_done, "skipped": skipped, "output": output}

@@ -34,20 +34,32 @@ def load(model_cfg, *, image_channels: int) -> PretrainedEncoders:
     txt, img = model_cfg.text_encoder, model_cfg.image_encoder
     if txt.init_from and reads_report(model_cfg.kind, model_cfg.posterior_inputs):
         (out.text_config, out.text_params), report = weights.load_bert_with_report(
-            txt.init_from, add_pooling_layer=False, **kw)
+            txt.init_from, add_pooling_layer=False, **kw
+        )
         report.log("text encoder")
         if txt.max_length > out.text_config.max_position_embeddings:
             raise weights.WeightsError(
                 f"config.model.text_encoder.max_length={txt.max_length} exceeds the {txt.init_from} checkpoint's "
-                f"max_position_embeddings={out.text_config.max_position_embeddings}")
-        logging.info("text encoder: %d layers, hidden %d; %s; lr x%g", out.text_config.num_hidden_layers,
-                     out.text_config.hidden_size, _mode(txt), txt.lr_multiplier)
+                f"max_position_embeddings={out.text_config.max_position_embeddings}"
+            )
+        logging.info(
+            "text encoder: %d layers, hidden %d; %s; lr x%g",
+            out.text_config.num_hidden_layers,
+            out.text_config.hidden_size,
+            _mode(txt),
+            txt.lr_multiplier,
+        )
     if img.init_from and model_cfg.kind != "text_only":
         out.image_variables, report = weights.load_densenet121_with_report(
-            img.init_from, in_channels=image_channels, **kw)
+            img.init_from, in_channels=image_channels, **kw
+        )
         report.log("image encoder")
-        logging.info("image encoder: DenseNet-121, %d input channel(s); %s; lr x%g", image_channels, _mode(img),
-                     img.lr_multiplier)
+        logging.info(
+            "image encoder: DenseNet-121, %d input channel(s); %s; lr x%g",
+            image_channels,
+            _mode(img),
+            img.lr_multiplier,
+        )
     return out
 
 
@@ -56,7 +68,8 @@ def check_vocabulary(pretrained: PretrainedEncoders, tokenizer_size: int, source
     if pretrained.text_config is not None and tokenizer_size > pretrained.text_config.vocab_size:
         raise weights.WeightsError(
             f"the tokenizer ({source}) has {tokenizer_size} tokens, more than the text encoder's "
-            f"{pretrained.text_config.vocab_size}-row embedding table: use the checkpoint's own tokenizer")
+            f"{pretrained.text_config.vocab_size}-row embedding table: use the checkpoint's own tokenizer"
+        )
 
 
 def apply(state, pretrained: PretrainedEncoders, mesh: Mesh):

@@ -54,30 +54,44 @@ def markdown(results: dict, figures: Sequence[str] = ()) -> str:
         f"| Brier score | {_f(cal['brier'])} | |",
     ]
     if results["model"] == "vkd" and results.get("kl") is not None:
-        lines.append(f"| KL from the posterior q(z given x, t) to the prior p(z given x), nats (near 0: collapsed) | {_f(results['kl'])} | |")
+        lines.append(
+            f"| KL from the posterior q(z given x, t) to the prior p(z given x), nats (near 0: collapsed) | {_f(results['kl'])} | |"
+        )
     if ci:
         unit = "studies" if ci.get("unit") == "group" else "examples"
         lines += ["", f"Intervals: percentile bootstrap over {unit}, {ci['num_samples']} resamples, seed {ci['seed']}."]
     if results["undefined_classes"]:
-        lines += ["", f"AUROC is undefined for {', '.join(results['undefined_classes'])} (a single label value in "
-                      "this split): shown as n/a and left out of the macro average."]
+        lines += [
+            "",
+            f"AUROC is undefined for {', '.join(results['undefined_classes'])} (a single label value in "
+            "this split): shown as n/a and left out of the macro average.",
+        ]
 
     block = chosen or at_half
-    lines += ["", "## Per finding", "",
-              "| finding | AUROC | 95% CI | average precision | threshold | precision | recall | F1 | support |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Per finding",
+        "",
+        "| finding | AUROC | 95% CI | average precision | threshold | precision | recall | F1 | support |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, auc in results["per_class_auc"].items():
         c = block["per_class"][name]
-        lines.append(f"| {name} | {_f(auc)} | {_ci((ci.get('per_class') or {}).get(name))} | "
-                     f"{_f(ap['per_class'][name])} | {_f(block['thresholds'][name])} | {_f(c['precision'])} | "
-                     f"{_f(c['recall'])} | {_f(c['f1'])} | {c['support']} |")
+        lines.append(
+            f"| {name} | {_f(auc)} | {_ci((ci.get('per_class') or {}).get(name))} | "
+            f"{_f(ap['per_class'][name])} | {_f(block['thresholds'][name])} | {_f(c['precision'])} | "
+            f"{_f(c['recall'])} | {_f(c['f1'])} | {c['support']} |"
+        )
     lines += ["", f"Thresholded columns use the {'validation-chosen' if chosen else '0.5'} thresholds."]
 
     unc = results.get("uncertainty")
     if unc:
         lines += [
-            "", "## Uncertainty (spread of the probability over latent samples)", "",
-            "| measure | value |", "|---|---|",
+            "",
+            "## Uncertainty (spread of the probability over latent samples)",
+            "",
+            "| measure | value |",
+            "|---|---|",
             f"| error rate of the thresholded labels | {_f(unc['error_rate'])} |",
             f"| AUROC of the spread for detecting errors | {_f(unc['spread_error_auroc'])} |",
             f"| AUROC of the margin to the threshold (baseline) | {_f(unc['margin_error_auroc'])} |",
@@ -107,11 +121,13 @@ def _pyplot():
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
+
     return plt
 
 
-def plot_roc_curves(path: str, labels: np.ndarray, probs: np.ndarray, mask: np.ndarray,
-                    class_names: Sequence[str], results: dict) -> None:
+def plot_roc_curves(
+    path: str, labels: np.ndarray, probs: np.ndarray, mask: np.ndarray, class_names: Sequence[str], results: dict
+) -> None:
     """One panel per finding, plus a panel with the micro- and macro-averaged curves."""
     plt = _pyplot()
     k = len(class_names)
@@ -138,11 +154,11 @@ def plot_roc_curves(path: str, labels: np.ndarray, probs: np.ndarray, mask: np.n
         ax.plot(grid, np.mean(tprs, axis=0), lw=1.2, label=f"macro {_f(results['macro_auc'])}")
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title("averaged", fontsize=8)
-    for ax in axes.flat[:k + 1]:
+    for ax in axes.flat[: k + 1]:
         ax.plot([0, 1], [0, 1], ls=":", c="gray", lw=0.8)
         ax.set(xlim=(0, 1), ylim=(0, 1))
         ax.tick_params(labelsize=6)
-    for ax in axes.flat[k + 1:]:
+    for ax in axes.flat[k + 1 :]:
         ax.axis("off")
     fig.supxlabel("false positive rate")
     fig.supylabel("true positive rate")
@@ -158,8 +174,13 @@ def plot_reliability(path: str, calibration: dict) -> None:
     fig, (ax, hist) = plt.subplots(2, 1, figsize=(4.5, 5.5), height_ratios=(3, 1), sharex=True)
     full = [i for i, c in enumerate(rel["count"]) if c]
     ax.plot([0, 1], [0, 1], ls=":", c="gray", lw=0.8, label="perfect calibration")
-    ax.plot([rel["mean_predicted"][i] for i in full], [rel["observed"][i] for i in full], "o-", lw=1.2,
-            label=f"model (ECE {_f(calibration['ece'])})")
+    ax.plot(
+        [rel["mean_predicted"][i] for i in full],
+        [rel["observed"][i] for i in full],
+        "o-",
+        lw=1.2,
+        label=f"model (ECE {_f(calibration['ece'])})",
+    )
     ax.set(ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1))
     ax.legend(fontsize=8, loc="upper left")
     widths = np.subtract(rel["bin_upper"], rel["bin_lower"])
@@ -180,17 +201,23 @@ def read_scalars(tensorboard_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray
     out = {}
     for tag in acc.Tags()["tensors"]:
         events = acc.Tensors(tag)
-        out[tag] = (np.array([e.step for e in events]),
-                    np.array([float(tensor_util.make_ndarray(e.tensor_proto)) for e in events]))
+        out[tag] = (
+            np.array([e.step for e in events]),
+            np.array([float(tensor_util.make_ndarray(e.tensor_proto)) for e in events]),
+        )
     return out
 
 
 def plot_training_curves(path: str, tensorboard_dir: str) -> bool:
     """Losses, KL, learning rate and validation AUROC over steps; False if nothing was logged."""
     scalars = read_scalars(tensorboard_dir) if os.path.isdir(tensorboard_dir) else {}
-    panels = [("loss", ["train/loss", "train/bce", "train/bce_prior"]), ("KL (nats)", ["train/kl", "val/kl"]),
-              ("beta (KL weight)", ["train/beta"]), ("learning rate", ["train/learning_rate"]),
-              ("validation AUROC", ["val/macro_auc", "val/micro_auc"])]
+    panels = [
+        ("loss", ["train/loss", "train/bce", "train/bce_prior"]),
+        ("KL (nats)", ["train/kl", "val/kl"]),
+        ("beta (KL weight)", ["train/beta"]),
+        ("learning rate", ["train/learning_rate"]),
+        ("validation AUROC", ["val/macro_auc", "val/micro_auc"]),
+    ]
     panels = [(title, [t for t in tags if t in scalars]) for title, tags in panels]
     panels = [(title, tags) for title, tags in panels if tags]
     if not panels:
@@ -201,8 +228,14 @@ def plot_training_curves(path: str, tensorboard_dir: str) -> bool:
         for tag in tags:
             steps, values = scalars[tag]
             order = np.argsort(steps, kind="stable")  # a resumed run appends to the same log
-            ax.plot(steps[order], values[order], "o-" if tag.startswith("val/") else "-", ms=3, lw=1.2,
-                    label=tag.split("/", 1)[1])
+            ax.plot(
+                steps[order],
+                values[order],
+                "o-" if tag.startswith("val/") else "-",
+                ms=3,
+                lw=1.2,
+                label=tag.split("/", 1)[1],
+            )
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)

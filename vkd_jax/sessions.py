@@ -57,14 +57,18 @@ class EvalRun:
     def eval_batches(self, split: str) -> Iterator[dict]:
         cfg = self.config
         batches = input_pipeline.eval_batches(
-            cfg.data, split, batch_size=cfg.train.eval_batch_size // jax.process_count(), tokenizer=self.tokenizer,
-            max_length=cfg.model.text_encoder.max_length, process_index=jax.process_index(),
-            process_count=jax.process_count())
+            cfg.data,
+            split,
+            batch_size=cfg.train.eval_batch_size // jax.process_count(),
+            tokenizer=self.tokenizer,
+            max_length=cfg.model.text_encoder.max_length,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        )
         return self.text_features.wrap(batches) if self.text_features is not None else batches
 
     def predict(self, split: str) -> dict[str, np.ndarray]:
-        return evaluation.predict_split(self.state, self.eval_step, self.eval_batches(split), self.mesh,
-                                        self.eval_rng)
+        return evaluation.predict_split(self.state, self.eval_step, self.eval_batches(split), self.mesh, self.eval_rng)
 
 
 @dataclasses.dataclass
@@ -122,11 +126,17 @@ def open_training(config, workdir: str) -> TrainingRun:
     if steps_per_epoch == 0:
         raise config_checks.ConfigError(
             f"config.train.batch_size={global_batch} exceeds the {meta.num_examples[config.data.train_split]} "
-            "training examples")
+            "training examples"
+        )
     schedule_steps = steps_per_epoch * config.train.num_epochs
-    model, lr_fn, state, eval_rng = train.build_state(config, mesh, num_classes=len(meta.class_names),
-                                                      vocab_size=len(tokenizer), text_config=encoders.text_config,
-                                                      schedule_steps=schedule_steps)
+    model, lr_fn, state, eval_rng = train.build_state(
+        config,
+        mesh,
+        num_classes=len(meta.class_names),
+        vocab_size=len(tokenizer),
+        text_config=encoders.text_config,
+        schedule_steps=schedule_steps,
+    )
     state = pretrained.apply(state, encoders, mesh)
     logging.info("parameters: %s", {k: sum(x.size for x in jax.tree.leaves(v)) for k, v in state.params.items()})
     checkpoint.check_storage(workdir, state)
@@ -141,28 +151,54 @@ def open_training(config, workdir: str) -> TrainingRun:
     # The command can proceed: only now is the workdir's description of the run replaced.
     if jax.process_index() == 0:
         wd.write_config(workdir, config)
-        wd.write_model_info(workdir, wd.ModelInfo(
-            class_names=tuple(meta.class_names), stored_image_size=meta.stored_image_size,
-            vocab_size=len(tokenizer), text_config=encoders.text_config))
+        wd.write_model_info(
+            workdir,
+            wd.ModelInfo(
+                class_names=tuple(meta.class_names),
+                stored_image_size=meta.stored_image_size,
+                vocab_size=len(tokenizer),
+                text_config=encoders.text_config,
+            ),
+        )
     features = _text_feature_cache(config, workdir, meta, tokenizer, model, mesh, state)
-    return TrainingRun(config=config, workdir=workdir, meta=meta, mesh=mesh, tokenizer=tokenizer, model=model,
-                       state=state, manager=manager, eval_step=_eval_step(config, model, mesh), eval_rng=eval_rng,
-                       text_features=features, lr_fn=lr_fn, steps_per_epoch=steps_per_epoch,
-                       schedule_steps=schedule_steps, resumed_step=resumed)
+    return TrainingRun(
+        config=config,
+        workdir=workdir,
+        meta=meta,
+        mesh=mesh,
+        tokenizer=tokenizer,
+        model=model,
+        state=state,
+        manager=manager,
+        eval_step=_eval_step(config, model, mesh),
+        eval_rng=eval_rng,
+        text_features=features,
+        lr_fn=lr_fn,
+        steps_per_epoch=steps_per_epoch,
+        schedule_steps=schedule_steps,
+        resumed_step=resumed,
+    )
 
 
 def restore_best(config, workdir: str, info: wd.ModelInfo, mesh: Mesh):
     """(model, state, eval_rng, manager): the best checkpoint of `workdir` (the latest if
     none was validated), restored into the model that `config` and `info` describe."""
     model, _, state, eval_rng = train.build_state(  # schedule_steps: shapes only, the schedule never runs
-        config, mesh, num_classes=len(info.class_names), vocab_size=info.vocab_size,
-        text_config=info.text_config, schedule_steps=1)
+        config,
+        mesh,
+        num_classes=len(info.class_names),
+        vocab_size=info.vocab_size,
+        text_config=info.text_config,
+        schedule_steps=1,
+    )
     manager = checkpoint.create_manager(workdir)
     step = checkpoint.best_or_latest_step(manager)
     if step is None:
         manager.close()
-        raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, wd.CHECKPOINTS)}: train first "
-                                f"(python run.py --config=... --workdir={workdir})")
+        raise FileNotFoundError(
+            f"no checkpoint in {os.path.join(workdir, wd.CHECKPOINTS)}: train first "
+            f"(python run.py --config=... --workdir={workdir})"
+        )
     try:
         state = checkpoint.restore(manager, state, step)
     except checkpoint.RestoreError:
@@ -180,21 +216,35 @@ def open_evaluation(config, workdir: str) -> EvalRun:
     if tuple(meta.class_names) != info.class_names:
         raise config_checks.ConfigError(
             f"the dataset's classes {list(meta.class_names)} are not those the model in {workdir} was trained on "
-            f"({list(info.class_names)}, {wd.MODEL_INFO})")
+            f"({list(info.class_names)}, {wd.MODEL_INFO})"
+        )
     tokenizer = _tokenizer(config, workdir)
     model, state, eval_rng, manager = restore_best(config, workdir, info, mesh)
     features = _text_feature_cache(config, workdir, meta, tokenizer, model, mesh, state)
-    return EvalRun(config=config, workdir=workdir, meta=meta, mesh=mesh, tokenizer=tokenizer, model=model,
-                   state=state, manager=manager, eval_step=_eval_step(config, model, mesh), eval_rng=eval_rng,
-                   text_features=features)
+    return EvalRun(
+        config=config,
+        workdir=workdir,
+        meta=meta,
+        mesh=mesh,
+        tokenizer=tokenizer,
+        model=model,
+        state=state,
+        manager=manager,
+        eval_step=_eval_step(config, model, mesh),
+        eval_rng=eval_rng,
+        text_features=features,
+    )
 
 
 def _text_feature_cache(config, workdir: str, meta, tokenizer, model, mesh, state):
     """The frozen text encoder's features of every split's reports, computed with `state`
     (None when the encoder is not frozen or caching is off)."""
     txt = config.model.text_encoder
-    if not reads_report(config.model.kind, config.model.posterior_inputs) or txt.train_mode != "frozen" or (
-            not txt.cache_features):
+    if (
+        not reads_report(config.model.kind, config.model.posterior_inputs)
+        or txt.train_mode != "frozen"
+        or (not txt.cache_features)
+    ):
         return None
     name = text_cache.fingerprint(config, meta.num_examples, tokenizer) + ".npz"
     path = os.path.join(wd.text_features_dir(workdir, txt.cache_dir), name)
@@ -206,12 +256,13 @@ def _text_feature_cache(config, workdir: str, meta, tokenizer, model, mesh, stat
 
     def all_reports():
         for split in splits:
-            yield from input_pipeline.eval_batches(config.data, split, batch_size=global_batch,
-                                                   tokenizer=tokenizer, max_length=txt.max_length)
+            yield from input_pipeline.eval_batches(
+                config.data, split, batch_size=global_batch, tokenizer=tokenizer, max_length=txt.max_length
+            )
 
     def encode(batch):  # a global batch of reports; this process encodes its slice
         lo = jax.process_index() * local_batch
-        local = {k: v[lo:lo + local_batch] for k, v in batch.items()}
+        local = {k: v[lo : lo + local_batch] for k, v in batch.items()}
         return encode_step(state, train.shard_batch(local, mesh))
 
     return text_cache.load_or_build(path, all_reports, encode, global_batch, train.to_host)

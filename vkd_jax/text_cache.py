@@ -28,8 +28,11 @@ FORMAT = 2
 def _file_stamp(path: str) -> list:
     if not path:
         return []
-    files = [path] if os.path.isfile(path) else sorted(
-        os.path.join(path, f) for f in os.listdir(path) if os.path.isfile(os.path.join(path, f)))
+    files = (
+        [path]
+        if os.path.isfile(path)
+        else sorted(os.path.join(path, f) for f in os.listdir(path) if os.path.isfile(os.path.join(path, f)))
+    )
     return [[os.path.basename(f), os.path.getsize(f), int(os.path.getmtime(f))] for f in files]
 
 
@@ -42,9 +45,11 @@ def fingerprint(config, num_examples: dict, tokenizer) -> str:
         "format": FORMAT,  # a file of another format is never found, so never misread
         "checkpoint": [os.path.abspath(txt.init_from) if txt.init_from else "", _file_stamp(txt.init_from)],
         "tokenizer": [txt.tokenizer, len(tokenizer), type(tokenizer).__name__],
-        "max_length": txt.max_length, "pooling": config.model.text_pooling,
+        "max_length": txt.max_length,
+        "pooling": config.model.text_pooling,
         "seed": config.seed if not txt.init_from else None,  # a random encoder depends on it
-        "dataset": data, "num_examples": num_examples,
+        "dataset": data,
+        "num_examples": num_examples,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -81,7 +86,8 @@ class TextFeatureCache:
                 raise KeyError(
                     f"study key {int(keys[missing[0]])} (row {missing[0]} of the batch{more}) is not in the "
                     f"text-feature cache {self.path or '(in memory)'}: it was built from other data. Delete "
-                    "the file to rebuild it from the dataset the config names (the next run does)")
+                    "the file to rebuild it from the dataset the config names (the next run does)"
+                )
             features[~found] = 0.0
         return dict(batch, text_features=features)
 
@@ -104,8 +110,13 @@ class TextFeatureCache:
             return cls(f["keys"], f["rows"], f["features"], path)
 
 
-def build(batches: Iterable[dict], encode: Callable[[dict], jax.Array], batch_size: int,
-          to_host: Callable = np.asarray, length_bucket: int = 32) -> TextFeatureCache:
+def build(
+    batches: Iterable[dict],
+    encode: Callable[[dict], jax.Array],
+    batch_size: int,
+    to_host: Callable = np.asarray,
+    length_bucket: int = 32,
+) -> TextFeatureCache:
     """Encodes every distinct report in `batches` (host batches with input_ids,
     attention_mask and study_id; image_id, where there, names rows in errors),
     `batch_size` reports per `encode` call. A study key that comes with two different
@@ -128,15 +139,17 @@ def build(batches: Iterable[dict], encode: Callable[[dict], jax.Array], batch_si
             if r == len(tokens):
                 tokens.append((i, m))
             if report_of.setdefault(key, r) != r:
-                raise ValueError(f"study key {key}: images {named[key] or '?'} and {image_id or '?'} have different "
-                                 "reports; the text-feature cache needs one report per study")
+                raise ValueError(
+                    f"study key {key}: images {named[key] or '?'} and {image_id or '?'} have different "
+                    "reports; the text-feature cache needs one report per study"
+                )
             named.setdefault(key, image_id)
     order = sorted(range(len(tokens)), key=lambda r: int(tokens[r][1].sum()))
     ids = np.stack([tokens[r][0] for r in order])
     mask = np.stack([tokens[r][1] for r in order])
     features = []
     for start in range(0, len(order), batch_size):
-        chunk_ids, chunk_mask = ids[start:start + batch_size], mask[start:start + batch_size]
+        chunk_ids, chunk_mask = ids[start : start + batch_size], mask[start : start + batch_size]
         length = min(ids.shape[1], -(-int(chunk_mask.sum(1).max()) // length_bucket) * length_bucket)
         chunk_ids, chunk_mask = chunk_ids[:, :length], chunk_mask[:, :length]
         pad = batch_size - len(chunk_ids)
@@ -144,17 +157,19 @@ def build(batches: Iterable[dict], encode: Callable[[dict], jax.Array], batch_si
             chunk_ids = np.concatenate([chunk_ids, np.repeat(chunk_ids[:1], pad, 0)])
             chunk_mask = np.concatenate([chunk_mask, np.repeat(chunk_mask[:1], pad, 0)])
         out = to_host(encode({"input_ids": chunk_ids, "attention_mask": chunk_mask}))
-        features.append(out[:batch_size - pad])
+        features.append(out[: batch_size - pad])
     logging.info("text-feature cache: encoded %d distinct reports of %d studies", len(order), len(report_of))
     position = np.empty(len(order), np.int64)
     position[order] = np.arange(len(order))  # report index -> its row of `features` (length order)
     keys = np.fromiter(report_of, np.int64, len(report_of))
-    return TextFeatureCache(keys, position[np.fromiter(report_of.values(), np.int64, len(report_of))],
-                            np.concatenate(features))
+    return TextFeatureCache(
+        keys, position[np.fromiter(report_of.values(), np.int64, len(report_of))], np.concatenate(features)
+    )
 
 
-def load_or_build(path: str, make_batches: Callable[[], Iterable[dict]], encode, batch_size: int,
-                  to_host=np.asarray) -> TextFeatureCache:
+def load_or_build(
+    path: str, make_batches: Callable[[], Iterable[dict]], encode, batch_size: int, to_host=np.asarray
+) -> TextFeatureCache:
     """The cache at `path`, built (and saved there) if it is not there yet, or is of
     another format."""
     if os.path.exists(path):

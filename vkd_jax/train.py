@@ -73,16 +73,25 @@ def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array
     return {k: jax.make_array_from_process_local_data(sharding, batch[k]) for k in DEVICE_KEYS if k in batch}
 
 
-def dummy_inputs(batch_size: int, image_size: int, max_length: int, num_samples: int, latent_dim: int,
-                 channels: int = 1):
+def dummy_inputs(
+    batch_size: int, image_size: int, max_length: int, num_samples: int, latent_dim: int, channels: int = 1
+):
     images = jnp.zeros((batch_size, image_size, image_size, channels), jnp.float32)
     tokens = jnp.ones((batch_size, max_length), jnp.int32)
     noise = jnp.zeros((num_samples, batch_size, latent_dim), jnp.float32)
     return images, tokens, tokens, noise
 
 
-def create_train_state(model: VKDModel, tx: optax.GradientTransformation, rng: jax.Array,
-                       mesh: Mesh, *, image_size: int, max_length: int, channels: int = 1) -> TrainState:
+def create_train_state(
+    model: VKDModel,
+    tx: optax.GradientTransformation,
+    rng: jax.Array,
+    mesh: Mesh,
+    *,
+    image_size: int,
+    max_length: int,
+    channels: int = 1,
+) -> TrainState:
     """Initialises the state replicated on `mesh`, born where it lives (jit with out_shardings)."""
     param_rng, state_rng = jax.random.split(rng)
 
@@ -90,9 +99,14 @@ def create_train_state(model: VKDModel, tx: optax.GradientTransformation, rng: j
         inputs = dummy_inputs(1, image_size, max_length, 1, model.latent_dim, channels)
         variables = model.init({"params": param_rng}, *inputs, train=False)
         params = variables["params"]
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                          batch_stats=variables.get("batch_stats", {}),
-                          opt_state=tx.init(params), rng=state_rng, tx=tx)
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            batch_stats=variables.get("batch_stats", {}),
+            opt_state=tx.init(params),
+            rng=state_rng,
+            tx=tx,
+        )
 
     replicated = NamedSharding(mesh, P())
     abstract = jax.eval_shape(init, param_rng)
@@ -105,9 +119,16 @@ def _example_ids(local_batch: int) -> jax.Array:
     return lax.axis_index(AXIS) * local_batch + jnp.arange(local_batch)
 
 
-def make_train_step(model: VKDModel, mesh: Mesh, *, lr_fn: optax.Schedule,
-                    kl_schedule: Callable, num_samples: int, objective: losses.Objective,
-                    pos_weight: np.ndarray | None) -> Callable:
+def make_train_step(
+    model: VKDModel,
+    mesh: Mesh,
+    *,
+    lr_fn: optax.Schedule,
+    kl_schedule: Callable,
+    num_samples: int,
+    objective: losses.Objective,
+    pos_weight: np.ndarray | None,
+) -> Callable:
     """Returns `train_step(state, batch) -> (state, metrics)`, jitted, state donated.
 
     `kl_schedule(step)` is the factor on `objective.beta` at that step (warm-up, cycles)."""
@@ -125,57 +146,116 @@ def make_train_step(model: VKDModel, mesh: Mesh, *, lr_fn: optax.Schedule,
 
         def loss_fn(params):
             variables = {"params": params, "batch_stats": state.batch_stats}
-            out, updates = model.apply(variables, batch["image"], batch["input_ids"], batch["attention_mask"],
-                                       noise, train=True, text_features=batch.get("text_features"),
-                                       rngs={"dropout": dropout_rng}, mutable=["batch_stats"])
+            out, updates = model.apply(
+                variables,
+                batch["image"],
+                batch["input_ids"],
+                batch["attention_mask"],
+                noise,
+                train=True,
+                text_features=batch.get("text_features"),
+                rngs={"dropout": dropout_rng},
+                mutable=["batch_stats"],
+            )
             if model.report_vocab_size:
-                out["report_words"] = losses.report_words(batch["input_ids"], batch["attention_mask"],
-                                                          model.report_vocab_size)
-            loss, terms = losses.vkd_loss(out, batch["labels"], batch["label_mask"], batch["mask"], objective,
-                                          kl_scale=kl_scale, pos_weight=pos_weight, axis_name=AXIS)
+                out["report_words"] = losses.report_words(
+                    batch["input_ids"], batch["attention_mask"], model.report_vocab_size
+                )
+            loss, terms = losses.vkd_loss(
+                out,
+                batch["labels"],
+                batch["label_mask"],
+                batch["mask"],
+                objective,
+                kl_scale=kl_scale,
+                pos_weight=pos_weight,
+                axis_name=AXIS,
+            )
             return loss, (terms, updates.get("batch_stats", {}))
 
         (_, (terms, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         new_state = state.apply_gradients(grads, batch_stats)
-        metrics = dict(terms, beta=objective.beta * kl_scale, learning_rate=lr_fn(state.step),
-                       grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(state.params))
+        metrics = dict(
+            terms,
+            beta=objective.beta * kl_scale,
+            learning_rate=lr_fn(state.step),
+            grad_norm=optax.tree.norm(grads),
+            param_norm=optax.tree.norm(state.params),
+        )
         return new_state, metrics
 
     mapped = jax.shard_map(step_fn, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()))
     return jax.jit(mapped, donate_argnums=0)
 
 
-def build_state(config, mesh: Mesh, *, num_classes: int, vocab_size: int,
-                text_config: transformers.BertConfig | None = None, schedule_steps: int):
+def build_state(
+    config,
+    mesh: Mesh,
+    *,
+    num_classes: int,
+    vocab_size: int,
+    text_config: transformers.BertConfig | None = None,
+    schedule_steps: int,
+):
     """(model, lr_fn, state, eval_rng): the model of `config` and a fresh train state,
     replicated on `mesh` (what a checkpoint of this config restores into). `text_config`
     (a pretrained encoder's) replaces the config's BERT sizes."""
-    model = create_model(config.model, num_classes=num_classes, vocab_size=vocab_size, axis_name=AXIS,
-                         text_config=text_config, report_aux=config.train.report_aux_weight > 0)
+    model = create_model(
+        config.model,
+        num_classes=num_classes,
+        vocab_size=vocab_size,
+        axis_name=AXIS,
+        text_config=text_config,
+        report_aux=config.train.report_aux_weight > 0,
+    )
     init_rng, eval_rng = jax.random.split(jax.random.key(config.seed))
     lr_fn = optim.create_learning_rate_fn(config.optim, schedule_steps)
     tx = optim.create_optimizer(config.optim, config.model, lr_fn)
-    state = create_train_state(model, tx, init_rng, mesh, image_size=config.data.image_size,
-                               max_length=config.model.text_encoder.max_length, channels=config.data.channels)
+    state = create_train_state(
+        model,
+        tx,
+        init_rng,
+        mesh,
+        image_size=config.data.image_size,
+        max_length=config.model.text_encoder.max_length,
+        channels=config.data.channels,
+    )
     return model, lr_fn, state, eval_rng
 
 
-def build_train_step(config, model: VKDModel, mesh: Mesh, lr_fn: optax.Schedule, *, steps_per_epoch: int,
-                     pos_weight: np.ndarray | None = None) -> Callable:
+def build_train_step(
+    config,
+    model: VKDModel,
+    mesh: Mesh,
+    lr_fn: optax.Schedule,
+    *,
+    steps_per_epoch: int,
+    pos_weight: np.ndarray | None = None,
+) -> Callable:
     """`make_train_step` with the KL schedule, the objective and the latent samples of
     `config` (`steps_per_epoch` sets a cyclical KL schedule's period)."""
-    return make_train_step(model, mesh, lr_fn=lr_fn,
-                           kl_schedule=schedules.create_kl_schedule(config.train, steps_per_epoch),
-                           num_samples=config.model.num_samples, objective=losses.Objective.from_config(config.train),
-                           pos_weight=pos_weight)
+    return make_train_step(
+        model,
+        mesh,
+        lr_fn=lr_fn,
+        kl_schedule=schedules.create_kl_schedule(config.train, steps_per_epoch),
+        num_samples=config.model.num_samples,
+        objective=losses.Objective.from_config(config.train),
+        pos_weight=pos_weight,
+    )
 
 
 def make_text_encode_step(model: VKDModel, mesh: Mesh) -> Callable:
     """Returns `encode(state, batch) -> [B, H]`: pooled report features of a frozen encoder."""
 
     def encode_fn(state: TrainState, batch):
-        return model.apply({"params": state.params}, batch["input_ids"], batch["attention_mask"], train=False,
-                           method=VKDModel.encode_text)
+        return model.apply(
+            {"params": state.params},
+            batch["input_ids"],
+            batch["attention_mask"],
+            train=False,
+            method=VKDModel.encode_text,
+        )
 
     mapped = jax.shard_map(encode_fn, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=P(AXIS))
     return jax.jit(mapped)
@@ -194,16 +274,20 @@ def make_eval_step(model: VKDModel, mesh: Mesh, *, num_samples: int, with_kl: bo
         local_batch = batch["image"].shape[0]
         noise = losses.per_example_normal(rng, _example_ids(local_batch), (num_samples, model.latent_dim))
         kl_wanted = with_kl and model.kind == "vkd"
-        out = model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                          batch["image"], batch["input_ids"], batch["attention_mask"], noise,
-                          text_features=batch.get("text_features"),
-                          method=VKDModel.predict_with_kl if kl_wanted else VKDModel.predict)
+        out = model.apply(
+            {"params": state.params, "batch_stats": state.batch_stats},
+            batch["image"],
+            batch["input_ids"],
+            batch["attention_mask"],
+            noise,
+            text_features=batch.get("text_features"),
+            method=VKDModel.predict_with_kl if kl_wanted else VKDModel.predict,
+        )
         logits, kl = out if kl_wanted else (out, jnp.zeros((local_batch,), jnp.float32))
         probs = jax.nn.sigmoid(logits)
         return probs.mean(axis=0), probs.std(axis=0), kl
 
-    mapped = jax.shard_map(eval_fn, mesh=mesh, in_specs=(P(), P(AXIS), P()),
-                           out_specs=(P(AXIS), P(AXIS), P(AXIS)))
+    mapped = jax.shard_map(eval_fn, mesh=mesh, in_specs=(P(), P(AXIS), P()), out_specs=(P(AXIS), P(AXIS), P(AXIS)))
     return jax.jit(mapped)
 
 

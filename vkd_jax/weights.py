@@ -43,8 +43,7 @@ class LoadReport:
     def log(self, what: str) -> None:
         logging.info("%s: loaded %s (%d parameters)", what, self.path, self.num_params)
         if self.unused:
-            logging.warning("%s: %d unused keys in %s: %s", what, len(self.unused), self.path,
-                            ", ".join(self.unused))
+            logging.warning("%s: %d unused keys in %s: %s", what, len(self.unused), self.path, ", ".join(self.unused))
 
 
 def read_torch_file(path: str, *, allow_pickle: bool = False) -> dict[str, np.ndarray]:
@@ -54,14 +53,17 @@ def read_torch_file(path: str, *, allow_pickle: bool = False) -> dict[str, np.nd
         raise FileNotFoundError(f"no weights file at {path}")
     if path.endswith(".safetensors"):
         from safetensors.numpy import load_file
+
         return load_file(path)
     if path.endswith(PICKLE_SUFFIXES):
         if not allow_pickle:
             raise WeightsError(
                 f"{path} is a PyTorch pickle: loading it needs torch and unpickling, which can run code "
                 "from the file. Convert it to safetensors, or pass allow_pickle=True "
-                "(config: init_allow_pickle=True) if you trust the file.")
+                "(config: init_allow_pickle=True) if you trust the file."
+            )
         import torch  # only for this explicitly allowed path
+
         logging.warning("unpickling %s with torch (allowed explicitly)", path)
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = state.get("state_dict", state)
@@ -69,8 +71,14 @@ def read_torch_file(path: str, *, allow_pickle: bool = False) -> dict[str, np.nd
     raise WeightsError(f"{path}: expected a .safetensors file{' or ' + '/'.join(PICKLE_SUFFIXES)}")
 
 
-def _fill(abstract: Mapping, state: Mapping[str, np.ndarray], key_fn: Callable, convert: Callable,
-          ignore: Callable[[str], bool], path: str) -> tuple[dict, LoadReport]:
+def _fill(
+    abstract: Mapping,
+    state: Mapping[str, np.ndarray],
+    key_fn: Callable,
+    convert: Callable,
+    ignore: Callable[[str], bool],
+    path: str,
+) -> tuple[dict, LoadReport]:
     """Fills every leaf of `abstract` (ShapeDtypeStructs, flattened by path) from `state`."""
     flat = traverse_util.flatten_dict(abstract)
     out, used = {}, set()
@@ -80,8 +88,10 @@ def _fill(abstract: Mapping, state: Mapping[str, np.ndarray], key_fn: Callable, 
             raise WeightsError(f"{path}: missing key {key!r} (for {'/'.join(flax_path)})")
         value = convert(flax_path, np.asarray(state[key]))
         if value.shape != tuple(leaf.shape):
-            raise WeightsError(f"{path}: {key!r} has shape {value.shape}, the model expects {tuple(leaf.shape)} "
-                               f"(after conversion to the Flax layout)")
+            raise WeightsError(
+                f"{path}: {key!r} has shape {value.shape}, the model expects {tuple(leaf.shape)} "
+                f"(after conversion to the Flax layout)"
+            )
         out[flax_path] = value.astype(leaf.dtype)
         used.add(key)
     unused = tuple(sorted(k for k in state if k not in used and not ignore(k)))
@@ -110,8 +120,12 @@ def _bert_abstract_params(cfg: transformers.BertConfig, add_pooling_layer: bool)
     return jax.eval_shape(lambda: model.init(jax.random.key(0), ids, ids))["params"]
 
 
-def load_bert(path: str, *, allow_pickle: bool = False, add_pooling_layer: bool = False,
-              ) -> tuple[transformers.BertConfig, dict[str, Any]]:
+def load_bert(
+    path: str,
+    *,
+    allow_pickle: bool = False,
+    add_pooling_layer: bool = False,
+) -> tuple[transformers.BertConfig, dict[str, Any]]:
     """`(config, params)` of the BERT checkpoint directory `path` (Hugging Face layout:
     `config.json` and `model.safetensors`, `flax_model.msgpack` or `pytorch_model.bin`).
 
@@ -126,8 +140,9 @@ def load_bert(path: str, *, allow_pickle: bool = False, add_pooling_layer: bool 
 def load_bert_with_report(path: str, *, allow_pickle: bool = False, add_pooling_layer: bool = False):
     """`((config, params), LoadReport)`: `load_bert` plus what was read and left unused."""
     if not os.path.isfile(os.path.join(path, "config.json")):
-        raise FileNotFoundError(f"{path}: expected a Hugging Face BERT directory with config.json and one of "
-                                f"{', '.join(BERT_FILES)}")
+        raise FileNotFoundError(
+            f"{path}: expected a Hugging Face BERT directory with config.json and one of {', '.join(BERT_FILES)}"
+        )
     cfg = transformers.BertConfig.from_pretrained(path, local_files_only=True)
     abstract = _bert_abstract_params(cfg, add_pooling_layer)
     files = [f for f in BERT_FILES if os.path.isfile(os.path.join(path, f))]
@@ -149,14 +164,17 @@ def bert_params_from_state_dict(abstract_params, state: Mapping[str, np.ndarray]
     """`(params, LoadReport)` from a PyTorch BERT state dict (`BertModel` keys, or those of
     pre-training checkpoints: `bert.` prefix, LayerNorm `gamma`/`beta`)."""
     ignore = lambda k: k.endswith("position_ids")  # a buffer, not a parameter
-    return _fill(abstract_params, _canonical_bert_keys(state), bert_lib.torch_key, bert_lib.torch_to_flax,
-                 ignore, source)
+    return _fill(
+        abstract_params, _canonical_bert_keys(state), bert_lib.torch_key, bert_lib.torch_to_flax, ignore, source
+    )
 
 
 # ----------------------------------------------------------------------------- DenseNet-121
 
 # Old torchvision checkpoints name dense-layer modules 'norm.1' instead of 'norm1'.
-_OLD_TORCHVISION = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+_OLD_TORCHVISION = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
 
 
 def _densenet_abstract_variables(in_channels: int):
@@ -173,8 +191,7 @@ def _densenet_convert(flax_path, value):
     return densenet_lib.torch_to_flax_kernel(value) if flax_path[-1] == "kernel" else value
 
 
-def densenet_variables_from_state_dict(abstract_variables, state: Mapping[str, np.ndarray],
-                                       source: str = "state dict"):
+def densenet_variables_from_state_dict(abstract_variables, state: Mapping[str, np.ndarray], source: str = "state dict"):
     """`(variables, LoadReport)` of a DenseNet from a torchvision/timm state dict; its
     classifier and BatchNorm counters are not ours and are ignored."""
     state = {_OLD_TORCHVISION.sub(r"\1\2", k): v for k, v in state.items()}
@@ -198,6 +215,7 @@ def load_densenet121_with_report(path: str, *, allow_pickle: bool = False, in_ch
     """`(variables, LoadReport)`: `load_densenet121` plus what was read and left unused."""
     if path.endswith(".h5"):
         from vkd_jax import keras_densenet  # imports TensorFlow; never on the train-step path
+
         state = keras_densenet.read_keras_densenet121(path)
     else:
         state = read_torch_file(path, allow_pickle=allow_pickle)

@@ -93,9 +93,12 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     from data_pipelines import labels
 
     saved = _read_json(
-        workdir, CONFIG, missing="--workdir must be the directory of a `run.py` training run",
+        workdir,
+        CONFIG,
+        missing="--workdir must be the directory of a `run.py` training run",
         damaged="it was damaged; the config of the last evaluation is under 'config' in results.json: "
-                "save that object as config.json (or pass --config=...)")
+        "save that object as config.json (or pass --config=...)",
+    )
 
     def tuples(x):  # JSON has lists where the config had tuples
         if isinstance(x, dict):
@@ -110,7 +113,9 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     try:
         config.update(ml_collections.ConfigDict(saved))
     except (TypeError, ValueError, KeyError) as e:
-        raise RunFileError(f"{path(workdir, CONFIG)} does not fit the config's fields ({e}); pass --config=...") from None
+        raise RunFileError(
+            f"{path(workdir, CONFIG)} does not fit the config's fields ({e}); pass --config=..."
+        ) from None
     return config
 
 
@@ -129,9 +134,12 @@ class ModelInfo:
     text_config: transformers.BertConfig | None
 
     def to_json(self) -> dict:
-        return {"class_names": list(self.class_names), "stored_image_size": self.stored_image_size,
-                "vocab_size": self.vocab_size,
-                "text_config": self.text_config.to_dict() if self.text_config is not None else None}
+        return {
+            "class_names": list(self.class_names),
+            "stored_image_size": self.stored_image_size,
+            "vocab_size": self.vocab_size,
+            "text_config": self.text_config.to_dict() if self.text_config is not None else None,
+        }
 
 
 def write_model_info(workdir: str, info: ModelInfo) -> None:
@@ -140,14 +148,20 @@ def write_model_info(workdir: str, info: ModelInfo) -> None:
 
 def read_model_info(workdir: str) -> ModelInfo:
     rerun = "run the training command again on this workdir (it resumes, then rewrites the file)"
-    raw = _read_json(workdir, MODEL_INFO, damaged=f"it was damaged; {rerun}",
-                     missing=f"{workdir} is not the workdir of a `run.py` training (it writes {MODEL_INFO} "
-                             "when training starts)")
+    raw = _read_json(
+        workdir,
+        MODEL_INFO,
+        damaged=f"it was damaged; {rerun}",
+        missing=f"{workdir} is not the workdir of a `run.py` training (it writes {MODEL_INFO} when training starts)",
+    )
     try:
         text = raw["text_config"]
-        return ModelInfo(class_names=tuple(raw["class_names"]), stored_image_size=int(raw["stored_image_size"]),
-                         vocab_size=int(raw["vocab_size"]),
-                         text_config=transformers.BertConfig.from_dict(text) if text else None)
+        return ModelInfo(
+            class_names=tuple(raw["class_names"]),
+            stored_image_size=int(raw["stored_image_size"]),
+            vocab_size=int(raw["vocab_size"]),
+            text_config=transformers.BertConfig.from_dict(text) if text else None,
+        )
     except KeyError as e:
         raise RunFileError(f"{path(workdir, MODEL_INFO)} lacks the key {e}: {rerun}") from None
     except (TypeError, ValueError) as e:

@@ -44,19 +44,23 @@ class ChestXray14Config(manual_builder.ManualConfig):
 _CONFIGS: dict[str, ChestXray14Config] = {}
 
 
-def builder_config(image_size: int = 224, val_fraction: float = 0.1,
-                   split_seed: int = 0) -> ChestXray14Config:
+def builder_config(image_size: int = 224, val_fraction: float = 0.1, split_seed: int = 0) -> ChestXray14Config:
     """Config of these options; the name lists non-default ones: `s224_val0p2_seed1`."""
     if not 0 < val_fraction < 1:
         raise ValueError(f"chestxray14 val_fraction must be in (0, 1), got {val_fraction}")
-    name = f"s{image_size}" + (
-        "" if val_fraction == 0.1 else f"_val{repr(float(val_fraction)).replace('.', 'p')}") + (
-        "" if split_seed == 0 else f"_seed{split_seed}")
+    name = (
+        f"s{image_size}"
+        + ("" if val_fraction == 0.1 else f"_val{repr(float(val_fraction)).replace('.', 'p')}")
+        + ("" if split_seed == 0 else f"_seed{split_seed}")
+    )
     if name not in _CONFIGS:
         _CONFIGS[name] = ChestXray14Config(
-            name=name, description=f"{image_size}px, validation {val_fraction:.0%} of "
-            f"train_val by patient, seed {split_seed}.", image_size=image_size,
-            val_fraction=val_fraction, split_seed=split_seed)
+            name=name,
+            description=f"{image_size}px, validation {val_fraction:.0%} of train_val by patient, seed {split_seed}.",
+            image_size=image_size,
+            val_fraction=val_fraction,
+            split_seed=split_seed,
+        )
     return _CONFIGS[name]
 
 
@@ -82,14 +86,16 @@ class ChestXray14(manual_builder.ManualBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
     BUILDER_CONFIGS = [builder_config(224), builder_config(512)]
-    EXTRA_FEATURES = {
-        "nih_labels": tfds.features.Tensor(shape=(labels_lib.NUM_CLASSES,), dtype=np.int8)}
-    EXTRA_METADATA = {"nih_class_names": list(labels_lib.NIH_CLASS_NAMES),
-                      "nih_to_chexpert": labels_lib.NIH_TO_CHEXPERT}
+    EXTRA_FEATURES = {"nih_labels": tfds.features.Tensor(shape=(labels_lib.NUM_CLASSES,), dtype=np.int8)}
+    EXTRA_METADATA = {
+        "nih_class_names": list(labels_lib.NIH_CLASS_NAMES),
+        "nih_to_chexpert": labels_lib.NIH_TO_CHEXPERT,
+    }
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Download NIH ChestX-ray14 (https://nihcc.app.box.com/v/ChestXray-NIHCC: the "
         "images_*.tar.gz archives extracted, the Data_Entry CSV and the two split lists), "
-        "laid out as:\n" + LAYOUT)
+        "laid out as:\n" + LAYOUT
+    )
     code_path = epath.Path(__file__)
 
     def _index(self, manual_dir: str) -> manual_builder.Index:
@@ -110,8 +116,7 @@ class ChestXray14(manual_builder.ManualBuilder):
             if name in test:
                 split = "test"
             elif name in train_val:
-                split = manual_builder.seeded_split(row["Patient ID"].strip(), cfg.split_seed,
-                                                    fractions)
+                split = manual_builder.seeded_split(row["Patient ID"].strip(), cfg.split_seed, fractions)
             else:
                 index.skip("in neither split list", name)
                 continue
@@ -124,9 +129,17 @@ class ChestXray14(manual_builder.ManualBuilder):
             except ValueError as e:
                 raise ValueError(f"{csv_path}, line {line} ({name}): {e}") from None
             stem = name.removesuffix(".png")
-            index.entries.append(manual_builder.Entry(
-                split=split, image_id=stem, source=paths[name],
-                subject_id=row["Patient ID"].strip(), study_id=stem,
-                view=row["View Position"].strip(), report="", labels=labels,
-                extra={"nih_labels": nih}))
+            index.entries.append(
+                manual_builder.Entry(
+                    split=split,
+                    image_id=stem,
+                    source=paths[name],
+                    subject_id=row["Patient ID"].strip(),
+                    study_id=stem,
+                    view=row["View Position"].strip(),
+                    report="",
+                    labels=labels,
+                    extra={"nih_labels": nih},
+                )
+            )
         return index

@@ -39,8 +39,11 @@ class Reports:
     def __init__(self, manual_dir: str):
         self._zip = None
         self._members: dict[tuple[str, str], str] = {}
-        zips = [os.path.join(r, ZIP_NAME) for r, _, fs in os.walk(manual_dir) if ZIP_NAME in fs
-                and os.path.relpath(r, manual_dir).count(os.sep) < _MAX_DEPTH]
+        zips = [
+            os.path.join(r, ZIP_NAME)
+            for r, _, fs in os.walk(manual_dir)
+            if ZIP_NAME in fs and os.path.relpath(r, manual_dir).count(os.sep) < _MAX_DEPTH
+        ]
         if zips:
             self._zip = zipfile.ZipFile(sorted(zips)[0])
             for name in self._zip.namelist():

@@ -18,30 +18,54 @@ _HEADER = re.compile(r"\n ([A-Z ()/,-]+):\s")
 _ADDENDUM_RULE = re.compile(r"\n *_{8,} *(?=\n|$)")
 _MAIN = ("impression", "findings", "history", "comparison", "addendum")
 _SYNONYMS = {
-    "comparisons": "comparison", "comparison exam": "comparison",
-    "comparison film": "comparison", "reference exam": "comparison",
-    "clinical history": "history", "clinical information": "history",
-    "patient history": "history", "pfi": "history",
-    "reason for examination": "indication", "reason for exam": "indication",
-    "clinical indication": "indication", "exam": "examination",
-    "type of examination": "examination", "conclusion": "impression",
-    "findings and impression": "impression", "findings/impression": "impression",
-    "chest, two views": "findings", "recommendation(s)": "recommendations",
-    "recommendation": "recommendations", "wetread": "wet read",
+    "comparisons": "comparison",
+    "comparison exam": "comparison",
+    "comparison film": "comparison",
+    "reference exam": "comparison",
+    "clinical history": "history",
+    "clinical information": "history",
+    "patient history": "history",
+    "pfi": "history",
+    "reason for examination": "indication",
+    "reason for exam": "indication",
+    "clinical indication": "indication",
+    "exam": "examination",
+    "type of examination": "examination",
+    "conclusion": "impression",
+    "findings and impression": "impression",
+    "findings/impression": "impression",
+    "chest, two views": "findings",
+    "recommendation(s)": "recommendations",
+    "recommendation": "recommendations",
+    "wetread": "wet read",
     # Misspellings seen in the corpus.
-    "impresson": "impression", "imprression": "impression", "imoression": "impression",
-    "impressoin": "impression", "imprssion": "impression", "impresion": "impression",
-    "imperssion": "impression", "mpression": "impression", "impession": "impression",
-    "finding": "findings", "findins": "findings", "findindgs": "findings",
-    "findgings": "findings", "findngs": "findings", "findnings": "findings",
-    "finidngs": "findings", "idication": "indication", "comparision": "comparison",
-    "comparsion": "comparison", "comparrison": "comparison",
+    "impresson": "impression",
+    "imprression": "impression",
+    "imoression": "impression",
+    "impressoin": "impression",
+    "imprssion": "impression",
+    "impresion": "impression",
+    "imperssion": "impression",
+    "mpression": "impression",
+    "impession": "impression",
+    "finding": "findings",
+    "findins": "findings",
+    "findindgs": "findings",
+    "findgings": "findings",
+    "findngs": "findings",
+    "findnings": "findings",
+    "finidngs": "findings",
+    "idication": "indication",
+    "comparision": "comparison",
+    "comparsion": "comparison",
+    "comparrison": "comparison",
 }
 # Headers that describe the whole study ("CHEST, PA AND LATERAL:") introduce findings.
 _FINDINGS_LIKE = re.compile(
     r"chest|portable|pa and lat|lateral and pa|ap and lateral|lateral and ap|frontal and|"
     r"two views|frontal view|pa view|ap view|one view|lateral view|bone window|"
-    r"frontal upright|frontal semi-upright|ribs")
+    r"frontal upright|frontal semi-upright|ribs"
+)
 
 
 def normalise_name(header: str) -> str:
@@ -62,15 +86,14 @@ def split_sections(text: str) -> list[tuple[str, str]]:
     if match is None:
         sections = [("full report", text)]
     else:
-        sections = [("preamble", text[:match.start(1)])]
+        sections = [("preamble", text[: match.start(1)])]
         while match:
             name, start = normalise_name(match.group(1)), match.end()
             # Resume after the header's line, as the official parser does.
             newline = text.find("\n", start)
             match = _HEADER.search(text, newline if newline != -1 else start)
-            sections.append((name, text[start:match.start() if match else len(text)]))
-    sections = [(n, b) for n, b in sections
-                if not (n in ("impression", "findings") and not b.strip())]
+            sections.append((name, text[start : match.start() if match else len(text)]))
+    sections = [(n, b) for n, b in sections if not (n in ("impression", "findings") and not b.strip())]
     names = {n for n, _ in sections}
     if "impression" not in names and "findings" not in names:
         name, body = sections[-1]
@@ -104,13 +127,15 @@ def extract(text: str, which: str = "findings_impression") -> str:
     if which == "full":
         return _clean(text)
     sections = split_sections(text)
-    order = {"findings_impression": ("findings", "impression"),
-             "impression": ("impression",), "findings": ("findings",)}[which]
+    order = {
+        "findings_impression": ("findings", "impression"),
+        "impression": ("impression",),
+        "findings": ("findings",),
+    }[which]
     found = [b for b in (_last(sections, n) for n in order) if b is not None]
     if not found and which != "findings_impression":
         other = "findings" if which == "impression" else "impression"
         found = [b for b in [_last(sections, other)] if b is not None]
     if not found:
-        found = [b for b in [_last(sections, "last_paragraph") or _last(sections, "comparison")]
-                 if b is not None]
+        found = [b for b in [_last(sections, "last_paragraph") or _last(sections, "comparison")] if b is not None]
     return _clean(" ".join(found))

@@ -82,8 +82,7 @@ def parse_report(xml: bytes | str, fallback_uid: str) -> Report:
     for el in root.iter("AbstractText"):
         label = (el.get("Label") or "").upper()
         sections[label] = " ".join("".join(el.itertext()).split())
-    mesh = [(el.text or "").strip() for tag in ("major", "automatic")
-            for el in root.iterfind(f"MeSH/{tag}")]
+    mesh = [(el.text or "").strip() for tag in ("major", "automatic") for el in root.iterfind(f"MeSH/{tag}")]
     return Report(
         uid=uid_el.get("id") if uid_el is not None and uid_el.get("id") else fallback_uid,
         sections=sections,
@@ -100,8 +99,7 @@ def report_text(report: Report, which: str) -> str:
     elif which == "findings_impression":
         parts = [s.get("FINDINGS", ""), s.get("IMPRESSION", "")]
     else:
-        first, other = ("IMPRESSION", "FINDINGS") if which == "impression" else (
-            "FINDINGS", "IMPRESSION")
+        first, other = ("IMPRESSION", "FINDINGS") if which == "impression" else ("FINDINGS", "IMPRESSION")
         parts = [s.get(first) or s.get(other, "")]
     return " ".join(p for p in parts if p)
 

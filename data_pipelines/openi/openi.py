@@ -49,8 +49,9 @@ class OpenIConfig(manual_builder.ManualConfig):
 _CONFIGS: dict[str, OpenIConfig] = {}
 
 
-def builder_config(image_size: int = 224, labels_csv: str = "", split_seed: int = 0,
-                   sections: str = "findings_impression") -> OpenIConfig:
+def builder_config(
+    image_size: int = 224, labels_csv: str = "", split_seed: int = 0, sections: str = "findings_impression"
+) -> OpenIConfig:
     """Config of these options; the name lists non-default ones: `s224_labels-1a2b3c4d_seed1`.
 
     A labels CSV enters the name by a hash of its contents, so a different CSV never
@@ -65,13 +66,19 @@ def builder_config(image_size: int = 224, labels_csv: str = "", split_seed: int 
         with open(labels_csv, "rb") as f:
             name += f"_labels-{hashlib.sha1(f.read()).hexdigest()[:8]}"
     name += ("" if split_seed == 0 else f"_seed{split_seed}") + (
-        "" if sections == "findings_impression" else f"_{sections}")
+        "" if sections == "findings_impression" else f"_{sections}"
+    )
     if name not in _CONFIGS:
         _CONFIGS[name] = OpenIConfig(
-            name=name, description=f"{image_size}px, labels from "
+            name=name,
+            description=f"{image_size}px, labels from "
             f"{'a labeler CSV' if labels_csv else 'MeSH terms'}, split seed {split_seed}, "
-            f"report {sections}.", image_size=image_size, labels_csv=labels_csv,
-            split_seed=split_seed, sections=sections)
+            f"report {sections}.",
+            image_size=image_size,
+            labels_csv=labels_csv,
+            split_seed=split_seed,
+            sections=sections,
+        )
     return _CONFIGS[name]
 
 
@@ -91,8 +98,11 @@ def _read_reports(manual_dir: str) -> dict[str, bytes]:
     tgz = os.path.join(manual_dir, REPORTS_TGZ)
     if os.path.isfile(tgz):
         with tarfile.open(tgz) as tar:
-            return {m.group(1): tar.extractfile(member).read() for member in tar
-                    if member.isfile() and (m := _XML.search(member.name))}
+            return {
+                m.group(1): tar.extractfile(member).read()
+                for member in tar
+                if member.isfile() and (m := _XML.search(member.name))
+            }
     found = {}
     for rel, path in _walk(manual_dir):
         if m := _XML.search(rel.replace(os.sep, "/")):
@@ -100,7 +110,8 @@ def _read_reports(manual_dir: str) -> dict[str, bytes]:
                 found[m.group(1)] = f.read()
     if not found:
         raise source_files.LayoutError(
-            f"openi: no {REPORTS_TGZ} and no {REPORTS_DIR}/*.xml in {manual_dir}. Expected:\n{LAYOUT}")
+            f"openi: no {REPORTS_TGZ} and no {REPORTS_DIR}/*.xml in {manual_dir}. Expected:\n{LAYOUT}"
+        )
     return found
 
 
@@ -110,7 +121,8 @@ def _read_labels_csv(path: str) -> dict[str, np.ndarray]:
     for i, row in enumerate(rows, start=2):
         try:
             out[row["id"].removesuffix(".xml")] = np.array(
-                [labels_lib.parse_chexpert_value(row[c]) for c in labels_lib.CLASS_NAMES], np.int8)
+                [labels_lib.parse_chexpert_value(row[c]) for c in labels_lib.CLASS_NAMES], np.int8
+            )
         except ValueError as e:
             raise ValueError(f"{path}, line {i}: {e}") from None
     return out
@@ -126,7 +138,8 @@ class OpenI(manual_builder.ManualBuilder):
     BUILDER_CONFIGS = [builder_config(224), builder_config(512)]
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Download NLMCXR_png.tgz and NLMCXR_reports.tgz from "
-        "https://openi.nlm.nih.gov/faq#collection, laid out as:\n" + LAYOUT)
+        "https://openi.nlm.nih.gov/faq#collection, laid out as:\n" + LAYOUT
+    )
     code_path = epath.Path(__file__)
 
     def _index(self, manual_dir: str) -> manual_builder.Index:
@@ -134,14 +147,15 @@ class OpenI(manual_builder.ManualBuilder):
         png_tgz = os.path.join(manual_dir, PNG_TGZ)
         if os.path.isfile(png_tgz):
             with tarfile.open(png_tgz) as tar:
-                pngs = {m.group(1): f"{PNG_TGZ}:{member.name}" for member in tar
-                        if member.isfile() and (m := _PNG.search(member.name))}
+                pngs = {
+                    m.group(1): f"{PNG_TGZ}:{member.name}"
+                    for member in tar
+                    if member.isfile() and (m := _PNG.search(member.name))
+                }
         else:
-            pngs = {m.group(1): path for rel, path in _walk(manual_dir)
-                    if (m := _PNG.search(rel.replace(os.sep, "/")))}
+            pngs = {m.group(1): path for rel, path in _walk(manual_dir) if (m := _PNG.search(rel.replace(os.sep, "/")))}
         if not pngs:
-            raise source_files.LayoutError(
-                f"openi: no {PNG_TGZ} and no CXR*.png in {manual_dir}. Expected:\n{LAYOUT}")
+            raise source_files.LayoutError(f"openi: no {PNG_TGZ} and no CXR*.png in {manual_dir}. Expected:\n{LAYOUT}")
         csv_labels = _read_labels_csv(cfg.labels_csv) if cfg.labels_csv else None
 
         index = manual_builder.Index()
@@ -167,10 +181,18 @@ class OpenI(manual_builder.ManualBuilder):
                 if image_id not in pngs:
                     index.skip("missing image file", f"{image_id}.png")
                     continue
-                index.entries.append(manual_builder.Entry(
-                    split=split, image_id=image_id, source=pngs[image_id],
-                    subject_id=report.uid, study_id=stem, view="", report=text,
-                    labels=labels))
+                index.entries.append(
+                    manual_builder.Entry(
+                        split=split,
+                        image_id=image_id,
+                        source=pngs[image_id],
+                        subject_id=report.uid,
+                        study_id=stem,
+                        view="",
+                        report=text,
+                        labels=labels,
+                    )
+                )
         return index
 
     def _image_sources(self, entries, manual_dir):

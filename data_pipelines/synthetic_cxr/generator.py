@@ -56,8 +56,7 @@ def strengths_with_defaults(strengths: Mapping[str, float] | None) -> dict[str, 
     strengths = dict(strengths or {})
     unknown = set(strengths) - set(DEFAULT_STRENGTHS)
     if unknown:
-        raise ValueError(f"strengths: unknown findings {sorted(unknown)}; "
-                         f"expected some of {sorted(DEFAULT_STRENGTHS)}")
+        raise ValueError(f"strengths: unknown findings {sorted(unknown)}; expected some of {sorted(DEFAULT_STRENGTHS)}")
     return DEFAULT_STRENGTHS | strengths
 
 
@@ -82,7 +81,11 @@ def generate_example(
     label_rng, report_rng, image_rng, _ = _streams(seed, index)
     study = findings_lib.sample_study(label_rng)  # = study_of(index, seed=seed)
     image = render.render_image(
-        study, image_rng, image_size=image_size, image_signal=image_signal, noise=noise,
+        study,
+        image_rng,
+        image_size=image_size,
+        image_signal=image_signal,
+        noise=noise,
         strengths=strengths_with_defaults(strengths),
     )
     return {

@@ -152,8 +152,11 @@ def _anatomy(rng: np.random.Generator, image_size: int, ap: bool) -> _Anatomy:
     }
     lung_dark = rng.uniform(0.26, 0.34) * (0.9 if ap else 1.0)  # AP films: poorer inspiration.
     media_w = rng.uniform(0.1, 0.13)
-    heart = (0.12 + rng.uniform(-0.03, 0.03), 0.24 + rng.uniform(-0.04, 0.04),
-             rng.uniform(0.3, 0.36) * (1.06 if ap else 1.0))  # AP magnifies the heart.
+    heart = (
+        0.12 + rng.uniform(-0.03, 0.03),
+        0.24 + rng.uniform(-0.04, 0.04),
+        rng.uniform(0.3, 0.36) * (1.06 if ap else 1.0),
+    )  # AP magnifies the heart.
     ribs = (rng.uniform(-0.75, -0.68), rng.uniform(0.13, 0.15))
     return _Anatomy(x, y, body, lungs, lung_dark, media_w, heart, ribs)
 
@@ -209,8 +212,9 @@ def render_image(
 def _soft_tissue(a: _Anatomy, s: dict[str, float]) -> np.ndarray:
     """Body, dark lungs, mediastinum (widened by ECM) and heart (grown by cardiomegaly)."""
     x, y = a.x, a.y
-    mediastinum = _soft(a.media_w * (1 + 0.6 * s["Enlarged Cardiomediastinum"]) - np.abs(x),
-                        0.02) * _soft(0.3 - y, 0.05)
+    mediastinum = _soft(a.media_w * (1 + 0.6 * s["Enlarged Cardiomediastinum"]) - np.abs(x), 0.02) * _soft(
+        0.3 - y, 0.05
+    )
     grow = 1 + 0.25 * s["Cardiomegaly"]
     heart_x, heart_y, heart_rx = a.heart
     heart_x += 0.5 * (grow - 1) * heart_rx  # The left ventricle grows to the image's right.
@@ -273,13 +277,17 @@ def _lung_traces(x, y, lungs, det, u, s, patch_noise) -> np.ndarray:
     out = np.zeros_like(x)
     for sign in _SIGNS[det["Consolidation"].side]:  # Dense, sharp-edged, lobar.
         cx, cy = _zone_centre(lungs[sign], sign, det["Consolidation"].zone, u["Consolidation"])
-        lobes = sum(_blob(x, y, cx + 0.08 * (a - 0.5), cy + 0.08 * (b - 0.5), 0.085, 0.085)
-                    for a, b in u["Consolidation"][2:8].reshape(3, 2))
+        lobes = sum(
+            _blob(x, y, cx + 0.08 * (a - 0.5), cy + 0.08 * (b - 0.5), 0.085, 0.085)
+            for a, b in u["Consolidation"][2:8].reshape(3, 2)
+        )
         out += 0.25 * s["Consolidation"] * np.clip(1.6 * lobes, 0, 1) * lungs[sign].mask
     for sign in _SIGNS[det["Pneumonia"].side]:  # Patchy, multifocal.
         cx, cy = _zone_centre(lungs[sign], sign, det["Pneumonia"].zone, u["Pneumonia"])
-        patches = sum(_blob(x, y, cx + 0.25 * (a - 0.5), cy + 0.25 * (b - 0.5), 0.05, 0.05)
-                      for a, b in u["Pneumonia"][2:8].reshape(3, 2))
+        patches = sum(
+            _blob(x, y, cx + 0.25 * (a - 0.5), cy + 0.25 * (b - 0.5), 0.05, 0.05)
+            for a, b in u["Pneumonia"][2:8].reshape(3, 2)
+        )
         out += 0.2 * s["Pneumonia"] * patches * (0.6 + 0.4 * patch_noise) * lungs[sign].mask
     for sign in _SIGNS[det["Lung Opacity"].side]:  # Large, faint, ill defined.
         cx, cy = _zone_centre(lungs[sign], sign, det["Lung Opacity"].zone, u["Lung Opacity"])

@@ -34,8 +34,12 @@ class _Phrases(NamedTuple):
 _PHRASES: dict[str, _Phrases] = {
     "Atelectasis": _Phrases(
         _DEGREE,
-        ("{sev} {side} basilar atelectasis", "{side} basilar atelectasis",
-         "subsegmental atelectasis at the {side} base", "{sev} atelectasis"),
+        (
+            "{sev} {side} basilar atelectasis",
+            "{side} basilar atelectasis",
+            "subsegmental atelectasis at the {side} base",
+            "{sev} atelectasis",
+        ),
         ("linear atelectasis at the {side} lung base.",),
         ("no atelectasis.",),
     ),
@@ -47,8 +51,7 @@ _PHRASES: dict[str, _Phrases] = {
     ),
     "Consolidation": _Phrases(
         _DEGREE,
-        ("focal consolidation in the {side} {zone} lobe", "{side} {zone} lobe consolidation",
-         "{sev} consolidation"),
+        ("focal consolidation in the {side} {zone} lobe", "{side} {zone} lobe consolidation", "{sev} consolidation"),
         ("dense consolidation in the {side} {zone} lung zone.",),
         ("no focal consolidation.", "there is no consolidation."),
     ),
@@ -60,30 +63,33 @@ _PHRASES: dict[str, _Phrases] = {
     ),
     "Enlarged Cardiomediastinum": _Phrases(
         _DEGREE,
-        ("widening of the mediastinum", "{sev} widening of the cardiomediastinal silhouette",
-         "enlarged cardiomediastinal silhouette"),
+        (
+            "widening of the mediastinum",
+            "{sev} widening of the cardiomediastinal silhouette",
+            "enlarged cardiomediastinal silhouette",
+        ),
         ("the mediastinum is widened.",),
         ("the cardiomediastinal silhouette is normal.", "mediastinal contours are normal."),
     ),
     "Fracture": _Phrases(
         _DEGREE,
-        ("{side} {rib} rib fracture", "fracture of the {side} {rib} rib",
-         "displaced {side} {rib} rib fracture"),
+        ("{side} {rib} rib fracture", "fracture of the {side} {rib} rib", "displaced {side} {rib} rib fracture"),
         (),
-        ("no acute fracture.", "no displaced rib fracture.",
-         "the osseous structures are unremarkable."),
+        ("no acute fracture.", "no displaced rib fracture.", "the osseous structures are unremarkable."),
     ),
     "Lung Lesion": _Phrases(
         _SIZE,
-        ("{sev} nodule in the {side} {zone} lobe", "{sev} {side} {zone} lobe nodule",
-         "{side} {zone} lung mass"),
+        ("{sev} nodule in the {side} {zone} lobe", "{sev} {side} {zone} lobe nodule", "{side} {zone} lung mass"),
         ("a {sev} rounded nodule projects over the {side} {zone} lung.",),
         ("no pulmonary nodules.", "no suspicious nodule or mass."),
     ),
     "Lung Opacity": _Phrases(
         _DEGREE,
-        ("{side} {zone} opacity", "hazy opacity in the {side} {zone} lung",
-         "{sev} patchy opacities in the {side} lung"),
+        (
+            "{side} {zone} opacity",
+            "hazy opacity in the {side} {zone} lung",
+            "{sev} patchy opacities in the {side} lung",
+        ),
         ("ill defined opacity at the {side} {zone} lung zone.",),
         ("no focal opacity.", "the lungs are without opacity."),
     ),
@@ -95,8 +101,11 @@ _PHRASES: dict[str, _Phrases] = {
     ),
     "Pleural Other": _Phrases(
         _DEGREE,
-        ("{side} pleural thickening", "{side} apical pleural thickening",
-         "pleural scarring along the {side} chest wall"),
+        (
+            "{side} pleural thickening",
+            "{side} apical pleural thickening",
+            "pleural scarring along the {side} chest wall",
+        ),
         (),
         ("no pleural thickening.",),
     ),
@@ -113,36 +122,57 @@ _PHRASES: dict[str, _Phrases] = {
         ("no pneumothorax.", "there is no pneumothorax."),
     ),
     "Support Devices": _Phrases(
-        (), (), (), ("no support devices.", "no lines or tubes are seen."),
+        (),
+        (),
+        (),
+        ("no support devices.", "no lines or tubes are seen."),
     ),
 }
 
 # Support devices get one mention per device, in place of the generic noun phrases.
 _DEVICE_SENTENCES: dict[str, tuple[str, ...]] = {
-    "endotracheal tube": ("the endotracheal tube terminates {cm} cm above the carina.",
-                          "endotracheal tube in standard position."),
-    "central line": ("right internal jugular central line tip in the svc.",
-                     "central venous catheter ends in the low svc."),
-    "enteric tube": ("an enteric tube courses below the diaphragm.",
-                     "nasogastric tube tip in the stomach."),
-    "pacemaker": ("left chest wall pacemaker with leads in the right ventricle.",
-                  "cardiac pacemaker leads are in place."),
+    "endotracheal tube": (
+        "the endotracheal tube terminates {cm} cm above the carina.",
+        "endotracheal tube in standard position.",
+    ),
+    "central line": (
+        "right internal jugular central line tip in the svc.",
+        "central venous catheter ends in the low svc.",
+    ),
+    "enteric tube": ("an enteric tube courses below the diaphragm.", "nasogastric tube tip in the stomach."),
+    "pacemaker": (
+        "left chest wall pacemaker with leads in the right ventricle.",
+        "cardiac pacemaker leads are in place.",
+    ),
 }
 _CENTIMETRES = ("2", "3", "4", "5", "6")
 
-_POSITIVE_FRAMES = ("{np}.", "{np} is seen.", "{np} is present.", "there is {np}.",
-                    "findings are consistent with {np}.")
-_UNCERTAIN_FRAMES = ("possible {np}.", "cannot exclude {np}.", "{np} is not excluded.",
-                     "questionable {np}.", "findings may represent {np}.",
-                     "{np} is suspected but not certain.")
+_POSITIVE_FRAMES = (
+    "{np}.",
+    "{np} is seen.",
+    "{np} is present.",
+    "there is {np}.",
+    "findings are consistent with {np}.",
+)
+_UNCERTAIN_FRAMES = (
+    "possible {np}.",
+    "cannot exclude {np}.",
+    "{np} is not excluded.",
+    "questionable {np}.",
+    "findings may represent {np}.",
+    "{np} is suspected but not certain.",
+)
 _VIEW_SENTENCES = {
     "PA": ("pa and lateral views of the chest.", "frontal and lateral chest radiographs."),
     "AP": ("portable ap view of the chest.", "single portable frontal view of the chest."),
 }
 _COMPARISONS = ("comparison is made to the prior study.", "no prior studies for comparison.")
 _NORMAL_FINDINGS = ("the lungs are clear.", "the lungs are well expanded and clear.")
-_NORMAL_IMPRESSIONS = ("no acute cardiopulmonary process.", "normal chest radiograph.",
-                       "no acute cardiopulmonary abnormality.")
+_NORMAL_IMPRESSIONS = (
+    "no acute cardiopulmonary process.",
+    "normal chest radiograph.",
+    "no acute cardiopulmonary abnormality.",
+)
 _SECTIONS = ("FINDINGS:", "IMPRESSION:")
 
 _TOKEN = re.compile(r"[a-z0-9]+|[^a-z0-9\s]")
@@ -157,7 +187,9 @@ def _noun(rng, name: str, detail: findings_lib.Detail) -> str:
     template = _choice(rng, phrases.nouns)
     return template.format(
         sev=phrases.severity_words[detail.severity] if phrases.severity_words else "",
-        side=detail.side, zone=detail.zone, rib=findings_lib.RIBS[detail.rib],
+        side=detail.side,
+        zone=detail.zone,
+        rib=findings_lib.RIBS[detail.rib],
     )
 
 
@@ -169,8 +201,7 @@ def _mention(rng, name: str, code: int, detail: findings_lib.Detail) -> list[str
     if code == labels_lib.NEGATIVE:
         return [_choice(rng, phrases.negations)]
     if name == "Support Devices":
-        sentences = [_choice(rng, _DEVICE_SENTENCES[d]).format(cm=_choice(rng, _CENTIMETRES))
-                     for d in detail.devices]
+        sentences = [_choice(rng, _DEVICE_SENTENCES[d]).format(cm=_choice(rng, _CENTIMETRES)) for d in detail.devices]
         if code == labels_lib.UNCERTAIN:
             sentences = [_choice(rng, _UNCERTAIN_FRAMES).format(np=detail.devices[0])]
         return sentences
@@ -180,8 +211,7 @@ def _mention(rng, name: str, code: int, detail: findings_lib.Detail) -> list[str
     if k < len(_POSITIVE_FRAMES):
         return [_POSITIVE_FRAMES[k].format(np=_noun(rng, name, detail))]
     sentence = phrases.sentences[k - len(_POSITIVE_FRAMES)]
-    return [sentence.format(sev=phrases.severity_words[detail.severity],
-                            side=detail.side, zone=detail.zone)]
+    return [sentence.format(sev=phrases.severity_words[detail.severity], side=detail.side, zone=detail.zone)]
 
 
 def _sentence_case(sentence: str) -> str:

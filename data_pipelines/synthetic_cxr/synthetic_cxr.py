@@ -26,7 +26,7 @@ NOISY_SPLITS = ("train", "validation")
 
 _DESCRIPTION = f"""\
 Synthetic frontal chest X-rays paired with free-text reports and 14 CheXpert-style labels
-(classes, in order: {', '.join(labels_lib.CLASS_NAMES)}). Label codes: 1 positive,
+(classes, in order: {", ".join(labels_lib.CLASS_NAMES)}). Label codes: 1 positive,
 0 negative, -1 uncertain, -2 not mentioned. Each finding leaves a visual trace whose
 strength is set by `image_signal`; the report is written from the labels and nearly
 determines them. Deterministic in the seed; generated locally, nothing is downloaded.
@@ -76,22 +76,26 @@ def builder_config(
     """
     if image_size < 8:
         raise ValueError(f"image_size must be at least 8, got {image_size}")
-    for field, n in (("num_train", num_train), ("num_validation", num_validation),
-                     ("num_test", num_test)):
+    for field, n in (("num_train", num_train), ("num_validation", num_validation), ("num_test", num_test)):
         if n < 0:
             raise ValueError(f"{field} must be >= 0, got {n}")
     if not 0 <= label_noise <= 1:
         raise ValueError(f"label_noise must be in [0, 1], got {label_noise}")
-    name = (f"s{image_size}_n{num_train}-{num_validation}-{num_test}_seed{seed}"
-            f"_sig{_number(image_signal)}_noise{_number(noise)}"
-            + (f"_lnoise{_number(label_noise)}" if label_noise else ""))
+    name = (
+        f"s{image_size}_n{num_train}-{num_validation}-{num_test}_seed{seed}"
+        f"_sig{_number(image_signal)}_noise{_number(noise)}" + (f"_lnoise{_number(label_noise)}" if label_noise else "")
+    )
     if name not in _CONFIGS:
         _CONFIGS[name] = SyntheticCxrConfig(
             name=name,
-            description=f"{image_size}x{image_size} images, seed {seed}, "
-            f"image_signal {image_signal}, noise {noise}.",
-            image_size=image_size, num_train=num_train, num_validation=num_validation,
-            num_test=num_test, seed=seed, image_signal=float(image_signal), noise=float(noise),
+            description=f"{image_size}x{image_size} images, seed {seed}, image_signal {image_signal}, noise {noise}.",
+            image_size=image_size,
+            num_train=num_train,
+            num_validation=num_validation,
+            num_test=num_test,
+            seed=seed,
+            image_signal=float(image_signal),
+            noise=float(noise),
             label_noise=float(label_noise),
         )
     return _CONFIGS[name]
@@ -121,10 +125,12 @@ class SyntheticCxr(tfds.core.GeneratorBasedBuilder):
         cfg = self.builder_config
         for i in range(SPLIT_OFFSETS[split], SPLIT_OFFSETS[split] + num_examples):
             example = generator.generate_example(
-                i, seed=cfg.seed, image_size=cfg.image_size, image_signal=cfg.image_signal,
+                i,
+                seed=cfg.seed,
+                image_size=cfg.image_size,
+                image_signal=cfg.image_signal,
                 noise=cfg.noise,
             )
             if cfg.label_noise and split in NOISY_SPLITS:
-                example["labels"] = generator.noisy_labels(example["labels"], cfg.label_noise, seed=cfg.seed,
-                                                           index=i)
+                example["labels"] = generator.noisy_labels(example["labels"], cfg.label_noise, seed=cfg.seed, index=i)
             yield example["image_id"], example

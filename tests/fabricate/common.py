@@ -53,8 +53,9 @@ def corrupt(data: bytes) -> bytes:
 
 def write(path: str, data: bytes | str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb" if isinstance(data, bytes) else "w", encoding=None if isinstance(
-            data, bytes) else "utf-8") as f:
+    with open(
+        path, "wb" if isinstance(data, bytes) else "w", encoding=None if isinstance(data, bytes) else "utf-8"
+    ) as f:
         f.write(data)
 
 

@@ -40,8 +40,15 @@ def bert_config(text_cfg, vocab_size: int) -> transformers.BertConfig:
     )
 
 
-def create_model(model_cfg, *, num_classes: int, vocab_size: int, axis_name: str | None = None,
-                 text_config: transformers.BertConfig | None = None, report_aux: bool = False) -> VKDModel:
+def create_model(
+    model_cfg,
+    *,
+    num_classes: int,
+    vocab_size: int,
+    axis_name: str | None = None,
+    text_config: transformers.BertConfig | None = None,
+    report_aux: bool = False,
+) -> VKDModel:
     """Builds the `VKDModel` of `model_cfg` (the config's `model` section).
 
     `axis_name` is the mapped axis over which BatchNorm averages its statistics, so that

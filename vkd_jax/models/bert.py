@@ -31,17 +31,17 @@ from transformers import BertConfig
 Dtype = Any
 
 _ACTIVATIONS: dict[str, Callable[[jnp.ndarray], jnp.ndarray]] = {
-    'gelu': functools.partial(jax.nn.gelu, approximate=False),  # HF 'gelu' is erf
-    'gelu_new': functools.partial(jax.nn.gelu, approximate=True),
-    'gelu_pytorch_tanh': functools.partial(jax.nn.gelu, approximate=True),
-    'relu': jax.nn.relu,
-    'silu': jax.nn.silu,
-    'swish': jax.nn.silu,
-    'tanh': jnp.tanh,
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),  # HF 'gelu' is erf
+    "gelu_new": functools.partial(jax.nn.gelu, approximate=True),
+    "gelu_pytorch_tanh": functools.partial(jax.nn.gelu, approximate=True),
+    "relu": jax.nn.relu,
+    "silu": jax.nn.silu,
+    "swish": jax.nn.silu,
+    "tanh": jnp.tanh,
 }
 
 
-ATTENTION_IMPLS = ('auto', 'xla', 'cudnn')
+ATTENTION_IMPLS = ("auto", "xla", "cudnn")
 
 
 def _on_cuda_gpu() -> bool:
@@ -51,10 +51,10 @@ def _on_cuda_gpu() -> bool:
         device = jax.devices()[0]
     except RuntimeError:
         return False
-    if device.platform != 'gpu' or 'cuda' not in str(getattr(device.client, 'platform_version', '')).lower():
+    if device.platform != "gpu" or "cuda" not in str(getattr(device.client, "platform_version", "")).lower():
         return False
     try:
-        major, minor = (int(x) for x in str(device.compute_capability).split('.')[:2])
+        major, minor = (int(x) for x in str(device.compute_capability).split(".")[:2])
     except (AttributeError, ValueError):
         return False
     return (major, minor) >= (8, 0)
@@ -71,15 +71,16 @@ def _cudnn_attention_compiles(dtype_name: str, head_dim: int) -> bool:
     lengths = jax.ShapeDtypeStruct((2,), jnp.int32)
 
     def loss(q, k, v, kv_len):
-        out = jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=kv_len, implementation='cudnn')
+        out = jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=kv_len, implementation="cudnn")
         return jnp.sum(out.astype(jnp.float32))
 
     try:
         jax.jit(jax.grad(loss, argnums=(0, 1, 2))).lower(qkv, qkv, qkv, lengths).compile()
         return True
     except Exception as e:  # noqa: BLE001 - any failure means: use XLA
-        logging.getLogger(__name__).warning('cuDNN attention unavailable (%s: %s); using XLA attention',
-                                            type(e).__name__, str(e)[:200])
+        logging.getLogger(__name__).warning(
+            "cuDNN attention unavailable (%s: %s); using XLA attention", type(e).__name__, str(e)[:200]
+        )
         return False
 
 
@@ -92,19 +93,26 @@ def resolve_attention_impl(impl: str, dtype: Any, head_dim: int) -> str:
     cuDNN attention compiles; otherwise 'xla'.
     """
     if impl not in ATTENTION_IMPLS:
-        raise ValueError(f'attention_impl must be one of {ATTENTION_IMPLS}, got {impl!r}')
-    if impl != 'auto':
+        raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
+    if impl != "auto":
         return impl
     dtype = jnp.dtype(dtype)
     if dtype not in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)) or head_dim % 8 or head_dim > 128:
-        return 'xla'
+        return "xla"
     if not _on_cuda_gpu():
-        return 'xla'
-    return 'cudnn' if _cudnn_attention_compiles(dtype.name, head_dim) else 'xla'
+        return "xla"
+    return "cudnn" if _cudnn_attention_compiles(dtype.name, head_dim) else "xla"
 
 
-def padded_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray, mask: jnp.ndarray, *,
-                     implementation: str, use_lengths: bool | None = None) -> jnp.ndarray:
+def padded_attention(
+    q: jnp.ndarray,
+    k: jnp.ndarray,
+    v: jnp.ndarray,
+    mask: jnp.ndarray,
+    *,
+    implementation: str,
+    use_lengths: bool | None = None,
+) -> jnp.ndarray:
     """`jax.nn.dot_product_attention` under a key padding mask.
 
     Args:
@@ -119,7 +127,7 @@ def padded_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray, mask: jnp.n
       [B, L, N, D] in the dtype of `q`.
     """
     if use_lengths is None:
-        use_lengths = implementation == 'cudnn'
+        use_lengths = implementation == "cudnn"
     if use_lengths:
         lengths = jnp.sum(mask, axis=-1, dtype=jnp.int32).reshape(mask.shape[0])
         return jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=lengths, implementation=implementation)
@@ -140,14 +148,14 @@ def softmax_attention(
       [B, L, N, D] in the dtype of `v`.
     """
     scale = 1.0 / np.sqrt(q.shape[-1])
-    logits = jnp.einsum('bqnd,bknd->bnqk', q, k, preferred_element_type=jnp.float32)
+    logits = jnp.einsum("bqnd,bknd->bnqk", q, k, preferred_element_type=jnp.float32)
     # min-float rather than -inf: a fully padded row then gets a uniform (finite)
     # distribution, as in HF, instead of NaN.
     logits = jnp.where(mask, logits * scale, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(logits, axis=-1)
     if dropout is not None:
         probs = dropout(probs)
-    return jnp.einsum('bnqk,bknd->bqnd', probs.astype(v.dtype), v)
+    return jnp.einsum("bnqk,bknd->bqnd", probs.astype(v.dtype), v)
 
 
 class _Module(nn.Module):
@@ -157,12 +165,13 @@ class _Module(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     # Resolved by `Bert` to 'xla' or 'cudnn' before it reaches the layers.
-    attention_impl: str = 'auto'
+    attention_impl: str = "auto"
 
     def _kw(self) -> dict:
         """The fields every submodule shares."""
-        return dict(config=self.config, dtype=self.dtype, param_dtype=self.param_dtype,
-                    attention_impl=self.attention_impl)
+        return dict(
+            config=self.config, dtype=self.dtype, param_dtype=self.param_dtype, attention_impl=self.attention_impl
+        )
 
     def _dense(self, features: int, name: str) -> nn.Dense:
         return nn.Dense(
@@ -180,7 +189,7 @@ class _Module(nn.Module):
             use_fast_variance=False,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
-            name='LayerNorm',
+            name="LayerNorm",
         )
 
 
@@ -201,9 +210,9 @@ class _Embeddings(_Module):
 
         positions = jnp.arange(input_ids.shape[-1])[None, :]
         x = (
-            embed(cfg.vocab_size, 'word_embeddings')(input_ids)
-            + embed(cfg.max_position_embeddings, 'position_embeddings')(positions)
-            + embed(cfg.type_vocab_size, 'token_type_embeddings')(token_type_ids)
+            embed(cfg.vocab_size, "word_embeddings")(input_ids)
+            + embed(cfg.max_position_embeddings, "position_embeddings")(positions)
+            + embed(cfg.type_vocab_size, "token_type_embeddings")(token_type_ids)
         )
         x = self._layer_norm()(x)
         return nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
@@ -216,9 +225,9 @@ class _SelfAttention(_Module):
         num_heads = cfg.num_attention_heads
         head_dim = cfg.hidden_size // num_heads
         split = lambda t: t.reshape(*t.shape[:-1], num_heads, head_dim)
-        q = split(self._dense(cfg.hidden_size, 'query')(x))
-        k = split(self._dense(cfg.hidden_size, 'key')(x))
-        v = split(self._dense(cfg.hidden_size, 'value')(x))
+        q = split(self._dense(cfg.hidden_size, "query")(x))
+        k = split(self._dense(cfg.hidden_size, "key")(x))
+        v = split(self._dense(cfg.hidden_size, "value")(x))
         rate = cfg.attention_probs_dropout_prob
         if not deterministic and rate > 0:
             dropout = functools.partial(nn.Dropout(rate), deterministic=False)
@@ -234,7 +243,7 @@ class _DenseAddNorm(_Module):
 
     @nn.compact
     def __call__(self, x, residual, deterministic: bool):
-        x = self._dense(self.config.hidden_size, 'dense')(x)
+        x = self._dense(self.config.hidden_size, "dense")(x)
         x = nn.Dropout(self.config.hidden_dropout_prob)(x, deterministic=deterministic)
         return self._layer_norm()(x + residual)
 
@@ -243,8 +252,8 @@ class _Attention(_Module):
     @nn.compact
     def __call__(self, x, mask, deterministic: bool):
         kw = self._kw()
-        y = _SelfAttention(**kw, name='self')(x, mask, deterministic)
-        return _DenseAddNorm(**kw, name='output')(y, x, deterministic)
+        y = _SelfAttention(**kw, name="self")(x, mask, deterministic)
+        return _DenseAddNorm(**kw, name="output")(y, x, deterministic)
 
 
 class _Intermediate(_Module):
@@ -252,8 +261,8 @@ class _Intermediate(_Module):
     def __call__(self, x):
         act = self.config.hidden_act
         if act not in _ACTIVATIONS:
-            raise ValueError(f'Unsupported hidden_act {act!r}; known: {sorted(_ACTIVATIONS)}')
-        return _ACTIVATIONS[act](self._dense(self.config.intermediate_size, 'dense')(x))
+            raise ValueError(f"Unsupported hidden_act {act!r}; known: {sorted(_ACTIVATIONS)}")
+        return _ACTIVATIONS[act](self._dense(self.config.intermediate_size, "dense")(x))
 
 
 class _Layer(_Module):
@@ -263,9 +272,9 @@ class _Layer(_Module):
     def __call__(self, x, mask, deterministic: bool):
         # `deterministic` is positional so nn.remat can mark it static (argnum 3).
         kw = self._kw()
-        x = _Attention(**kw, name='attention')(x, mask, deterministic)
-        h = _Intermediate(**kw, name='intermediate')(x)
-        return _DenseAddNorm(**kw, name='output')(h, x, deterministic)
+        x = _Attention(**kw, name="attention")(x, mask, deterministic)
+        h = _Intermediate(**kw, name="intermediate")(x)
+        return _DenseAddNorm(**kw, name="output")(h, x, deterministic)
 
 
 class _LayerStack(_Module):
@@ -286,13 +295,13 @@ class _Encoder(_Module):
 
     @nn.compact
     def __call__(self, x, mask, deterministic: bool):
-        return _LayerStack(**self._kw(), remat=self.remat, name='layer')(x, mask, deterministic)
+        return _LayerStack(**self._kw(), remat=self.remat, name="layer")(x, mask, deterministic)
 
 
 class _Pooler(_Module):
     @nn.compact
     def __call__(self, x):
-        return jnp.tanh(self._dense(self.config.hidden_size, 'dense')(x[:, 0]))
+        return jnp.tanh(self._dense(self.config.hidden_size, "dense")(x[:, 0]))
 
 
 class Bert(_Module):
@@ -333,18 +342,18 @@ class Bert(_Module):
         mask = jnp.asarray(attention_mask, bool)[:, None, None, :]
         head_dim = self.config.hidden_size // self.config.num_attention_heads
         kw = dict(self._kw(), attention_impl=resolve_attention_impl(self.attention_impl, self.dtype, head_dim))
-        x = _Embeddings(**kw, name='embeddings')(input_ids, token_type_ids, deterministic)
-        x = _Encoder(**kw, remat=self.remat, name='encoder')(x, mask, deterministic)
+        x = _Embeddings(**kw, name="embeddings")(input_ids, token_type_ids, deterministic)
+        x = _Encoder(**kw, remat=self.remat, name="encoder")(x, mask, deterministic)
         if not self.add_pooling_layer:
             return x.astype(jnp.float32)
-        pooled = _Pooler(**kw, name='pooler')(x)
+        pooled = _Pooler(**kw, name="pooler")(x)
         return x.astype(jnp.float32), pooled.astype(jnp.float32)
 
 
 # ----------------------------------------------------------------------------
 # PyTorch checkpoint conversion.
 
-_TORCH_LEAF = {'kernel': 'weight', 'scale': 'weight', 'embedding': 'weight', 'bias': 'bias'}
+_TORCH_LEAF = {"kernel": "weight", "scale": "weight", "embedding": "weight", "bias": "bias"}
 
 
 def torch_key(path: Sequence[str]) -> str:
@@ -355,8 +364,8 @@ def torch_key(path: Sequence[str]) -> str:
     """
     *modules, leaf = path
     if leaf not in _TORCH_LEAF:
-        raise ValueError(f'No PyTorch key for {"/".join(path)}')
-    return '.'.join([*modules, _TORCH_LEAF[leaf]])
+        raise ValueError(f"No PyTorch key for {'/'.join(path)}")
+    return ".".join([*modules, _TORCH_LEAF[leaf]])
 
 
 def torch_to_flax(path: Sequence[str], array: np.ndarray) -> np.ndarray:
@@ -364,4 +373,4 @@ def torch_to_flax(path: Sequence[str], array: np.ndarray) -> np.ndarray:
 
     The transpose is its own inverse, so this also maps Flax -> torch.
     """
-    return np.transpose(array) if path[-1] == 'kernel' else np.asarray(array)
+    return np.transpose(array) if path[-1] == "kernel" else np.asarray(array)

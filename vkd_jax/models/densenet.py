@@ -21,7 +21,7 @@ import numpy as np
 Dtype = Any
 
 # torchvision initialises convs with kaiming_normal_ (fan_in, gain sqrt(2)).
-_conv_init = nn.initializers.variance_scaling(2.0, 'fan_in', 'normal')
+_conv_init = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 
 
 class _Layers(nn.Module):
@@ -76,10 +76,10 @@ class _DenseLayer(_Layers):
         # `train` is positional so that nn.remat can mark it static (argnum 2).
         if isinstance(x, tuple):
             x = jnp.concatenate(x, axis=-1)
-        y = nn.relu(self._norm('norm1', train)(x))
-        y = self._conv('conv1', self.bn_size * self.growth_rate, 1)(y)
-        y = nn.relu(self._norm('norm2', train)(y))
-        return self._conv('conv2', self.growth_rate, 3, padding=1)(y)
+        y = nn.relu(self._norm("norm1", train)(x))
+        y = self._conv("conv1", self.bn_size * self.growth_rate, 1)(y)
+        y = nn.relu(self._norm("norm2", train)(y))
+        return self._conv("conv2", self.growth_rate, 3, padding=1)(y)
 
 
 class _DenseBlock(_Layers):
@@ -105,7 +105,7 @@ class _DenseBlock(_Layers):
                 bn_axis_name=self.bn_axis_name,
                 bn_momentum=self.bn_momentum,
                 bn_epsilon=self.bn_epsilon,
-                name=f'denselayer{j}',
+                name=f"denselayer{j}",
             )(tuple(pieces) if self.remat else x, train)
             if self.remat:
                 pieces.append(new)
@@ -121,8 +121,8 @@ class _Transition(_Layers):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
-        x = nn.relu(self._norm('norm', train)(x))
-        x = self._conv('conv', self.features, 1)(x)
+        x = nn.relu(self._norm("norm", train)(x))
+        x = self._conv("conv", self.features, 1)(x)
         return nn.avg_pool(x, (2, 2), strides=(2, 2))
 
 
@@ -167,8 +167,8 @@ class DenseNet(_Layers):
         must be marked mutable.
         """
         x = jnp.asarray(x, self.dtype)
-        x = self._conv('conv0', self.num_init_features, 7, stride=2, padding=3)(x)
-        x = nn.relu(self._norm('norm0', train)(x))
+        x = self._conv("conv0", self.num_init_features, 7, stride=2, padding=3)(x)
+        x = nn.relu(self._norm("norm0", train)(x))
         if self.stem_pool:
             # Padding is -inf for max pooling, as in torch.
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
@@ -184,7 +184,7 @@ class DenseNet(_Layers):
                 bn_axis_name=self.bn_axis_name,
                 bn_momentum=self.bn_momentum,
                 bn_epsilon=self.bn_epsilon,
-                name=f'denseblock{i}',
+                name=f"denseblock{i}",
             )(x, train)
             if i != len(self.block_sizes):
                 x = _Transition(
@@ -194,10 +194,10 @@ class DenseNet(_Layers):
                     bn_axis_name=self.bn_axis_name,
                     bn_momentum=self.bn_momentum,
                     bn_epsilon=self.bn_epsilon,
-                    name=f'transition{i}',
+                    name=f"transition{i}",
                 )(x, train)
 
-        x = nn.relu(self._norm('norm5', train)(x))
+        x = nn.relu(self._norm("norm5", train)(x))
         # Mean in float32: a bf16 sum over H*W positions loses precision.
         return grid_mean(x.astype(jnp.float32), self.pool_grid)
 
@@ -207,29 +207,25 @@ def grid_mean(x: jnp.ndarray, grid: int) -> jnp.ndarray:
     cells in row-major order, each cell's C channels together."""
     b, h, w, c = x.shape
     if h % grid or w % grid:
-        raise ValueError(f'image_encoder.pool_grid={grid} must divide the final feature map, {h}x{w}')
+        raise ValueError(f"image_encoder.pool_grid={grid} must divide the final feature map, {h}x{w}")
     cells = x.reshape(b, grid, h // grid, grid, w // grid, c).mean(axis=(2, 4))
     return cells.reshape(b, grid * grid * c)
 
 
-DenseNet121 = functools.partial(
-    DenseNet, block_sizes=(6, 12, 24, 16), growth_rate=32, bn_size=4, num_init_features=64
-)
+DenseNet121 = functools.partial(DenseNet, block_sizes=(6, 12, 24, 16), growth_rate=32, bn_size=4, num_init_features=64)
 # Same topology at a size that runs in tests on a laptop CPU (final C = 47).
-DenseNetTiny = functools.partial(
-    DenseNet, block_sizes=(2, 2, 2, 2), growth_rate=12, bn_size=4, num_init_features=16
-)
+DenseNetTiny = functools.partial(DenseNet, block_sizes=(2, 2, 2, 2), growth_rate=12, bn_size=4, num_init_features=16)
 
 
 # ----------------------------------------------------------------------------
 # torchvision weight conversion.
 
 _TORCH_LEAF = {
-    ('params', 'kernel'): 'weight',
-    ('params', 'scale'): 'weight',
-    ('params', 'bias'): 'bias',
-    ('batch_stats', 'mean'): 'running_mean',
-    ('batch_stats', 'var'): 'running_var',
+    ("params", "kernel"): "weight",
+    ("params", "scale"): "weight",
+    ("params", "bias"): "bias",
+    ("batch_stats", "mean"): "running_mean",
+    ("batch_stats", "var"): "running_var",
 }
 
 
@@ -244,8 +240,8 @@ def torch_key(path: Sequence[str], collection: str) -> str:
     try:
         torch_leaf = _TORCH_LEAF[(collection, leaf)]
     except KeyError:
-        raise ValueError(f'No torchvision key for {collection}/{"/".join(path)}') from None
-    return '.'.join(['features', *modules, torch_leaf])
+        raise ValueError(f"No torchvision key for {collection}/{'/'.join(path)}") from None
+    return ".".join(["features", *modules, torch_leaf])
 
 
 def torch_to_flax_kernel(w: np.ndarray) -> np.ndarray:

@@ -143,9 +143,7 @@ class VKDModel(nn.Module):
         output, see `vkd_jax.text_cache`) skips the encoder."""
         if text_features is not None:
             return text_features
-        hidden = self.text_encoder(
-            input_ids, attention_mask, deterministic=not train or self.freeze_text_encoder
-        )
+        hidden = self.text_encoder(input_ids, attention_mask, deterministic=not train or self.freeze_text_encoder)
         g = pool_text(hidden, attention_mask, self.text_pooling)
         return jax.lax.stop_gradient(g) if self.freeze_text_encoder else g
 
