@@ -55,7 +55,8 @@ def markdown(results: dict, figures: Sequence[str] = ()) -> str:
     ]
     if results["model"] == "vkd" and results.get("kl") is not None:
         lines.append(
-            f"| KL from the posterior q(z given x, t) to the prior p(z given x), nats (near 0: collapsed) | {_f(results['kl'])} | |"
+            "| KL from the posterior q(z given x, t) to the prior p(z given x), nats (near 0: collapsed) "
+            f"| {_f(results['kl'])} | |"
         )
     if ci:
         unit = "studies" if ci.get("unit") == "group" else "examples"

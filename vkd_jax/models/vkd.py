@@ -172,7 +172,8 @@ class VKDModel(nn.Module):
         """Training forward pass.
 
         Args: `images` `[B, H, W, C]`, `input_ids` and `attention_mask` `[B, L]`, `noise`
-        standard normal `[S, B, D]`, optional cached `text_features` `[B, H]`. Returns a dict for `losses.vkd_loss`: `logits`
+        standard normal `[S, B, D]`, optional cached `text_features` `[B, H]`. Returns a dict
+        for `losses.vkd_loss`: `logits`
         `[S, B, K]` (posterior path; the image path for `image_only`), and for `vkd` also
         `prior_logits` `[S, B, K]` (classifier on prior samples drawn with the same noise,
         common random numbers), `prior` and `posterior` `(mu, logvar)` pairs `[B, D]`.
