@@ -1,12 +1,5 @@
-"""Classification metrics on the host (numpy), tested against scikit-learn.
-
-`labels` `[N, K]` are binary, `scores` / `probs` `[N, K]` floats, and an optional `mask` `[N, K]`
-marks the evaluated entries: entries where it is 0 (labels ignored by the uncertainty policy)
-are left out of every metric. Results are plain Python floats / ints / lists / dicts, and an
-undefined value is None, never NaN. A class whose evaluated labels take a single value has no
-defined AUROC or average precision: it is reported as `None` and left out of the macro average
-(the reference code counted it as 0).
-"""
+"""AUROC, ROC and precision-recall, thresholds, label ranking and the bootstrap intervals of
+AUROC (the conventions are the package's: `vkd_jax.metrics`)."""
 
 from __future__ import annotations
 
@@ -63,11 +56,11 @@ def auroc_summary(
     }
 
 
-def _as_mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+def as_mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
     return np.ones(shape, bool) if mask is None else np.asarray(mask).astype(bool)
 
 
-def _mean(x: Sequence[float] | np.ndarray) -> float | None:
+def mean_or_none(x: Sequence[float] | np.ndarray) -> float | None:
     return float(np.mean(x)) if len(x) else None
 
 
@@ -124,7 +117,7 @@ def threshold_metrics(
     entries has accuracy None, left out of the macro accuracy.
     """
     labels = np.asarray(labels).astype(bool)
-    mask = _as_mask(mask, labels.shape)
+    mask = as_mask(mask, labels.shape)
     thresholds = np.asarray(thresholds, np.float64)
     pred = np.asarray(probs) >= thresholds
     tp, fp, fn = ((pred & labels & mask).sum(0), (pred & ~labels & mask).sum(0), (~pred & labels & mask).sum(0))
@@ -144,7 +137,7 @@ def threshold_metrics(
         for k, name in enumerate(class_names)
     }
     macro = {
-        key: _mean([c[key] for c in per_class.values() if c[key] is not None])
+        key: mean_or_none([c[key] for c in per_class.values() if c[key] is not None])
         for key in ("accuracy", "precision", "recall", "f1")
     }
     return {
@@ -168,7 +161,7 @@ def choose_thresholds(
         raise ValueError(f"Unknown threshold method {method!r}; expected 'youden' or 'f1'.")
     labels = np.asarray(labels).astype(bool)
     probs = np.asarray(probs, np.float64)
-    mask = _as_mask(mask, labels.shape)
+    mask = as_mask(mask, labels.shape)
     out = np.full(labels.shape[1], 0.5)
     for k in range(labels.shape[1]):
         y, p = labels[mask[:, k], k], probs[mask[:, k], k]
@@ -187,7 +180,7 @@ def choose_thresholds(
 def _ranking_inputs(labels: np.ndarray, scores: np.ndarray, mask: np.ndarray | None):
     """Masked entries become irrelevant labels with score -inf: ranked below every other."""
     labels = np.asarray(labels).astype(bool)
-    mask = _as_mask(mask, labels.shape)
+    mask = as_mask(mask, labels.shape)
     return labels & mask, np.where(mask, np.asarray(scores, np.float64), -np.inf)
 
 
@@ -211,59 +204,6 @@ def label_ranking_average_precision(labels: np.ndarray, scores: np.ndarray, mask
     n_pos = labels.sum(1)
     per_row = np.where(labels, rank_among_pos / rank, 0.0).sum(1) / np.maximum(n_pos, 1)
     return float(np.mean(np.where(n_pos > 0, per_row, 1.0)))
-
-
-def brier_score(
-    labels: np.ndarray, probs: np.ndarray, mask: np.ndarray | None = None, *, class_names: Sequence[str] | None = None
-) -> dict:
-    """Mean squared error of `probs` against `labels` over the unmasked entries (`overall`),
-    and per class when `class_names` is given (None for a class without unmasked entries)."""
-    labels = np.asarray(labels, np.float64)
-    mask = _as_mask(mask, labels.shape)
-    sq = (labels - np.asarray(probs, np.float64)) ** 2
-    out = {"overall": _mean(sq[mask])}
-    if class_names is not None:
-        out["per_class"] = {name: _mean(sq[mask[:, k], k]) for k, name in enumerate(class_names)}
-    return out
-
-
-def reliability_curve(
-    labels: np.ndarray, probs: np.ndarray, mask: np.ndarray | None = None, num_bins: int = 15
-) -> dict:
-    """Reliability diagram over the pooled unmasked entries, with `num_bins` equal-width bins.
-
-    Bins are (lower, upper], the first one closed, as in `sklearn.calibration.calibration_curve`
-    (strategy="uniform"). Per bin: `mean_predicted`, `observed` (fraction of positives), both
-    None for an empty bin, and `count`.
-    """
-    labels = np.asarray(labels)
-    mask = _as_mask(mask, labels.shape)
-    y, p = labels[mask].astype(np.float64), np.asarray(probs, np.float64)[mask]
-    edges = np.linspace(0.0, 1.0, num_bins + 1)
-    ids = np.searchsorted(edges[1:-1], p)
-    count = np.bincount(ids, minlength=num_bins)
-    sum_p = np.bincount(ids, weights=p, minlength=num_bins)
-    sum_y = np.bincount(ids, weights=y, minlength=num_bins)
-    return {
-        "bin_lower": edges[:-1].tolist(),
-        "bin_upper": edges[1:].tolist(),
-        "mean_predicted": [float(s / c) if c else None for s, c in zip(sum_p, count)],
-        "observed": [float(s / c) if c else None for s, c in zip(sum_y, count)],
-        "count": count.tolist(),
-    }
-
-
-def expected_calibration_error(
-    labels: np.ndarray, probs: np.ndarray, mask: np.ndarray | None = None, num_bins: int = 15
-) -> float | None:
-    """Sum over the bins of `reliability_curve` of count / N * |observed - mean_predicted|."""
-    curve = reliability_curve(labels, probs, mask, num_bins)
-    total = sum(curve["count"])
-    if total == 0:
-        return None
-    return float(
-        sum(c / total * abs(o - m) for c, o, m in zip(curve["count"], curve["observed"], curve["mean_predicted"]) if c)
-    )
 
 
 def _weighted_aurocs(labels: np.ndarray, scores: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -305,7 +245,7 @@ def bootstrap_auroc(
     """
     labels = np.asarray(labels).astype(bool)
     scores = np.asarray(scores, np.float64)
-    mask = _as_mask(mask, labels.shape)
+    mask = as_mask(mask, labels.shape)
     if groups is None:
         unit = np.arange(len(labels))
     else:
@@ -347,131 +287,3 @@ def bootstrap_auroc(
         "seed": seed,
         "unit": "example" if groups is None else "group",
     }
-
-
-def _accuracy_after_referral(correct: np.ndarray, uncertainty: np.ndarray, fraction: float) -> float | None:
-    """Mean of `correct` once the floor(fraction * n) most uncertain items are referred; ties
-    are referred in input order (stable sort)."""
-    num_referred = int(np.floor(fraction * len(correct) + 1e-9))
-    kept = np.argsort(-uncertainty, kind="stable")[num_referred:]
-    return _mean(correct[kept])
-
-
-def uncertainty_summary(
-    labels: np.ndarray,
-    probs: np.ndarray,
-    spreads: np.ndarray,
-    thresholds: np.ndarray,
-    mask: np.ndarray | None = None,
-    refer_fraction: float = 0.1,
-) -> dict:
-    """Does the per-entry `spreads` (std of the probability over latent samples) flag errors?
-
-    An unmasked entry is wrong when `(probs >= thresholds[k]) != label`. Reports the AUROC of
-    the spread for detecting errors against two baselines that use the probability alone:
-    the margin `-|probs - threshold|`, and the error probability the model itself states
-    (`probs` for a predicted negative, `1 - probs` for a predicted positive), and the
-    accuracy before / after referring the `refer_fraction` most uncertain entries, or images
-    (image uncertainty: mean over its unmasked entries; image accuracy: fraction of its unmasked
-    entries that are right; images without unmasked entries are left out). Referral sends the
-    floor(refer_fraction * n) most uncertain items, ties in row-major input order (stable sort).
-    """
-    if not 0.0 <= refer_fraction <= 1.0:
-        raise ValueError(f"refer_fraction must be in [0, 1], got {refer_fraction}.")
-    labels = np.asarray(labels).astype(bool)
-    probs = np.asarray(probs, np.float64)
-    spreads = np.asarray(spreads, np.float64)
-    mask = _as_mask(mask, labels.shape)
-    thresholds = np.asarray(thresholds, np.float64)
-    right = (probs >= thresholds) == labels
-    margin = -np.abs(probs - thresholds)
-    stated = np.where(probs >= thresholds, 1.0 - probs, probs)
-    correct, spread, closeness, risk = right[mask], spreads[mask], margin[mask], stated[mask]
-    n = mask.sum(1)
-    img = n > 0
-
-    def image_mean(x: np.ndarray) -> np.ndarray:
-        return np.where(mask, x, 0.0)[img].sum(1) / n[img]
-
-    img_correct, img_spread, img_margin = image_mean(right), image_mean(spreads), image_mean(margin)
-    img_risk = image_mean(stated)
-    accuracy = _mean(correct)
-    return {
-        "error_rate": None if accuracy is None else 1.0 - accuracy,
-        "spread_error_auroc": binary_auroc(~correct, spread),
-        "margin_error_auroc": binary_auroc(~correct, closeness),
-        "probability_error_auroc": binary_auroc(~correct, risk),
-        "accuracy": accuracy,
-        "accuracy_after_referral": _accuracy_after_referral(correct, spread, refer_fraction),
-        "accuracy_after_referral_margin": _accuracy_after_referral(correct, closeness, refer_fraction),
-        "accuracy_after_referral_probability": _accuracy_after_referral(correct, risk, refer_fraction),
-        "image_accuracy": _mean(img_correct),
-        "image_accuracy_after_referral": _accuracy_after_referral(img_correct, img_spread, refer_fraction),
-        "image_accuracy_after_referral_margin": _accuracy_after_referral(img_correct, img_margin, refer_fraction),
-        "image_accuracy_after_referral_probability": _accuracy_after_referral(img_correct, img_risk, refer_fraction),
-        "refer_fraction": refer_fraction,
-        "num_entries": int(mask.sum()),
-        "num_images": int(img.sum()),
-    }
-
-
-def classification_report(
-    labels: np.ndarray,
-    probs: np.ndarray,
-    class_names: Sequence[str],
-    *,
-    mask: np.ndarray | None = None,
-    spreads: np.ndarray | None = None,
-    thresholds: np.ndarray | None = None,
-    groups: np.ndarray | None = None,
-    num_bootstrap: int = 1000,
-    seed: int = 0,
-    num_bins: int = 15,
-    refer_fraction: float = 0.1,
-) -> dict:
-    """Every metric of this module in one JSON-serialisable dict (undefined values are None).
-
-    `thresholds` `[K]` are validation-chosen (see `choose_thresholds`): they add the "chosen"
-    thresholded metrics and are used by the uncertainty summary (0.5 otherwise), which is only
-    computed when `spreads` is given (referring `refer_fraction`). `num_bootstrap=0` skips the
-    AUROC intervals (None).
-    """
-    labels = np.asarray(labels)
-    probs = np.asarray(probs, np.float64)
-    mask = _as_mask(mask, labels.shape)
-    ap = {name: average_precision(labels[mask[:, k], k], probs[mask[:, k], k]) for k, name in enumerate(class_names)}
-    brier = brier_score(labels, probs, mask, class_names=class_names)
-    half = np.full(len(class_names), 0.5)
-    thresholded = {"0.5": threshold_metrics(labels, probs, half, class_names, mask)}
-    if thresholds is not None:
-        thresholded["chosen"] = threshold_metrics(labels, probs, thresholds, class_names, mask)
-    auc_ci = (
-        bootstrap_auroc(labels, probs, class_names, mask, groups, num_bootstrap, seed) if num_bootstrap > 0 else None
-    )
-    report = {
-        **auroc_summary(labels, probs, class_names, mask),
-        "auc_ci": auc_ci,
-        "average_precision": {
-            "per_class": ap,
-            "macro": _mean([v for v in ap.values() if v is not None]),
-            "micro": average_precision(labels[mask], probs[mask]),
-        },
-        "thresholded": thresholded,
-        "ranking": {
-            "coverage_error": coverage_error(labels, probs, mask),
-            "label_ranking_average_precision": label_ranking_average_precision(labels, probs, mask),
-        },
-        "calibration": {
-            "ece": expected_calibration_error(labels, probs, mask, num_bins),
-            "brier": brier["overall"],
-            "per_class_brier": brier["per_class"],
-            "num_bins": num_bins,
-            "reliability": reliability_curve(labels, probs, mask, num_bins),
-        },
-        "num_examples": len(labels),
-    }
-    if spreads is not None:
-        report["uncertainty"] = uncertainty_summary(
-            labels, probs, spreads, half if thresholds is None else thresholds, mask, refer_fraction
-        )
-    return report
