@@ -1,5 +1,5 @@
-"""The installed package, not the checkout: a wheel of the project (built from a copy of
-the sources), unpacked into a directory that stands in for site-packages, builds the
+"""The installed package, not the checkout: the project installed with `pip install` (not
+editable; from a copy of the sources) into a folder of its own on PYTHONPATH builds the
 synthetic dataset with the build command and trains a few steps, run from a directory
 outside the checkout. Test fixtures (tests/fabricate) are not in it."""
 
@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import zipfile
 
 from tests.e2e import ROOT, load_json
 
@@ -37,28 +36,25 @@ def test_the_installed_package_builds_and_trains_outside_the_checkout(tmp_path):
             shutil.copytree(os.path.join(ROOT, name), src / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(os.path.join(ROOT, name), src / name)
+    site = tmp_path / "site"  # `pip install .` (not editable), into a folder of its own
     subprocess.run(
         [
             sys.executable,
             "-m",
             "pip",
-            "wheel",
+            "install",
             str(src),
             "--no-deps",
             "--no-build-isolation",
             "-q",
-            "-w",
-            str(tmp_path / "wheel"),
+            "--target",
+            str(site),
         ],
         check=True,
         cwd=tmp_path,
         capture_output=True,
     )
-    (wheel,) = (tmp_path / "wheel").iterdir()
-    site = tmp_path / "site"
-    with zipfile.ZipFile(wheel) as z:
-        names = z.namelist()
-        z.extractall(site)
+    names = [str(p.relative_to(site)) for p in site.rglob("*")]
     assert any(n.startswith("configs/") for n in names) and not any("fabricate" in n for n in names)
 
     elsewhere = tmp_path / "elsewhere"
