@@ -7,8 +7,9 @@
 
 From the repository root. Both steps run the same model at the same shapes as
 `benchmarks/side_by_side.py` (configs/anchor.py at `--size`; ours through
-`benchmarks/train_step.py`'s `PreparedStep`, the anchor's `VKD` with Adam). Each is warmed up,
-then a few steps are profiled, each blocked on:
+`benchmarks/step_measure.py`'s `PreparedStep`, the anchor's `VKD` with Adam through
+`benchmarks/anchor_side.py`). Each is warmed up, then a few steps are profiled, each blocked
+on (what an op is: `benchmarks/op_kinds.py`):
 
 - ours with `jax.profiler.trace(create_perfetto_trace=True)`: every event named after an
   instruction of the compiled step's HLO is one op's time. The HLO says what the op is
@@ -43,14 +44,16 @@ import sys
 import tempfile
 import time
 
+import jax
+
 from benchmarks import (
-    side_by_side as sbs,  # sets OMP_WAIT_POLICY before torch loads
+    anchor_side,  # sets OMP_WAIT_POLICY before torch loads
     train_step as ts,
 )
-
-jax = ts.jax
-
-KINDS = ("convolution", "matmul", "attention", "normalisation+elementwise", "concatenate/copy", "collective", "other")
+from benchmarks.op_kinds import CONTAINERS, KINDS, parse_hlo, part_of, torch_kind
+from benchmarks.step_measure import PreparedStep
+from configs import anchor as anchor_config
+from vkd_jax import train
 
 
 def log(msg: str) -> None:
@@ -58,135 +61,7 @@ def log(msg: str) -> None:
 
 
 # ----------------------------------------------------------------------------
-# The JAX side: the compiled HLO tells what each traced op is.
-
-_INSTR = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(.*)$")
-_COMP = re.compile(r"^(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$")  # computations start at column 0
-_OPCODE = re.compile(r"(?:^|\s)([a-z][a-z0-9\-]*)\(")  # the first `word(` after the type
-_CALLS = re.compile(r"calls=%?([\w.\-]+)")
-_OP_NAME = re.compile(r'op_name="([^"]*)"')
-_CUSTOM_TARGET = re.compile(r'custom_call_target="([^"]*)"')
-_CONTAINERS = {"while", "conditional", "call", "async-start", "async-done", "async-update"}
-_COLLECTIVES = {"all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute"}
-_COPIES = {"concatenate", "copy", "transpose", "dynamic-update-slice", "pad", "slice"}
-# What a fusion of copies may hold besides copies: no arithmetic.
-_MOVES = _COPIES | {
-    "bitcast",
-    "parameter",
-    "dynamic-slice",
-    "reshape",
-    "broadcast",
-    "tuple",
-    "get-tuple-element",
-    "constant",
-}
-
-
-def parse_hlo(text: str) -> dict[str, dict]:
-    """Instruction name -> {opcode, kind, op_name} for every instruction of an HLO module's
-    text; a fusion's kind comes from the instructions of the computation it calls."""
-    computations: dict[str, list[tuple[str, str, str]]] = {}
-    current = None
-    for line in text.splitlines():
-        if line.strip() == "}":
-            current = None
-            continue
-        m = _COMP.match(line)
-        if m:
-            current = computations.setdefault(m.group(1), [])
-            continue
-        m = _INSTR.match(line)
-        if m and current is not None:
-            rest = m.group(2)
-            op = _OPCODE.search(rest)
-            current.append((m.group(1), op.group(1) if op else "?", rest))
-
-    def kind_of(opcode: str, rest: str, depth: int = 0) -> str:
-        if opcode == "convolution":
-            return "convolution"
-        if opcode == "dot":
-            return "matmul"
-        if opcode == "custom-call":
-            target = (_CUSTOM_TARGET.search(rest) or [None, ""])[1].lower()
-            if "attn" in target or "fmha" in target:
-                return "attention"
-            if "conv" in target:
-                return "convolution"
-            if "gemm" in target or "matmul" in target or "blas" in target:
-                return "matmul"
-            return "other"
-        if opcode in _COLLECTIVES:
-            return "collective"
-        if opcode in _COPIES:
-            return "concatenate/copy"
-        if opcode == "fusion" and depth < 3:
-            called = _CALLS.search(rest)
-            callee = computations.get(called.group(1), []) if called else []
-            inner = {kind_of(o, r, depth + 1) for _, o, r in callee}
-            for k in ("attention", "convolution", "matmul"):
-                if k in inner:
-                    return k
-            ops = {o for _, o, _ in callee}
-            if ops & _COPIES and ops <= _MOVES:
-                return "concatenate/copy"
-            return "normalisation+elementwise"
-        if opcode in ("parameter", "constant", "tuple", "get-tuple-element", "bitcast"):
-            return "other"
-        return (
-            "normalisation+elementwise"
-            if opcode
-            in (
-                "add",
-                "multiply",
-                "subtract",
-                "divide",
-                "maximum",
-                "reduce",
-                "reduce-window",
-                "select",
-                "exponential",
-                "rsqrt",
-                "broadcast",
-                "compare",
-                "convert",
-            )
-            else "other"
-        )
-
-    def op_name_of(rest: str) -> str:
-        """The instruction's own `op_name`, else (a fusion) the commonest in what it calls."""
-        m = _OP_NAME.search(rest)
-        if m:
-            return m.group(1)
-        called = _CALLS.search(rest)
-        names = (
-            collections.Counter(
-                m.group(1) for _, _, r in computations.get(called.group(1), []) if (m := _OP_NAME.search(r))
-            )
-            if called
-            else None
-        )
-        return names.most_common(1)[0][0] if names else ""
-
-    index = {}
-    for instructions in computations.values():
-        for name, opcode, rest in instructions:
-            index[name] = dict(opcode=opcode, kind=kind_of(opcode, rest), op_name=op_name_of(rest))
-    return index
-
-
-def part_of(op_name: str) -> tuple[str, str]:
-    """(part of the model, phase) from an HLO op's `op_name` (JAX's name stack)."""
-    phase = "backward" if "transpose(" in op_name else "forward" if "jvp(" in op_name else "other"
-    if "image_encoder" in op_name:
-        return "image_encoder", phase
-    if "text_encoder" in op_name:
-        return "text_encoder", phase
-    if "VKDModel" in op_name or "loss" in op_name:
-        return "heads+loss", phase
-    if not op_name:
-        return "unattributed", phase  # e.g. layout copies XLA added
-    return "optimiser+rest", phase
+# Our step: each traced op's time, read from the trace and placed by the HLO.
 
 
 def read_perfetto(trace_dir: str) -> list[dict]:
@@ -207,15 +82,15 @@ def jax_op_times(events: list[dict], index: dict[str, dict]) -> dict[str, float]
             continue
         name = (e.get("args") or {}).get("hlo_op") or e.get("name", "")
         info = index.get(name)
-        if info is None or info["opcode"] in _CONTAINERS:
+        if info is None or info["opcode"] in CONTAINERS:
             continue
         times[name] += float(e.get("dur", 0.0))
     return times
 
 
 def profile_jax(cfg, variant: str, steps: int, warmup: int) -> dict:
-    mesh = ts.train.make_mesh(1)
-    prepared = ts.PreparedStep(cfg, variant=variant, mesh=mesh, vocab=ts.ANCHOR_VOCAB)
+    mesh = train.make_mesh(1)
+    prepared = PreparedStep(cfg, variant=variant, mesh=mesh, vocab=ts.ANCHOR_VOCAB)
     log(f"jax {variant}: compiled in {prepared.compile_s:.1f} s")
     for _ in range(warmup):
         prepared.step()
@@ -266,32 +141,15 @@ def _per_step(d: dict, steps: int) -> dict:
 # The PyTorch side.
 
 
-def torch_kind(name: str) -> str:
-    n = name.lower()
-    if "conv" in n:
-        return "convolution"
-    if "scaled_dot_product" in n or "attention" in n:
-        return "attention"
-    if re.search(r"aten::(addmm|mm|bmm|baddbmm|matmul|linear)\b", n):
-        return "matmul"
-    if re.search(
-        r"aten::(cat|copy_|clone|contiguous|_to_copy|to|narrow|slice|t|transpose|permute|view|"
-        r"reshape|expand|as_strided|split|chunk)\b",
-        n,
-    ):
-        return "concatenate/copy"
-    if n.startswith("aten::") or "foreach" in n or "optim" in n:
-        return "normalisation+elementwise"
-    return "other"
-
-
-def profile_torch(anchor, size: sbs.Shapes, variant: str, steps: int, warmup: int) -> dict:
+def profile_torch(anchor, size: anchor_side.Shapes, variant: str, steps: int, warmup: int) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     torch.manual_seed(0)
     # Its phases are the profiler ranges vkd::forward / vkd::backward / vkd::optimiser.
-    step = sbs.torch_stepper(sbs.torch_model(anchor, variant, size), sbs.torch_inputs(size, size.batch, "cpu"))
+    step = anchor_side.torch_stepper(
+        anchor_side.torch_model(anchor, variant, size), anchor_side.torch_inputs(size, size.batch, "cpu")
+    )
     for _ in range(warmup):
         step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -366,7 +224,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--size", choices=tuple(sbs.anchor_config.SIZES), default="small", help="configs/anchor.py's")
+    p.add_argument("--size", choices=tuple(anchor_config.SIZES), default="small", help="configs/anchor.py's")
     p.add_argument("--batch", type=int, default=0, help="0: the size's batch")
     p.add_argument("--variants", default="frozen,finetune", help="comma-separated: frozen, finetune")
     p.add_argument("--dtype", default="float32", choices=ts.DTYPES, help="JAX compute dtype (PyTorch: fp32)")
@@ -386,12 +244,12 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    config = sbs.size_config(args.size, args.batch)
+    config = anchor_side.size_config(args.size, args.batch)
     ts.check_config(config, num_devices=1)
-    size = sbs.shapes(config)
+    size = anchor_side.shapes(config)
     anchor = None
     if not args.skip_torch:
-        path = sbs.find_anchor(args.anchor)
+        path = anchor_side.find_anchor(args.anchor)
         if path is None:
             log(
                 "the PyTorch anchor was not found (--anchor, .anchors/torch_vkd_bench.py or shared/anchors/); "
@@ -407,7 +265,7 @@ def main(argv=None) -> int:
                 )
             if args.torch_threads:
                 torch.set_num_threads(args.torch_threads)
-            anchor, _ = sbs.load_anchor(path, size.block_sizes)
+            anchor, _ = anchor_side.load_anchor(path, size.block_sizes)
     rows = []
     for variant in args.variants:
         cfg, resolved = ts.run_config(config, variant, args.dtype, "auto")

@@ -17,7 +17,8 @@ in this process, one step of each in turn (a shared machine's load changes faste
 run), the anchor's step in a plain loop (`torch.set_num_threads`, all cores by default);
 `--jax_subprocess` takes the GPU path instead. Without a working torchvision (as with a
 CPU-only torch beside PyPI's torchvision) the anchor's DenseNet-121 is built by
-`torch_densenet_module`, torchvision's architecture in plain torch, and the output says so.
+`anchor_side.torch_densenet_module`, torchvision's architecture in plain torch, and the output
+says so.
 
 Anchor runs: `frozen` (the anchor as published; its frozen BERT stays in train mode, so
 dropout still runs in it), `finetune`, and `frozen_eval` (its frozen BERT in eval mode: no
@@ -27,360 +28,49 @@ Prints a table and writes JSON lines (torch runs, JAX runs, ratios) to
 `<out_dir>/side_by_side.jsonl` (`--out_dir`, default $OUT when set). A ratio is JAX
 samples/s over PyTorch samples/s at the same variant and precision: on a GPU both
 back-to-back (pipelined) throughputs, on CPU both medians of per-step times.
+
+The anchor's side is `benchmarks/anchor_side.py`, the ratios and the table
+`benchmarks/side_by_side_report.py`; our side is run from here.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import importlib.util
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import threading
 import time
-import types
 
+from benchmarks.anchor_side import (  # first: sets OMP_WAIT_POLICY before torch loads
+    ANCHOR_PLACES,
+    ROOT,
+    TORCH_VARIANTS,
+    find_anchor,
+    load_anchor,
+    run_torch,
+    shapes,
+    size_config,
+    torch_cpu_line,
+    torch_gflop_per_sample,
+    torch_inputs,
+    torch_model,
+    torch_stepper,
+)
+from benchmarks.side_by_side_report import BASELINE, ratios, table
 from configs import anchor as anchor_config
-
-# Before torch loads libgomp: its default active spin-wait makes a 2-thread torch CPU step
-# 10-100x slower whenever other processes share the cores (measured here: 20 ms steps
-# became 2-3 s); passive waiting costs nothing on an idle machine.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ANCHOR_PLACES = (
-    ".anchors/torch_vkd_bench.py",
-    "shared/anchors/torch_vkd_bench.py",
-    "../shared/anchors/torch_vkd_bench.py",
-)
-
-# The shapes both sides are built at, read from a configs/anchor.py config.
-Shapes = collections.namedtuple(
-    "Shapes", "image_size block_sizes text_layers text_hidden text_heads text_intermediate max_length batch"
-)
-# Anchor runs -> its VKD's `bert_trainable`. `frozen` is the anchor as published: its BERT,
-# though frozen, is in train mode, so dropout still draws masks in it; `frozen_eval` puts that
-# BERT in eval mode (no dropout), which is what our frozen step computes (a frozen encoder is
-# a deterministic feature extractor, the same features as the text-feature cache).
-TORCH_VARIANTS = {"frozen": False, "finetune": True, "frozen_eval": False}
-# Each JAX variant is compared with these anchor runs (those that were run).
-BASELINE = {
-    "frozen": ("frozen", "frozen_eval"),
-    "finetune": ("finetune",),
-    "finetune_attn0": ("finetune",),
-    "frozen_cached": ("frozen", "frozen_eval"),
-    "image_only": ("frozen", "frozen_eval"),
-}
 
 
 def log(msg: str) -> None:
     print(f"[side_by_side] {msg}", file=sys.stderr, flush=True)
 
 
-def size_config(size: str, batch: int = 0):
-    """configs/anchor.py at `size` (of its `SIZES`), at `batch` (0: the size's)."""
-    config = anchor_config.get_config(size)
-    if batch:
-        config.train.batch_size = batch
-    return config
-
-
-def shapes(config) -> Shapes:
-    txt = config.model.text_encoder
-    return Shapes(
-        config.data.image_size,
-        tuple(config.model.image_encoder.block_sizes),
-        txt.num_layers,
-        txt.hidden_size,
-        txt.num_heads,
-        txt.intermediate_size,
-        txt.max_length,
-        config.train.batch_size,
-    )
-
-
 # ----------------------------------------------------------------------------
-# The PyTorch side.
-
-
-def find_anchor(path: str | None) -> str | None:
-    for p in [path] if path else [os.path.join(ROOT, a) for a in ANCHOR_PLACES]:
-        if p and os.path.isfile(p):
-            return os.path.abspath(p)
-    return None
-
-
-def torch_densenet_module():
-    """A `torchvision`-like namespace whose `models.densenet121` / `models.DenseNet` are
-    torchvision's DenseNet in plain torch (same modules, order and shapes)."""
-    import torch
-    from torch import nn
-
-    class DenseLayer(nn.Module):
-        def __init__(self, cin, growth_rate, bn_size):
-            super().__init__()
-            self.norm1, self.relu1 = nn.BatchNorm2d(cin), nn.ReLU(inplace=True)
-            self.conv1 = nn.Conv2d(cin, bn_size * growth_rate, 1, bias=False)
-            self.norm2, self.relu2 = nn.BatchNorm2d(bn_size * growth_rate), nn.ReLU(inplace=True)
-            self.conv2 = nn.Conv2d(bn_size * growth_rate, growth_rate, 3, padding=1, bias=False)
-
-        def forward(self, features):
-            x = self.conv1(self.relu1(self.norm1(torch.cat(features, 1))))
-            return self.conv2(self.relu2(self.norm2(x)))
-
-    class DenseBlock(nn.ModuleDict):
-        def __init__(self, num_layers, cin, growth_rate, bn_size):
-            super().__init__()
-            for i in range(num_layers):
-                self.add_module(f"denselayer{i + 1}", DenseLayer(cin + i * growth_rate, growth_rate, bn_size))
-
-        def forward(self, x):
-            features = [x]
-            for layer in self.values():
-                features.append(layer(features))
-            return torch.cat(features, 1)
-
-    class TorchDenseNet(nn.Module):
-        def __init__(self, growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64, bn_size=4):
-            super().__init__()
-            layers = collections.OrderedDict(
-                conv0=nn.Conv2d(3, num_init_features, 7, stride=2, padding=3, bias=False),
-                norm0=nn.BatchNorm2d(num_init_features),
-                relu0=nn.ReLU(inplace=True),
-                pool0=nn.MaxPool2d(3, stride=2, padding=1),
-            )
-            c = num_init_features
-            for i, n in enumerate(block_config):
-                layers[f"denseblock{i + 1}"] = DenseBlock(n, c, growth_rate, bn_size)
-                c += n * growth_rate
-                if i != len(block_config) - 1:
-                    layers[f"transition{i + 1}"] = nn.Sequential(
-                        collections.OrderedDict(
-                            norm=nn.BatchNorm2d(c),
-                            relu=nn.ReLU(inplace=True),
-                            conv=nn.Conv2d(c, c // 2, 1, bias=False),
-                            pool=nn.AvgPool2d(2, stride=2),
-                        )
-                    )
-                    c //= 2
-            layers["norm5"] = nn.BatchNorm2d(c)
-            self.features = nn.Sequential(layers)
-
-    def densenet121(weights=None):
-        assert weights is None
-        return TorchDenseNet()
-
-    return types.SimpleNamespace(
-        __version__="plain-torch copy of torchvision's DenseNet",
-        models=types.SimpleNamespace(densenet121=densenet121, DenseNet=TorchDenseNet),
-    )
-
-
-def load_anchor(path: str, block_sizes: tuple[int, ...]):
-    """Imports the anchor module; returns (module, torchvision version or description)."""
-    import transformers  # noqa: F401 - before any stand-in: it probes for torchvision on import
-
-    shim = None
-    try:
-        import torchvision
-
-        tv, tv_version = torchvision, torchvision.__version__
-    except Exception as e:  # noqa: BLE001 - missing, or PyPI's build beside a CPU-only torch
-        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-            del sys.modules[name]
-        log(f"torchvision unusable ({type(e).__name__}: {str(e)[:120]}); DenseNet-121 from the plain-torch copy")
-        tv = shim = torch_densenet_module()
-        tv_version = tv.__version__
-    spec = importlib.util.spec_from_file_location("torch_vkd_bench", path)
-    anchor = importlib.util.module_from_spec(spec)
-    if shim is not None:
-        sys.modules["torchvision"] = shim  # for the anchor's `import torchvision` only
-    try:
-        spec.loader.exec_module(anchor)
-    finally:
-        if shim is not None:
-            del sys.modules["torchvision"]
-    if tuple(block_sizes) != (6, 12, 24, 16):
-        # Smoke sizes: the same blocks as our side, then a 1x1 conv to the 1024 features
-        # that the anchor's heads expect.
-        import torch
-
-        def densenet(weights=None):
-            net = tv.models.DenseNet(growth_rate=32, block_config=tuple(block_sizes), num_init_features=64)
-            channels = net.features.norm5.num_features
-            net.features.add_module("to1024", torch.nn.Conv2d(channels, 1024, 1, bias=False))
-            return net
-
-        anchor.torchvision = types.SimpleNamespace(models=types.SimpleNamespace(densenet121=densenet))
-    return anchor, tv_version
-
-
-def bert_config(size: Shapes):
-    from transformers import BertConfig
-
-    return BertConfig(
-        vocab_size=30522,
-        hidden_size=size.text_hidden,
-        num_hidden_layers=size.text_layers,
-        num_attention_heads=size.text_heads,
-        intermediate_size=size.text_intermediate,
-    )
-
-
-def torch_model(anchor, variant: str, size: Shapes):
-    """The anchor's VKD for one of TORCH_VARIANTS."""
-    model = anchor.VKD(TORCH_VARIANTS[variant], 256, bert_cfg=bert_config(size))
-    if variant == "frozen_eval":
-        model.bert.eval()  # the anchor's `bench` never calls .train(), so this holds
-    return model
-
-
-def torch_inputs(size: Shapes, batch, device):
-    import torch
-
-    image, length = size.image_size, size.max_length
-    return [
-        torch.randn(batch, 3, image, image, device=device),
-        torch.randint(0, 30000, (batch, length), device=device),
-        torch.ones(batch, length, dtype=torch.long, device=device),
-        (torch.rand(batch, 14, device=device) < 0.2).float(),
-    ]
-
-
-def torch_stepper(model, inputs):
-    """The anchor's `bench` step (Adam on the trainable parameters, lr 1e-4, fp32) as a
-    function returning the seconds it took and the loss; CPU only (synchronous). Its phases
-    are `torch.profiler` ranges `vkd::forward`, `vkd::backward`, `vkd::optimiser` (for
-    `profile_step.py`; outside a profiler they cost next to nothing)."""
-    import torch
-    from torch.profiler import record_function
-
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-
-    def step():
-        t = time.perf_counter()
-        with record_function("vkd::forward"):
-            loss = model(*inputs)
-        opt.zero_grad(set_to_none=True)
-        with record_function("vkd::backward"):
-            loss.backward()
-        with record_function("vkd::optimiser"):
-            opt.step()
-        return time.perf_counter() - t, float(loss.detach())
-
-    return step
-
-
-def torch_gflop_per_sample(model, inputs, batch: int) -> float | None:
-    """FLOPs of one forward and backward by torch's FlopCounterMode (matmuls and
-    convolutions), per example, as the anchor's `flops_per_sample`."""
-    try:
-        from torch.utils.flop_counter import FlopCounterMode
-
-        with FlopCounterMode(display=False) as counter:
-            model(*inputs).backward()
-        model.zero_grad(set_to_none=True)
-        return round(counter.get_total_flops() / batch / 1e9, 3)
-    except Exception as e:  # noqa: BLE001 - a count is a nicety
-        log(f"torch FLOP count failed: {type(e).__name__}: {e}")
-        return None
-
-
-def torch_cpu_line(variant: str, batch: int, times: list[float], loss: float, args) -> dict:
-    import torch
-
-    median = statistics.median(times)
-    return dict(
-        side="torch",
-        variant=variant,
-        precision="fp32",
-        batch=batch,
-        torch=torch.__version__,
-        torchvision=args.torchvision_version,
-        ms_per_step=round(median * 1e3, 2),
-        ms_mean=round(statistics.mean(times) * 1e3, 2),
-        samples_per_s=round(batch / median, 2),
-        loss=loss,
-        threads=torch.get_num_threads(),
-        omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
-        timing="median of per-step times",
-        peak_mem_gib=None,
-        host_peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    )
-
-
-def run_torch(anchor, size: Shapes, args, cuda: bool) -> list[dict]:
-    import torch
-
-    batch = size.batch
-    results = []
-    precisions = ["bf16"] + (["fp32"] if "float32" in args.jax_dtypes_for("frozen") else []) if cuda else ["fp32"]
-    for variant in args.torch_variants:
-        for precision in precisions:
-            if precision == "fp32" and cuda and variant != "frozen":
-                continue  # fp32 only for frozen on the GPU, as the issue asks
-            torch.manual_seed(0)
-            line = dict(
-                side="torch",
-                variant=variant,
-                precision=precision,
-                batch=batch,
-                torch=torch.__version__,
-                torchvision=args.torchvision_version,
-            )
-            try:
-                model = torch_model(anchor, variant, size)
-                inputs = torch_inputs(size, batch, "cuda" if cuda else "cpu")
-                if cuda and precision == "bf16":  # fp32 eager at batch 8, as the anchor counts
-                    gflop = torch_gflop_per_sample(
-                        torch_model(anchor, variant, size).to("cuda"), torch_inputs(size, 8, "cuda"), 8
-                    )
-                    torch.cuda.empty_cache()
-                elif not cuda:
-                    gflop = torch_gflop_per_sample(model, inputs, batch)
-                else:
-                    gflop = None
-                if cuda:
-                    amp = precision == "bf16"
-                    r = anchor.bench(
-                        f"vkd_{variant}", model, inputs, batch, amp, False, amp, steps=args.steps, warm=args.warmup
-                    )
-                    line.update(
-                        amp=amp,
-                        channels_last=amp,
-                        ms_per_step=r["ms_per_step"],
-                        samples_per_s=r["samples_per_s"],
-                        peak_mem_gib=r["peak_mem_gib"],
-                        loss=r["loss"],
-                        timing="cuda events, back to back",
-                    )
-                else:
-                    step = torch_stepper(model, inputs)
-                    for _ in range(args.warmup):
-                        step()
-                    times, losses = zip(*[step() for _ in range(args.steps)], strict=True)
-                    line = torch_cpu_line(variant, batch, list(times), losses[-1], args)
-                line["gflop_per_sample"] = gflop
-                del model, inputs
-            except Exception as e:  # noqa: BLE001 - report, go on
-                line["error"] = f"{type(e).__name__}: {str(e)[:300]}"
-            if cuda:
-                torch.cuda.empty_cache()
-            log(json.dumps(line))
-            if args.out_dir:  # each line as it comes, should this command be cut short
-                os.makedirs(args.out_dir, exist_ok=True)
-                with open(os.path.join(args.out_dir, "torch.jsonl"), "a") as f:
-                    f.write(json.dumps(line) + "\n")
-            results.append(line)
-    return results
-
-
-# ----------------------------------------------------------------------------
-# The JAX side (a subprocess).
+# Our side: a subprocess (GPU, or `--jax_subprocess`: JAX is imported only there), or
+# interleaved with the anchor's step in this process (CPU).
 
 
 def train_step_flags(size_name: str, args) -> list[str]:
@@ -434,11 +124,13 @@ def run_interleaved(anchor, config, args) -> tuple[list[dict], list[dict]]:
     import torch
 
     from benchmarks import train_step as ts
+    from benchmarks.step_measure import PreparedStep, add_rates, matmul_peak_tflops
+    from vkd_jax import train
 
     options = ts.Options(runs=ts.parse_runs(args.jax_runs.split(",")), steps=args.steps, warmup=args.warmup)
     ts.check_config(config, num_devices=1)
-    mesh = ts.train.make_mesh(1)
-    peak = ts.matmul_peak_tflops()
+    mesh = train.make_mesh(1)
+    peak = matmul_peak_tflops()
     size = shapes(config)
     batch = size.batch
     torch_lines, jax_lines = [], []
@@ -460,7 +152,7 @@ def run_interleaved(anchor, config, args) -> tuple[list[dict], list[dict]]:
             + (f", with torch {'+'.join(twins)} interleaved" if twins else "")
         )
         try:
-            prepared = ts.PreparedStep(cfg, variant=variant, mesh=mesh, vocab=options.vocab)
+            prepared = PreparedStep(cfg, variant=variant, mesh=mesh, vocab=options.vocab)
             torch_steps, torch_gflops = {}, {}
             for twin in twins:
                 torch.manual_seed(0)
@@ -479,7 +171,7 @@ def run_interleaved(anchor, config, args) -> tuple[list[dict], list[dict]]:
                     torch_times[twin].append(dt)
                 jax_times.append(prepared.timed_step())
             jline.update(prepared.summary(jax_times, None), interleaved_with_torch="+".join(twins) or None)
-            ts.add_rates(jline, peak)
+            add_rates(jline, peak)
             for twin in torch_steps:
                 torch_lines.append(
                     dict(
@@ -498,91 +190,6 @@ def run_interleaved(anchor, config, args) -> tuple[list[dict], list[dict]]:
         log(json.dumps(jline))
         jax_lines.append(jline)
     return torch_lines, jax_lines
-
-
-# ----------------------------------------------------------------------------
-
-
-def ratios(torch_lines, jax_lines, cuda: bool) -> list[dict]:
-    out = []
-    for j in jax_lines:
-        if "samples_per_s" not in j:
-            continue
-        precision = "bf16" if j["dtype"] in ("bfloat16", "float16") else "fp32"
-        for base in BASELINE[j["variant"]]:
-            t = next(
-                (
-                    t
-                    for t in torch_lines
-                    if t["variant"] == base and t["precision"] == precision and "samples_per_s" in t
-                ),
-                None,
-            )
-            if t is None:
-                continue
-            jax_sps = j["samples_per_s_pipelined"] if cuda else j["samples_per_s"]
-            out.append(
-                dict(
-                    side="ratio",
-                    variant=j["variant"],
-                    vs_torch=base,
-                    precision=precision,
-                    attention_impl=j.get("attention_impl"),
-                    jax_samples_per_s=jax_sps,
-                    torch_samples_per_s=t["samples_per_s"],
-                    ratio=round(jax_sps / t["samples_per_s"], 3),
-                    jax_peak_bytes_in_use=j.get("peak_bytes_in_use"),
-                    jax_xla_peak_bytes=j.get("xla_peak_bytes"),
-                    torch_peak_mem_gib=t.get("peak_mem_gib"),
-                )
-            )
-    return out
-
-
-def table(torch_lines, jax_lines, ratio_lines) -> str:
-    def gib(b):
-        return "-" if b is None else f"{b / 2**30:.2f}"
-
-    def short(dtype):
-        return {"bfloat16": "bf16", "float32": "fp32", "float16": "fp16"}.get(dtype, dtype)
-
-    rows = [
-        (
-            f"{'side':6} {'variant':15} {'prec':5} {'attn':6} {'ms/step':>9} {'samples/s':>10} "
-            f"{'GFLOP/smp':>9} {'TFLOP/s':>8} {'peak GiB':>9} {'xla GiB':>8} {'compile s':>9}"
-        )
-    ]
-    for t in torch_lines:
-        if "error" in t:
-            rows.append(f"torch  {t['variant']:15} {t['precision']:5} error: {t['error'][:80]}")
-            continue
-        gflop = t.get("gflop_per_sample")
-        gflop_text = "-" if gflop is None else f"{gflop:.2f}"
-        tflops_text = "-" if gflop is None else f"{gflop * t['samples_per_s'] / 1e3:.3f}"
-        rows.append(
-            f"torch  {t['variant']:15} {t['precision']:5} {'-':6} {t['ms_per_step']:9.2f} "
-            f"{t['samples_per_s']:10.1f} {gflop_text:>9} {tflops_text:>8} "
-            f"{'-' if t.get('peak_mem_gib') is None else t['peak_mem_gib']:>9} {'-':>8} {'-':>9}"
-        )
-    for j in jax_lines:
-        if "samples_per_s" not in j:
-            why = j.get("error") or j.get("skipped")
-            rows.append(f"jax    {j.get('variant', '?'):15} {short(j.get('dtype', '?')):5} {why}"[:160])
-            continue
-        rows.append(
-            f"jax    {j['variant']:15} {short(j['dtype']):5} {j['attention_impl'] or '-':6} "
-            f"{j['step_ms_median']:9.2f} {j['samples_per_s']:10.1f} {j['gflop_per_sample'] or 0:9.2f} "
-            f"{j.get('tflops_achieved') or 0:8.3f} {gib(j['peak_bytes_in_use']):>9} "
-            f"{gib(j['xla_peak_bytes']):>8} {j['compile_s']:9.1f}"
-        )
-    rows.append("")
-    rows.append(f"{'ratio JAX/torch (samples/s)':28} {'variant':15} {'vs torch':11} {'prec':5} {'attn':6} {'ratio':>6}")
-    for r in ratio_lines:
-        rows.append(
-            f"{'':28} {r['variant']:15} {r['vs_torch']:11} {r['precision']:5} "
-            f"{r['attention_impl'] or '-':6} {r['ratio']:6.3f}"
-        )
-    return "\n".join(rows)
 
 
 def parse_args(argv=None):

@@ -80,9 +80,9 @@ def _has_side_by_side_deps():
         import torch  # noqa: F401
     except ImportError:
         return False
-    from benchmarks import side_by_side
+    from benchmarks import anchor_side
 
-    return side_by_side.find_anchor(None) is not None
+    return anchor_side.find_anchor(None) is not None
 
 
 @pytest.fixture(scope="module")
@@ -330,7 +330,7 @@ def test_gpu_check_script_parses():
 
 def test_frozen_eval_anchor_turns_off_dropout_in_its_frozen_bert_only():
     torch = pytest.importorskip("torch")
-    from benchmarks import side_by_side as sbs
+    from benchmarks import anchor_side, side_by_side
 
     class VKD(torch.nn.Module):  # the anchor's constructor and submodule names
         def __init__(self, bert_trainable, latent=256, bert_cfg=None):
@@ -339,10 +339,12 @@ def test_frozen_eval_anchor_turns_off_dropout_in_its_frozen_bert_only():
             self.cnn, self.bert = torch.nn.Dropout(0.5), torch.nn.Dropout(0.1)
 
     anchor = types.SimpleNamespace(VKD=VKD)
-    size = sbs.shapes(sbs.size_config("tiny"))
-    published, evaluated, tuned = (sbs.torch_model(anchor, v, size) for v in ("frozen", "frozen_eval", "finetune"))
+    size = anchor_side.shapes(anchor_side.size_config("tiny"))
+    published, evaluated, tuned = (
+        anchor_side.torch_model(anchor, v, size) for v in ("frozen", "frozen_eval", "finetune")
+    )
     assert (published.trainable, evaluated.trainable, tuned.trainable) == (False, False, True)
     assert published.bert.training and published.cnn.training
     assert not evaluated.bert.training and evaluated.cnn.training and evaluated.training
     with pytest.raises(SystemExit):
-        sbs.parse_args(["--torch_variants=frozen,frozen_nodrop"])
+        side_by_side.parse_args(["--torch_variants=frozen,frozen_nodrop"])

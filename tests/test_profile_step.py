@@ -1,4 +1,4 @@
-"""benchmarks/profile_step.py: what it says an op is, and where the time went, on known programs."""
+"""benchmarks/profile_step.py and op_kinds.py: what an op is, and where the time went, on known programs."""
 
 import os
 import subprocess
@@ -8,6 +8,8 @@ import types
 import jax
 import jax.numpy as jnp
 import pytest
+
+from benchmarks import op_kinds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,18 +35,18 @@ def _compiled():
     return jax.jit(_program).lower(*args).compile(), args
 
 
-def test_hlo_index_names_convolution_matmul_and_parts(ps):
+def test_hlo_index_names_convolution_matmul_and_parts():
     compiled, _ = _compiled()
-    index = ps.parse_hlo(compiled.as_text())
+    index = op_kinds.parse_hlo(compiled.as_text())
     kinds = {info["kind"] for info in index.values()}
     assert {"convolution", "matmul"} <= kinds, kinds
     conv = [info for info in index.values() if info["kind"] == "convolution"]
     dot = [info for info in index.values() if info["kind"] == "matmul"]
-    assert all(ps.part_of(i["op_name"])[0] == "image_encoder" for i in conv), conv
-    assert all(ps.part_of(i["op_name"])[0] == "text_encoder" for i in dot), dot
+    assert all(op_kinds.part_of(i["op_name"])[0] == "image_encoder" for i in conv), conv
+    assert all(op_kinds.part_of(i["op_name"])[0] == "text_encoder" for i in dot), dot
 
 
-def test_hlo_parser_reads_tuple_types_and_headers_with_index_comments(ps):
+def test_hlo_parser_reads_tuple_types_and_headers_with_index_comments():
     text = """HloModule m
 
 %body.1 (arg_tuple.2: (s32[], f32[2], f32[2], f32[2], f32[2], /*index=5*/f32[2])) -> (s32[], f32[2]) {
@@ -67,18 +69,18 @@ ENTRY %main.9 (a: f32[4,4], /*index=1*/b: f32[4,4]) -> (f32[4,4], f32[2]) {
   ROOT %out = (f32[4,4]{1,0}, f32[2]{0}) tuple(%fusion.4, %a)
 }
 """
-    index = ps.parse_hlo(text)
+    index = op_kinds.parse_hlo(text)
     assert index["copy.7"]["kind"] == "concatenate/copy"  # inside a header with /*index=5*/
     assert index["ar.1"]["opcode"] == "all-reduce" and index["ar.1"]["kind"] == "collective"
     assert index["fusion.4"]["kind"] == "matmul"  # from what it calls
     # No metadata of its own: the fusion takes its callee's op_name.
-    assert ps.part_of(index["fusion.4"]["op_name"]) == ("text_encoder", "backward")
-    assert ps.part_of("") == ("unattributed", "other")
+    assert op_kinds.part_of(index["fusion.4"]["op_name"]) == ("text_encoder", "backward")
+    assert op_kinds.part_of("") == ("unattributed", "other")
 
 
 def test_traced_op_times_cover_the_program(ps, tmp_path):
     compiled, args = _compiled()
-    index = ps.parse_hlo(compiled.as_text())
+    index = op_kinds.parse_hlo(compiled.as_text())
     jax.block_until_ready(compiled(*args))
     with jax.profiler.trace(str(tmp_path), create_perfetto_trace=True):
         for _ in range(3):
@@ -103,14 +105,16 @@ def test_torch_profile_classes_ops_and_phases(ps):
             f = torch.nn.functional.adaptive_avg_pool2d(torch.relu(self.conv(img)), 1).flatten(1)
             return torch.nn.functional.binary_cross_entropy_with_logits(self.fc(f), y)
 
-    size = ps.sbs.shapes(ps.sbs.size_config("tiny"))  # batch 2
+    from benchmarks import anchor_side
+
+    size = anchor_side.shapes(anchor_side.size_config("tiny"))  # batch 2
     out = ps.profile_torch(types.SimpleNamespace(VKD=VKD), size, "frozen", steps=2, warmup=1)
     assert out["by_kind"].get("convolution", 0) > 0 and out["by_kind"].get("matmul", 0) > 0, out["by_kind"]
     assert {"forward", "backward", "optimiser"} <= set(out["by_phase"]), out["by_phase"]
     assert abs(sum(out["by_kind"].values()) - out["op_ms_per_step"]) < 0.01 + 1e-3 * out["op_ms_per_step"]
-    assert ps.torch_kind("aten::convolution_backward") == "convolution"
-    assert ps.torch_kind("aten::bmm") == "matmul" and ps.torch_kind("aten::cat") == "concatenate/copy"
-    assert ps.torch_kind("aten::native_batch_norm") == "normalisation+elementwise"
+    assert op_kinds.torch_kind("aten::convolution_backward") == "convolution"
+    assert op_kinds.torch_kind("aten::bmm") == "matmul" and op_kinds.torch_kind("aten::cat") == "concatenate/copy"
+    assert op_kinds.torch_kind("aten::native_batch_norm") == "normalisation+elementwise"
 
 
 def test_profile_step_runs_on_the_tiny_size():
