@@ -19,7 +19,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from data_pipelines import input_pipeline
-from vkd_jax import checkpoint, config_checks, evaluation, sessions, train, workdir as wd
+from vkd_jax import checkpoint, config_checks, evaluation, log, sessions, train, workdir as wd
 
 
 class NonFiniteLossError(RuntimeError):
@@ -127,8 +127,12 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                 )
             summary["steps_per_s"] = (step - tick_step) / (time.time() - tick - paused)
             history, tick, tick_step, paused = [], time.time(), step, 0.0
-            logging.info(
-                "step %d/%d: %s", step, last_step, " ".join(f"{k}={v:.4g}" for k, v in sorted(summary.items()))
+            logging.info(  # eta: the training steps left at this interval's rate, validation not counted
+                "step %d/%d: %s eta=%s",
+                step,
+                last_step,
+                " ".join(f"{k}={v:.4g}" for k, v in sorted(summary.items())),
+                log.eta(last_step - step, summary["steps_per_s"]),
             )
             final_train = summary
             _write_scalars(writer, step, {f"train/{k}": v for k, v in summary.items()})
