@@ -4,6 +4,9 @@ r"""Builds a dataset's tfds records from its source files (nothing is downloaded
     python -m data_pipelines.build --dataset={mimic_cxr,openi,chestxray14,synthetic_cxr} \
         --manual_dir=DIR --data_dir=DIR [--image_size=224] [--workers=N]
 
+`vkd-jax-build` (installed with the package) is the same command, with the same flags.
+`--config=configs/NAME.py` names a packaged config when no such file exists where it runs.
+
 With `--config`, the dataset, its options (`data.<dataset>`), `data_dir` and the stored
 size (`data.build_size`, else `data.image_size`) come from the training config's data
 section, so the build is the one that config reads; flags override them. Without it, the
@@ -46,10 +49,8 @@ def _default_data():
     return default.get_config().data
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m data_pipelines.build", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def _parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--config",
         help="a training config file (configs/*.py): the dataset, its options, "
@@ -86,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load_config(path: str):
+    import configs
+
+    path = configs.resolve(path)
     spec = importlib.util.spec_from_file_location("build_config", path)
     if spec is None or not os.path.isfile(path):
         raise FileNotFoundError(f"--config={path}: no such config file")
@@ -164,8 +168,8 @@ def build(args) -> dict:
     return report
 
 
-def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+def main(argv=None, prog: str = "python -m data_pipelines.build") -> int:
+    args = _parser(prog).parse_args(argv)
     from data_pipelines import manual_builder
 
     try:
@@ -188,6 +192,11 @@ def main(argv=None) -> int:
         return 130
     print(manual_builder.format_report(report), flush=True)
     return 0
+
+
+def command() -> None:
+    """The `vkd-jax-build` console command."""
+    sys.exit(main(prog="vkd-jax-build"))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""`run.py`'s command line: the config each mode runs, `--config.a.b=v` overrides of a
-saved config, and one `error:` line (exit status 2) for every failure a user can cause.
+"""The command line of `vkd-jax` and `run.py` (`vkd_jax.main`): the commands, the config each
+runs, `--config.a.b=v` overrides of a saved config, and one `error:` line (exit status 2) for
+every failure a user can cause.
 
 Training needs `--config=FILE` (overrides then go through ml_collections' config flags).
 Eval and predict read the config the training saved; without `--config`, overrides of the
@@ -18,6 +19,19 @@ import ml_collections
 # evaluated, not what it is.
 EVAL_FIELDS = ("eval.", "model.eval_samples", "train.eval_batch_size", "data.data_dir", "num_devices")
 EXIT_USER_ERROR = 2
+# `vkd-jax COMMAND`: the command is `run.py`'s `--mode`.
+COMMANDS = {
+    "train": "train on --config, then evaluate the best checkpoint on the test split",
+    "eval": "evaluate the best checkpoint of --workdir (--split, default the test split)",
+    "predict": "apply the model of --workdir to image files (--input, --output)",
+}
+COMMAND_USAGE = (
+    "usage: vkd-jax {"
+    + ",".join(COMMANDS)
+    + "} --workdir=DIR [flags]\n\ncommands:\n"
+    + "".join(f"  {name:<8} {what}\n" for name, what in COMMANDS.items())
+    + "\n`vkd-jax COMMAND --help` lists the flags; `vkd-jax-build --help`: the dataset build command."
+)
 
 
 class UsageError(ValueError):
@@ -32,6 +46,21 @@ def fail(message: str) -> None:
     """The `error:` line on stderr, then exit status 2."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(EXIT_USER_ERROR)
+
+
+def command_argv(argv: list[str]) -> list[str] | None:
+    """`vkd-jax COMMAND ARGS` -> `run.py`'s argv (`--mode=COMMAND ARGS`); None for the usage
+    (`vkd-jax --help`)."""
+    if len(argv) < 2 or argv[1].startswith("-") and argv[1] not in ("-h", "--help"):
+        raise UsageError(f"give a command: vkd-jax {{{','.join(COMMANDS)}}} [flags] (vkd-jax --help lists them)")
+    command, rest = argv[1], argv[2:]
+    if command in ("-h", "--help", "help"):
+        return None
+    if command not in COMMANDS:
+        raise UsageError(f"unknown command {command!r}: give one of {', '.join(COMMANDS)} (vkd-jax --help)")
+    if any(a == "--mode" or a.startswith("--mode=") for a in rest):
+        raise UsageError(f"--mode: the command ({command}) is the mode; leave out --mode")
+    return [argv[0], f"--mode={command}", *rest]
 
 
 def split_overrides(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
