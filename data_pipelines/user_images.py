@@ -8,6 +8,7 @@ way. Imports neither TensorFlow nor tfds.
 from __future__ import annotations
 
 import concurrent.futures
+import fnmatch
 import glob
 import os
 from collections.abc import Callable, Sequence
@@ -19,6 +20,12 @@ from data_pipelines import images
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 DICOM_EXTENSIONS = (".dcm", ".dicom")
+# Uncompressed transfer syntaxes (implicit/explicit VR little endian, deflated, big endian).
+_UNCOMPRESSED = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2")
+# Images outside these bounds are skipped (with the reason): too small to show a chest, or
+# so elongated that the centre crop would keep a sliver of them.
+MIN_SIDE = 16
+MAX_ASPECT = 4.0
 _INSTALL = 'reading DICOM needs pydicom: pip install "vkd-jax[dicom]" (or pip install pydicom)'
 
 
@@ -26,7 +33,9 @@ def find_images(spec: str) -> list[str]:
     """`spec` (a file, a directory searched recursively, or a glob pattern) -> sorted paths.
 
     A directory yields its files with an image extension (IMAGE_EXTENSIONS, any case);
-    a file or the files a glob matches are taken whatever their extension.
+    a file or the files a glob matches are taken whatever their extension. A `**` in the
+    glob matches any depth of directories; linked directories are followed, each real
+    directory once, so a link loop ends the search instead of repeating it.
     Raises FileNotFoundError naming `spec` when nothing is found.
     """
     if os.path.isfile(spec):
@@ -41,10 +50,53 @@ def find_images(spec: str) -> list[str]:
         if not found:
             raise FileNotFoundError(f"{spec!r}: the directory holds no image ({', '.join(IMAGE_EXTENSIONS)})")
         return found
-    found = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
+    matches = _recursive_glob(spec) if "**" in spec else glob.glob(spec)
+    found = sorted(p for p in matches if os.path.isfile(p))
     if not found:
         raise FileNotFoundError(f"{spec!r}: no such image file or directory, and no file matches it as a glob")
     return found
+
+
+def _recursive_glob(spec: str) -> list[str]:
+    """`glob.glob(spec, recursive=True)`, bounded: Python's follows link loops until paths
+    reach the system's length limit (and each loop doubles the work). The directories under
+    the pattern's literal prefix are walked once per real path; the paths are matched one
+    component at a time (`**` any number of components; names starting with `.` only by a
+    part that does)."""
+    parts = spec.split(os.sep)
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    root, pattern = os.sep.join(parts[:fixed]), parts[fixed:]
+    if spec.startswith(os.sep) and not root:
+        root = os.sep
+    seen, found = {os.path.realpath(root or os.curdir)}, []
+    for top, dirs, names in os.walk(root or os.curdir, followlinks=True):
+        kept = []
+        for d in dirs:
+            real = os.path.realpath(os.path.join(top, d))
+            if real not in seen:
+                seen.add(real)
+                kept.append(d)
+        dirs[:] = kept
+        rel = os.path.relpath(top, root or os.curdir)
+        prefix = [] if rel == os.curdir else rel.split(os.sep)
+        for name in names:
+            if _match(pattern, prefix + [name]):
+                found.append(os.path.join(root, *prefix, name))
+    return found
+
+
+def _match(pattern: list[str], parts: list[str]) -> bool:
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(
+            _match(pattern[1:], parts[i:])
+            for i in range(len(parts) + 1)
+            if not any(p.startswith(".") for p in parts[:i])
+        )
+    if not parts or (parts[0].startswith(".") and not pattern[0].startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(parts[0], pattern[0]) and _match(pattern[1:], parts[1:])
 
 
 def _is_dicom(path: str) -> bool:
@@ -77,6 +129,11 @@ def read_dicom(path: str) -> np.ndarray:
     pydicom = _pydicom()
     try:
         ds = pydicom.dcmread(path)
+        if "PixelData" not in ds:  # pydicom stops quietly where a file ends
+            raise images.ImageError(
+                f"DICOM without pixel data: the file ({os.path.getsize(path)} bytes) is truncated or holds no image"
+            )
+        _check_pixel_bytes(ds)
         interpretation = str(ds.get("PhotometricInterpretation", ""))
         if interpretation not in ("MONOCHROME1", "MONOCHROME2"):
             raise images.ImageError(
@@ -86,9 +143,10 @@ def read_dicom(path: str) -> np.ndarray:
         frames = int(ds.get("NumberOfFrames") or 1)
         if frames > 1:
             raise images.ImageError(f"unsupported DICOM: {frames} frames (only single-frame)")
-        if "PixelData" not in ds:
-            raise images.ImageError("DICOM without pixel data")
-        pixels = ds.pixel_array
+        try:
+            pixels = ds.pixel_array
+        except Exception as e:  # noqa: BLE001 - no decoder, bad compressed data...
+            raise images.ImageError(f"DICOM pixel data unreadable: {type(e).__name__}: {e}") from None
         if pixels.ndim != 2:
             raise images.ImageError(f"unsupported DICOM: pixel array of shape {pixels.shape}")
         values = pydicom.pixels.apply_modality_lut(pixels, ds)
@@ -107,6 +165,22 @@ def read_dicom(path: str) -> np.ndarray:
     return 255 - gray if interpretation == "MONOCHROME1" else gray
 
 
+def _check_pixel_bytes(ds) -> None:
+    """Uncompressed pixel data shorter than its rows x columns x samples x bits says: truncated."""
+    if ds.file_meta.get("TransferSyntaxUID") not in _UNCOMPRESSED:
+        return  # compressed: the decoder reports its own failure
+    try:
+        expected = (
+            (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel") or 1) * int(ds.get("NumberOfFrames") or 1))
+            * int(ds.BitsAllocated)
+            // 8
+        )
+    except (AttributeError, TypeError, ValueError):
+        return  # missing or bad size elements: reported where they are read
+    if len(ds.PixelData) < expected:
+        raise images.ImageError(f"DICOM pixel data truncated: {len(ds.PixelData)} of {expected} bytes")
+
+
 def _voi_range(pydicom, ds) -> tuple[float, float]:
     """The min and max that modality + VOI transforms output over all storable values."""
     bits = int(ds.BitsStored)
@@ -120,11 +194,29 @@ def _voi_range(pydicom, ds) -> tuple[float, float]:
 def load_image(path: str, size: int) -> np.ndarray:
     """An image file -> uint8 [size, size, 1], preprocessed exactly as in the dataset builds.
 
-    Raises ImageError naming the problem for a file that cannot be decoded.
+    Raises ImageError naming the problem for a file that cannot be decoded, or whose size
+    is degenerate (a side under MIN_SIDE pixels, or longer than MAX_ASPECT x the other).
     """
     if not _is_dicom(path):
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            return images.square_gray(path, size)  # which names the problem
+        _check_size(width, height)
         return images.square_gray(path, size)
-    return images.resize_crop(Image.fromarray(read_dicom(path)), size)
+    gray = read_dicom(path)
+    _check_size(gray.shape[1], gray.shape[0])
+    return images.resize_crop(Image.fromarray(gray), size)
+
+
+def _check_size(width: int, height: int) -> None:
+    if min(width, height) < MIN_SIDE:
+        raise images.ImageError(f"degenerate image of {width}x{height} pixels (a side under {MIN_SIDE})")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise images.ImageError(
+            f"degenerate image of {width}x{height} pixels (one side over {MAX_ASPECT:g}x the other)"
+        )
 
 
 def _try_load(path: str, size: int) -> np.ndarray | str:

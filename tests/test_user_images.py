@@ -1,7 +1,9 @@
 """The user's own images for prediction: finding them, and decoding PNG/JPEG/DICOM like the builds."""
 
+import glob
 import os
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -84,6 +86,48 @@ def test_find_images_nothing_found(tmp_path):
     (tmp_path / "empty" / "a.txt").write_text("x")
     with pytest.raises(FileNotFoundError, match="no image"):
         user_images.find_images(str(tmp_path / "empty"))
+
+
+def test_recursive_glob_stops_at_symlink_loops(tmp_path):
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    Image.fromarray(_pixels(40, 40)).save(tmp_path / "d" / "a.png")
+    Image.fromarray(_pixels(40, 40)).save(tmp_path / "d" / "sub" / "b.png")
+    os.symlink("..", tmp_path / "d" / "sub" / "up")  # two loops: Python's glob doubles per level
+    os.symlink(".", tmp_path / "d" / "sub" / "here")
+    found = []
+    worker = threading.Thread(
+        target=lambda: found.extend(user_images.find_images(f"{tmp_path}/d/**/*.png")), daemon=True
+    )
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "find_images followed the link loop"
+    # Each real directory once, by the first path that reaches it.
+    assert found == [str(tmp_path / "d" / "a.png"), str(tmp_path / "d" / "sub" / "b.png")]
+
+
+def test_recursive_glob_matches_like_glob(image_dir):
+    (image_dir / ".hidden").mkdir()
+    Image.fromarray(_pixels(40, 40)).save(image_dir / ".hidden" / "h.png")
+    Image.fromarray(_pixels(40, 40)).save(image_dir / "sub" / ".h.png")
+    for pattern in ("**/*.png", "**", "sub/**", "**/sub/*", "*/*.JPG", "**/.h*", ".*/*"):
+        spec = str(image_dir / pattern)
+        expected = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
+        assert user_images.find_images(spec) == expected, pattern
+
+
+def test_degenerate_images_are_skipped_with_the_reason(tmp_path):
+    paths = []
+    for h, w in ((1, 1), (2, 3000), (200, 40)):
+        paths.append(str(tmp_path / f"{h}x{w}.png"))
+        Image.fromarray(_pixels(h, w)).save(paths[-1])
+    paths.append(str(tmp_path / "fine.png"))
+    Image.fromarray(_pixels(60, 40)).save(paths[-1])
+    good, array, failed = user_images.load_images(paths, SIZE)
+    assert good == paths[3:] and array.shape == (1, SIZE, SIZE, 1)
+    reasons = dict(failed)
+    assert "degenerate image of 1x1 pixels" in reasons[paths[0]]
+    assert "degenerate image of 3000x2 pixels" in reasons[paths[1]]
+    assert "40x200 pixels (one side over 4x the other)" in reasons[paths[2]]
 
 
 def test_dicom_without_pydicom_says_how_to_install(tmp_path, monkeypatch):
@@ -188,6 +232,22 @@ def test_dicom_unsupported_or_corrupt(tmp_path):
     assert "PhotometricInterpretation RGB" in reasons[paths[0]]
     assert "2 frames" in reasons[paths[1]]
     assert reasons[paths[2]].startswith("DICOM:")
+
+
+def test_truncated_or_degenerate_dicom_names_the_cause(tmp_path):
+    full = _write_dicom(tmp_path / "full.dcm", _stored())
+    data = open(full, "rb").read()
+    pixel_bytes = _stored().nbytes
+    (tmp_path / "cut_pixels.dcm").write_bytes(data[: len(data) - pixel_bytes // 2])
+    (tmp_path / "cut_header.dcm").write_bytes(data[:300])  # inside the dataset, before its pixels
+    tiny = _write_dicom(tmp_path / "tiny.dcm", _stored(1, 1))
+    paths = [str(tmp_path / "cut_pixels.dcm"), str(tmp_path / "cut_header.dcm"), tiny]
+    good, _, failed = user_images.load_images(paths, SIZE)
+    reasons = dict(failed)
+    assert good == []
+    assert reasons[paths[0]] == f"DICOM pixel data truncated: {pixel_bytes // 2} of {pixel_bytes} bytes"
+    assert "truncated" in reasons[paths[1]] and "PhotometricInterpretation" not in reasons[paths[1]]
+    assert reasons[tiny] == "degenerate image of 1x1 pixels (a side under 16)"
 
 
 def test_dicom_voi_lut_is_scaled_by_its_output_range(tmp_path):
