@@ -2,7 +2,7 @@
 
 `predict_split` is the one loop over eval batches; `evaluate` summarises a split for
 validation during training; `evaluate_best` writes the full evaluation of a run's best
-checkpoint through `vkd_jax.workdir`.
+checkpoint, and the thresholds it chose on validation, through `vkd_jax.workdir`.
 """
 
 from __future__ import annotations
@@ -79,8 +79,9 @@ def log_undefined(summary: dict, split: str) -> None:
 
 def evaluate_best(run: EvalRun, split: str, start_time: float, final_train: dict | None = None) -> dict[str, Any]:
     """The best checkpoint of `run` (restored into `run.state` unless it is there) on
-    `split`, with thresholds chosen on the validation split; writes the results, report and
-    figures (process 0). Returns the results."""
+    `split`, with thresholds chosen on the validation split; writes the results, report,
+    figures and the thresholds (`thresholds.json`, which predict mode reads) (process 0).
+    Returns the results."""
     config, manager = run.config, run.manager
     best_step = manager.best_step()
     step = checkpoint.best_or_latest_step(manager)
@@ -130,6 +131,8 @@ def evaluate_best(run: EvalRun, split: str, start_time: float, final_train: dict
         "elapsed_s": round(time.time() - start_time, 2),
     }
     if jax.process_index() == 0:
+        chosen = {name: float(t) for name, t in zip(run.meta.class_names, thresholds)}
+        wd.write_thresholds(run.workdir, chosen, method=evl.threshold_method, split=config.data.val_split, step=step)
         _write_outputs(run, split, results, pred)
     return results
 

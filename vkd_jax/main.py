@@ -176,7 +176,7 @@ def _main(argv):
         done = predict.predict_files(config, FLAGS.workdir, FLAGS.input, output)
         print(
             f"wrote {done['num_predicted']} prediction(s) to {output}; skipped {len(done['skipped'])} "
-            "file(s) that could not be decoded" + "".join(f"\n  {p}: {r}" for p, r in done["skipped"])
+            "file(s) that could not be used" + "".join(f"\n  {p}: {r}" for p, r in done["skipped"])
         )
 
 

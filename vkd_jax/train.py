@@ -261,18 +261,26 @@ def make_text_encode_step(model: VKDModel, mesh: Mesh) -> Callable:
     return jax.jit(mapped)
 
 
-def make_eval_step(model: VKDModel, mesh: Mesh, *, num_samples: int, with_kl: bool = False) -> Callable:
+def make_eval_step(
+    model: VKDModel, mesh: Mesh, *, num_samples: int, with_kl: bool = False, shared_noise: bool = False
+) -> Callable:
     """Returns `eval_step(state, batch, rng) -> (prob_mean, prob_std, kl)`: `[B, K]`, `[B, K]`, `[B]`.
 
     Probabilities are averaged over `num_samples` test-time latent samples (the prior for
     `vkd`); their standard deviation over samples is a per-class uncertainty. `kl` is
     KL(q(z|x,t) || p(z|x)) of each example with `with_kl` for `vkd` (it reads the report),
-    else zeros.
+    else zeros. The noise of the samples is keyed by each example's place in the batch;
+    with `shared_noise` every example gets the same `[S, D]` draw of `rng` instead, so an
+    example's prediction depends on it alone, not on its batch or place (predict mode).
     """
 
     def eval_fn(state: TrainState, batch, rng):
         local_batch = batch["image"].shape[0]
-        noise = losses.per_example_normal(rng, _example_ids(local_batch), (num_samples, model.latent_dim))
+        if shared_noise:
+            draw = jax.random.normal(rng, (num_samples, 1, model.latent_dim))
+            noise = jnp.broadcast_to(draw, (num_samples, local_batch, model.latent_dim))
+        else:
+            noise = losses.per_example_normal(rng, _example_ids(local_batch), (num_samples, model.latent_dim))
         kl_wanted = with_kl and model.kind == "vkd"
         out = model.apply(
             {"params": state.params, "batch_stats": state.batch_stats},

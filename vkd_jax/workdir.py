@@ -6,6 +6,8 @@
     <workdir>/tokenizer/         the synthetic vocabulary, when the config asks for it
     <workdir>/text_features/     the frozen text encoder's cached features (default dir)
     <workdir>/tensorboard/       training summaries
+    <workdir>/thresholds.json    per-finding decision thresholds chosen on the validation
+                                 split by the last evaluation (predict's `<finding>_call`)
     <workdir>/results.json, report.md, figures/            the test split's evaluation
     <workdir>/results_<split>.json, report_<split>.md, figures_<split>/   another split's
 
@@ -25,6 +27,7 @@ import transformers
 
 CONFIG = "config.json"
 MODEL_INFO = "model_info.json"
+THRESHOLDS = "thresholds.json"
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
 
@@ -166,3 +169,29 @@ def read_model_info(workdir: str) -> ModelInfo:
         raise RunFileError(f"{path(workdir, MODEL_INFO)} lacks the key {e}: {rerun}") from None
     except (TypeError, ValueError) as e:
         raise RunFileError(f"{path(workdir, MODEL_INFO)} holds a bad value ({e}): {rerun}") from None
+
+
+# --- thresholds.json -----------------------------------------------------------------------
+
+
+def write_thresholds(workdir: str, thresholds: dict[str, float], *, method: str, split: str, step: int | None) -> None:
+    """The per-finding thresholds (`probability >= threshold` is a positive call) that
+    `method` chose on `split` for the checkpoint of `step`."""
+    write_json(
+        workdir,
+        THRESHOLDS,
+        {"method": method, "split": split, "checkpoint_step": step, "thresholds": thresholds},
+    )
+
+
+def read_thresholds(workdir: str) -> dict | None:
+    """`write_thresholds`'s object, or None where the run has none (trained before they were
+    saved, or never evaluated)."""
+    if not os.path.exists(path(workdir, THRESHOLDS)):
+        return None
+    redo = f"run `run.py --mode=eval --workdir={workdir}` again (it rewrites the file)"
+    raw = _read_json(workdir, THRESHOLDS, missing=redo, damaged=f"it was damaged; {redo}")
+    values = raw.get("thresholds")
+    if not isinstance(values, dict) or not all(isinstance(v, (int, float)) for v in values.values()):
+        raise RunFileError(f"{path(workdir, THRESHOLDS)} lacks its per-finding thresholds: {redo}")
+    return raw
