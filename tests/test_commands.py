@@ -19,7 +19,7 @@ def test_the_command_is_the_mode():
     assert cli.command_argv(["vkd-jax", "predict"]) == ["vkd-jax", "--mode=predict"]
     for help_flag in ("--help", "-h", "help"):
         assert cli.command_argv(["vkd-jax", help_flag]) is None
-    assert all(f"  {c} " in cli.COMMAND_USAGE for c in ("train", "eval", "predict"))
+    assert all(f"  {c} " in cli.COMMAND_USAGE for c in ("train", "eval", "predict", "export"))
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@ runs, `--config.a.b=v` overrides of a saved config, and one `error:` line (exit 
 every failure a user can cause.
 
 Training needs `--config=FILE` (overrides then go through ml_collections' config flags).
-Eval and predict read the config the training saved; without `--config`, overrides of the
+Eval, predict and export read the config the training saved; without `--config`, overrides of the
 evaluation fields (`EVAL_FIELDS`) are parsed here, by the type of the field they replace.
 """
 
@@ -15,7 +15,7 @@ import sys
 
 import ml_collections
 
-# Fields a saved config may have overridden by eval or predict: how a trained model is
+# Fields a saved config may have overridden by eval, predict or export: how a trained model is
 # evaluated, not what it is.
 EVAL_FIELDS = ("eval.", "model.eval_samples", "train.eval_batch_size", "data.data_dir", "num_devices")
 EXIT_USER_ERROR = 2
@@ -24,6 +24,7 @@ COMMANDS = {
     "train": "train on --config, then evaluate the best checkpoint on the test split",
     "eval": "evaluate the best checkpoint of --workdir (--split, default the test split)",
     "predict": "apply the model of --workdir to image files (--input, --output)",
+    "export": "write the model of --workdir as a jax.export artifact for serving (--output=DIR)",
 }
 COMMAND_USAGE = (
     "usage: vkd-jax {"

@@ -3,14 +3,15 @@
     vkd-jax train --config=configs/demo.py --workdir=/tmp/vkd-demo             # train, then test
     vkd-jax eval --workdir=/tmp/vkd-demo [--split=validation]                  # evaluate the best checkpoint
     vkd-jax predict --workdir=/tmp/vkd-demo --input=DIR_OR_FILE_OR_GLOB --output=preds.csv
-    python run.py --config=configs/demo.py --workdir=/tmp/vkd-demo [--mode=train|eval|predict]
+    vkd-jax export --workdir=/tmp/vkd-demo --output=DIR                       # jax.export artifact
+    python run.py --config=configs/demo.py --workdir=/tmp/vkd-demo [--mode=train|eval|predict|export]
 
 The command is the mode (`--mode`, train by default, in `run.py`). `--config=configs/NAME.py`
 names a packaged config when no such file exists where the command runs; any other path is
 a config file of one's own. Any config field can be overridden on the command line, e.g.
 `--config.train.batch_size=16`. Training again on an existing workdir resumes from its latest
-checkpoint. Evaluation and prediction read the config the training saved in the workdir (eval
-also takes `--config`); without `--config` they take overrides of the evaluation fields, e.g.
+checkpoint. Evaluation, prediction and export read the config the training saved in the workdir
+(eval also takes `--config`); without `--config` they take overrides of the evaluation fields, e.g.
 `--config.eval.figures=false`. A failure is one `error:` line (exit status 2); `--debug` shows
 its traceback instead. Several processes (TPU pods, multi-node GPUs): see
 `vkd_jax/distributed.py` and the README.
@@ -46,7 +47,8 @@ _FLAGS = [
         "mode",
         "train",
         list(cli.COMMANDS),
-        "train (then evaluate on the test split), eval (the best checkpoint) or predict (own images); "
+        "train (then evaluate on the test split), eval (the best checkpoint), predict (own images) or "
+        "export (the best checkpoint as a jax.export artifact); "
         "the command of `vkd-jax`.",
     ),
     flags.DEFINE_string("split", None, "eval: the split to evaluate (default: the config's test split)."),
@@ -56,7 +58,12 @@ _FLAGS = [
         "predict: an image file, a directory (searched recursively) or a glob; "
         "PNG, JPEG, and DICOM with the [dicom] extra.",
     ),
-    flags.DEFINE_string("output", None, "predict: the CSV to write (default: <workdir>/predictions.csv)."),
+    flags.DEFINE_string(
+        "output",
+        None,
+        "predict: the CSV to write (default: <workdir>/predictions.csv); export: the artifact's directory "
+        "(new or empty; required).",
+    ),
     flags.DEFINE_string(
         "coordinator_address",
         None,
@@ -98,8 +105,8 @@ def _config_for(mode: str):
 
     if mode == "train" and not FLAGS["config"].present:
         raise cli.UsageError("--config is required to train (e.g. --config=configs/demo.py)")
-    if mode == "predict" and FLAGS["config"].present:
-        raise cli.UsageError("predict mode uses the config saved in --workdir; leave out --config")
+    if mode in ("predict", "export") and FLAGS["config"].present:
+        raise cli.UsageError(f"{mode} mode uses the config saved in --workdir; leave out --config")
     if FLAGS["config"].present:
         try:
             config = FLAGS.config
@@ -155,6 +162,8 @@ def _main(argv):
         raise cli.UsageError(f"unexpected arguments: {argv[1:]}")
     if FLAGS.mode == "predict" and not FLAGS.input:
         raise cli.UsageError("--mode=predict needs --input=FILE_OR_DIR_OR_GLOB")
+    if FLAGS.mode == "export" and not FLAGS.output:
+        raise cli.UsageError("--mode=export needs --output=DIR (a new or empty directory)")
     from vkd_jax import distributed  # after flag parsing: keeps --help fast
 
     try:  # before any JAX computation
@@ -169,6 +178,14 @@ def _main(argv):
         experiment.train_and_evaluate(config, FLAGS.workdir)
     elif FLAGS.mode == "eval":
         experiment.evaluate_checkpoint(config, FLAGS.workdir, FLAGS.split)
+    elif FLAGS.mode == "export":
+        from vkd_jax import export
+
+        meta = export.export_model(config, FLAGS.workdir, FLAGS.output)
+        print(
+            f"exported the checkpoint of step {meta['checkpoint_step']} to {FLAGS.output} "
+            f"({', '.join(meta['platforms'])}); load it with {FLAGS.output}/load.py (jax and numpy only)"
+        )
     else:
         from vkd_jax import predict
 

@@ -1,0 +1,196 @@
+"""`vkd-jax export` (`run.py --mode=export`): the best checkpoint's image-only path as an
+artifact that needs jax and numpy only (no flax, TensorFlow or vkd_jax).
+
+    DIR/model.jax    `jax.export`'s serialized `f(images) -> (probs, spreads)`
+    DIR/model.json   class names, input shape, preprocessing, thresholds, the training
+                     config's id (sha256 of the workdir's config.json), versions
+    DIR/load.py      the loader (`vkd_jax/export_loader.py`, which imports no project code)
+
+`f` takes float32 `[b, H, W, 1]`, any batch size `b` (a symbolic dimension): gray pixel values
+0..255 at the model's image size, i.e. an image as predict mode reads it (square-cropped and
+resized to the stored size, then to H x W). Inside `f`: the eval pipeline's channel repeat and
+normalisation, the prior path `z ~ p(z|x)` with predict mode's latent noise (one draw shared
+by every image), and the mean and standard deviation of the probabilities over the samples,
+so its outputs are predict mode's. The parameters are constants of the serialized function.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from data_pipelines.input_pipeline import IMAGENET_MEAN, IMAGENET_STD
+from vkd_jax import __version__, cli, config_checks, export_loader, sessions, train, workdir as wd
+from vkd_jax.models.vkd import IMAGE_ONLY_AT_TEST, VKDModel
+
+MODEL = "model.jax"
+INFO = "model.json"
+LOADER = "load.py"
+FORMAT = "vkd-jax-export/1"
+PLATFORMS = ("cpu", "cuda")  # lowered for both where this jax can; else "cpu" alone
+PREDICT_NOISE_FOLD = 1  # predict mode's noise key: fold_in(key(config.seed), 1) (`predict._predict`)
+DEFAULT_THRESHOLD = 0.5  # predict mode's calls without saved thresholds
+
+
+def export_model(config, workdir: str, output_dir: str) -> dict:
+    """Writes the artifact into `output_dir` (new, or an empty directory), atomically: a
+    temporary directory beside it, renamed once complete. Returns model.json's object."""
+    if config.model.kind not in IMAGE_ONLY_AT_TEST:
+        raise config_checks.ConfigError(
+            f"the model in {workdir} is `{config.model.kind}`, which needs the report: export takes image-only "
+            f"models ({', '.join(IMAGE_ONLY_AT_TEST)})"
+        )
+    _check_output(output_dir)
+    info = wd.read_model_info(workdir)
+    saved = wd.read_thresholds(workdir)
+    model, state, _, manager = sessions.restore_best(config, workdir, info, train.make_mesh(1))
+    manager.close()
+    step = int(state.step)
+    size = config.data.image_size
+    fn = prior_path(config, model, jax.device_get(state.params), jax.device_get(state.batch_stats))
+    spec = jax.ShapeDtypeStruct(jax.export.symbolic_shape(f"b, {size}, {size}, 1"), jnp.float32)
+    exported = _export(fn, spec)
+    meta = {
+        "format": FORMAT,
+        "vkd_jax_version": __version__,
+        "jax_version": jax.__version__,
+        "platforms": list(exported.platforms),
+        "model_kind": config.model.kind,
+        "checkpoint_step": step,
+        "config_id": "sha256:" + _sha256(wd.path(workdir, wd.CONFIG)),
+        "class_names": list(info.class_names),
+        "input_shape": [size, size, 1],
+        "input_dtype": "float32",
+        "outputs": {
+            "probs": f"[b, {len(info.class_names)}] probability of each finding, mean over the prior samples",
+            "spreads": "[b, K] their standard deviation over the samples",
+        },
+        "num_samples": int(config.model.eval_samples),
+        "preprocessing": _preprocessing(config, info.stored_image_size),
+        "thresholds": _thresholds(saved, info.class_names, step),
+    }
+    _write(output_dir, exported.serialize(), meta)
+    logging.info("exported the checkpoint of step %d to %s (%s)", step, output_dir, ", ".join(exported.platforms))
+    return meta
+
+
+def prior_path(config, model: VKDModel, params, batch_stats):
+    """`f(images [b, H, W, 1] in 0..255) -> (probs, spreads) [b, K]`: `train.make_eval_step`'s
+    `shared_noise` prediction (predict mode's) with the normalisation in front."""
+    mean, std = _normaliser(config.data)
+    channels = config.data.channels
+    rng = jax.random.fold_in(jax.random.key(config.seed), PREDICT_NOISE_FOLD)
+    draw = np.asarray(jax.random.normal(rng, (config.model.eval_samples, 1, model.latent_dim)))
+    variables = {"params": params, "batch_stats": batch_stats}
+
+    def f(images):
+        x = jnp.repeat(images, channels, axis=-1) if channels != 1 else images
+        x = (x / 255.0 - mean) / std
+        noise = jnp.broadcast_to(draw, (draw.shape[0], x.shape[0], draw.shape[2]))
+        logits = model.apply(variables, x, None, None, noise, method=VKDModel.predict)
+        probs = jax.nn.sigmoid(logits)
+        return probs.mean(axis=0), probs.std(axis=0)
+
+    return f
+
+
+def _normaliser(data_cfg) -> tuple[np.ndarray, np.ndarray]:
+    """`input_pipeline._normaliser`'s (mean, std), as float32 numpy."""
+    if data_cfg.normalization == "imagenet":
+        return np.asarray(IMAGENET_MEAN, np.float32), np.asarray(IMAGENET_STD, np.float32)
+    return np.float32(data_cfg.mean), np.float32(data_cfg.std)
+
+
+def _export(fn, spec):
+    """Lowered for `PLATFORMS`; for the current backend's alone where that fails."""
+    try:
+        return jax.export.export(jax.jit(fn), platforms=PLATFORMS)(spec)
+    except Exception as e:  # noqa: BLE001 - a jax without the cuda lowering rules raises anything
+        logging.warning("cannot lower for %s (%s): exporting for the default backend only", PLATFORMS, cli.one_line(e))
+        return jax.export.export(jax.jit(fn))(spec)
+
+
+def _preprocessing(config, stored_size: int) -> dict:
+    size = config.data.image_size
+    mean, std = _normaliser(config.data)
+    return {
+        "input": "gray pixel values 0..255 as float32, one channel, H x W = input_shape",
+        "read": f"the image as gray, its shorter side resized to {stored_size} (Lanczos) and the longer one "
+        "centre-cropped (data_pipelines.images.square_gray, as the dataset builds and predict mode read images)",
+        "stored_image_size": stored_size,
+        "resize": None
+        if stored_size == size
+        else f"{stored_size} -> {size}: bilinear with antialiasing (tf.image.resize(antialias=True))",
+        "inside_the_model": f"repeat to {config.data.channels} channel(s), x / 255, (x - mean) / std",
+        "normalization": config.data.normalization,
+        "mean": np.asarray(mean).tolist(),
+        "std": np.asarray(std).tolist(),
+    }
+
+
+def _thresholds(saved: dict | None, class_names, step: int) -> dict:
+    if saved is None:
+        logging.warning("no saved thresholds: model.json holds %g for every finding", DEFAULT_THRESHOLD)
+        values = dict.fromkeys(class_names, DEFAULT_THRESHOLD)
+        return {"method": "default", "split": None, "checkpoint_step": None, "values": values}
+    missing = [c for c in class_names if c not in saved["thresholds"]]
+    if missing:
+        raise wd.RunFileError(f"{wd.THRESHOLDS} has no threshold for {', '.join(missing)}: run eval again")
+    if saved.get("checkpoint_step") != step:
+        logging.warning(
+            "the thresholds were chosen for step %s, the model is step %d", saved.get("checkpoint_step"), step
+        )
+    return {
+        "method": saved.get("method"),
+        "split": saved.get("split"),
+        "checkpoint_step": saved.get("checkpoint_step"),
+        "values": {c: float(saved["thresholds"][c]) for c in class_names},
+    }
+
+
+def _sha256(file: str) -> str:
+    with open(file, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _check_output(output_dir: str) -> None:
+    """Refuses (UsageError) an output that is a file or a non-empty directory, or whose
+    parent cannot be written, before the model loads."""
+    if os.path.exists(output_dir):
+        if not os.path.isdir(output_dir):
+            raise cli.UsageError(f"--output={output_dir} is a file: name a new (or empty) directory")
+        if os.listdir(output_dir):
+            raise cli.UsageError(f"--output={output_dir} is not empty: name a new (or empty) directory")
+    parent = os.path.dirname(os.path.abspath(output_dir))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as e:
+        raise cli.UsageError(f"--output={output_dir} cannot be written: {cli.one_line(e)}") from None
+    if not os.access(parent, os.W_OK):
+        raise cli.UsageError(f"--output={output_dir} cannot be written: {parent} is read-only")
+
+
+def _write(output_dir: str, blob: bytearray, meta: dict) -> None:
+    parent = os.path.dirname(os.path.abspath(output_dir))
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(os.path.abspath(output_dir))}.")
+    try:
+        with open(os.path.join(tmp, MODEL), "wb") as f:
+            f.write(blob)
+        with open(os.path.join(tmp, INFO), "w") as f:
+            json.dump(meta, f, indent=2)
+        shutil.copyfile(export_loader.__file__, os.path.join(tmp, LOADER))
+        os.chmod(tmp, 0o755)
+        os.rename(tmp, output_dir)  # replaces an empty directory, refuses a non-empty one
+    except OSError as e:
+        raise cli.UsageError(f"--output={output_dir} cannot be written: {cli.one_line(e)}") from None
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
