@@ -2,7 +2,7 @@
 
 The model, its class names and the preprocessing come from the training workdir (its
 `config.json`, `model_info.json`, `thresholds.json` and best checkpoint, read through
-`vkd_jax.workdir` and `vkd_jax.sessions.restore_best`); the dataset is not needed. Each image
+`vkd_jax.workdir` and `vkd_jax.checkpoint.restore_best`); the dataset is not needed. Each image
 is read as the dataset build reads a source image (`data_pipelines.user_images`), then goes
 through the eval pipeline's own resize and normalisation (`input_pipeline.image_batches`).
 
@@ -24,7 +24,7 @@ import numpy as np
 from absl import logging
 
 from data_pipelines import input_pipeline, user_images
-from vkd_jax import cli, config_checks, sessions, train, workdir as wd
+from vkd_jax import checkpoint, cli, config_checks, train, workdir as wd
 from vkd_jax.models.vkd import IMAGE_ONLY_AT_TEST
 
 CHUNK = 256  # files decoded at a time (bounds host memory on large folders)
@@ -146,7 +146,7 @@ def _text_cell(text: str) -> str:
 
 def _predict(config, workdir, info, paths, saved, out_path) -> tuple[int, list[tuple[str, str]]]:
     mesh = train.make_mesh(config.num_devices or None)
-    model, state, _, manager = sessions.restore_best(config, workdir, info, mesh)
+    model, state, _, manager = checkpoint.restore_best(config, workdir, info, mesh)
     manager.close()
     class_names = info.class_names
     thresholds = _thresholds(saved, class_names, int(state.step), workdir)

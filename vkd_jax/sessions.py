@@ -8,7 +8,7 @@ Training (`open_training`):
 
 Evaluation (`open_evaluation`):
   config checked -> `model_info.json` -> dataset -> tokenizer -> fresh state of that shape
-  -> the best checkpoint restored (`restore_best`, which prediction uses too) -> only then
+  -> the best checkpoint restored (`checkpoint.restore_best`, which prediction uses too) -> only then
   is any parameter read (the text-feature cache included, which a frozen pretrained
   encoder would otherwise fill from random weights).
 
@@ -180,34 +180,6 @@ def open_training(config, workdir: str) -> TrainingRun:
     )
 
 
-def restore_best(config, workdir: str, info: wd.ModelInfo, mesh: Mesh):
-    """(model, state, eval_rng, manager): the best checkpoint of `workdir` (the latest if
-    none was validated), restored into the model that `config` and `info` describe."""
-    model, _, state, eval_rng = train.build_state(  # schedule_steps: shapes only, the schedule never runs
-        config,
-        mesh,
-        num_classes=len(info.class_names),
-        vocab_size=info.vocab_size,
-        text_config=info.text_config,
-        schedule_steps=1,
-    )
-    manager = checkpoint.create_manager(workdir)
-    step = checkpoint.best_or_latest_step(manager)
-    if step is None:
-        manager.close()
-        raise FileNotFoundError(
-            f"no checkpoint in {os.path.join(workdir, wd.CHECKPOINTS)}: train first "
-            f"(python run.py --config=... --workdir={workdir})"
-        )
-    try:
-        state = checkpoint.restore(manager, state, step)
-    except checkpoint.RestoreError:
-        manager.close()
-        raise
-    logging.info("restored the checkpoint of step %d from %s", step, workdir)
-    return model, state, eval_rng, manager
-
-
 def open_evaluation(config, workdir: str) -> EvalRun:
     """The best checkpoint of `workdir`, restored before anything reads its parameters."""
     mesh = _mesh_for(config)
@@ -219,7 +191,7 @@ def open_evaluation(config, workdir: str) -> EvalRun:
             f"({list(info.class_names)}, {wd.MODEL_INFO})"
         )
     tokenizer = _tokenizer(config, workdir)
-    model, state, eval_rng, manager = restore_best(config, workdir, info, mesh)
+    model, state, eval_rng, manager = checkpoint.restore_best(config, workdir, info, mesh)
     features = _text_feature_cache(config, workdir, meta, tokenizer, model, mesh, state)
     return EvalRun(
         config=config,
