@@ -32,13 +32,13 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from data_pipelines import augment as augment_lib, datasets, labels as labels_lib
+from data_pipelines import augment as augment_lib, datasets, labels as labels_lib, preprocess
 
 SYNTHETIC = datasets.SYNTHETIC
 _FEATURES = ("image", "report", "labels", "image_id", "study_id")
-# ImageNet RGB statistics, for encoders pretrained on it (the gray image in each channel).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# ImageNet RGB statistics (owned by `preprocess`, the numpy port of the eval path).
+IMAGENET_MEAN = preprocess.IMAGENET_MEAN
+IMAGENET_STD = preprocess.IMAGENET_STD
 
 
 def _hide_gpus_from_tensorflow() -> None:
@@ -333,7 +333,9 @@ def eval_batches(
 def image_batches(data_cfg: ml_collections.ConfigDict, stored: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
     """Images as a build stores them (uint8 [N, S, S, 1], e.g. the user's own, read by
     `data_pipelines.user_images`) -> float32 batches [<= batch_size, H, W, C] preprocessed
-    exactly as eval batches are (the same decode, resize and normalisation functions)."""
+    exactly as eval batches are (the same decode, resize and normalisation functions).
+    Prediction uses `preprocess.eval_images`, its numpy port; this is the reference the
+    port is tested against."""
     from data_pipelines import images  # PIL; the records hold PNGs, so these do too
 
     if not len(stored):
