@@ -18,7 +18,8 @@ class ImageError(ValueError):
     """A source image that cannot be decoded."""
 
 
-def _to_gray(image: Image.Image) -> Image.Image:
+def to_gray(image: Image.Image) -> Image.Image:
+    """8-bit gray: 16-bit images stretched from their own min..max, others PIL's luminance."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit sources: stretch their own range to 8 bits (PIL's 'L' would clip).
         pixels = np.asarray(image, np.float64)
@@ -40,7 +41,7 @@ def square_gray(source: str | bytes, size: int) -> np.ndarray:
         # full-size MIMIC JPEGs are about 2500x3000.
         image.draft("L", (2 * size, 2 * size))
         image.load()
-        image = _to_gray(image)
+        image = to_gray(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageError(f"{type(e).__name__}: {e}") from None
     return resize_crop(image, size)

@@ -2,12 +2,15 @@
 
 PNG/JPEG go through `images.square_gray` exactly as in the dataset builds; DICOM is read
 with pydicom (an optional extra), windowed to 8 bits, then resized and cropped the same
-way. Imports neither TensorFlow nor tfds.
+way. Arrays (uint8 or uint16, gray or RGB) go the way of a PNG of the same pixels. Each
+input also gets the codes of `image_checks` (a lateral view, a small image...): predicted,
+but warned about. Imports neither TensorFlow nor tfds.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import fnmatch
 import glob
 import os
@@ -16,7 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from data_pipelines import images
+from data_pipelines import image_checks, images
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 DICOM_EXTENSIONS = (".dcm", ".dicom")
@@ -119,8 +122,9 @@ def _pydicom():
     return pydicom
 
 
-def read_dicom(path: str) -> np.ndarray:
-    """A single-frame grayscale DICOM -> uint8 [H, W], as a viewer would display it.
+def read_dicom(path: str, warnings: list[str] | None = None) -> np.ndarray:
+    """A single-frame grayscale DICOM -> uint8 [H, W], as a viewer would display it; its
+    `image_checks` codes (but the size's) are appended to `warnings` if given.
 
     Stored values -> modality LUT / rescale -> the VOI LUT or window (the first one) if the
     file has one, scaled from the range that transform outputs over all storable values;
@@ -155,6 +159,10 @@ def read_dicom(path: str) -> np.ndarray:
             lo, hi = _voi_range(pydicom, ds)
         else:
             lo, hi = float(values.min()), float(values.max())
+            if warnings is not None and int(ds.get("BitsStored") or 8) > 8 and image_checks.is_stretched(lo, hi):
+                warnings.append(image_checks.STRETCHED_16BIT)
+        if warnings is not None and image_checks.is_lateral(ds.get("ViewPosition")):
+            warnings.insert(0, image_checks.LATERAL_VIEW)
         values = np.asarray(values, np.float64)
     except images.ImageError:
         raise
@@ -197,17 +205,44 @@ def load_image(path: str, size: int) -> np.ndarray:
     Raises ImageError naming the problem for a file that cannot be decoded, or whose size
     is degenerate (a side under MIN_SIDE pixels, or longer than MAX_ASPECT x the other).
     """
+    return read_image(path, size)[0]
+
+
+def read_image(path: str, size: int) -> tuple[np.ndarray, list[str]]:
+    """`load_image`'s image and its `image_checks` codes (`size`: the stored image size)."""
+    warnings: list[str] = []
     if not _is_dicom(path):
         try:
             with Image.open(path) as image:
                 width, height = image.size
+                warnings = image_checks.pil_warnings(image, size)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-            return images.square_gray(path, size)  # which names the problem
+            return images.square_gray(path, size), warnings  # which names the problem
         _check_size(width, height)
-        return images.square_gray(path, size)
-    gray = read_dicom(path)
+        return images.square_gray(path, size), warnings
+    gray = read_dicom(path, warnings)
     _check_size(gray.shape[1], gray.shape[0])
-    return images.resize_crop(Image.fromarray(gray), size)
+    return images.resize_crop(Image.fromarray(gray), size), warnings + image_checks.size_warnings(
+        gray.shape[1], gray.shape[0], size
+    )
+
+
+def read_array(array: np.ndarray, size: int) -> tuple[np.ndarray, list[str]]:
+    """Pixels (uint8 or uint16 [H, W] or [H, W, 1]; uint8 [H, W, 3] RGB) -> the stored image
+    and its codes, as a PNG of them would give. Raises ImageError for other arrays."""
+    a = np.asarray(array)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.dtype not in (np.uint8, np.uint16) or not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] == 3)):
+        raise images.ImageError(
+            f"an array of {a.dtype} {list(a.shape)}: give uint8 or uint16 [H, W] (or [H, W, 1]), or uint8 [H, W, 3]"
+        )
+    if a.ndim == 3 and a.dtype != np.uint8:
+        raise images.ImageError("a uint16 colour array: give gray uint16 [H, W], or uint8 [H, W, 3]")
+    _check_size(a.shape[1], a.shape[0])
+    image = Image.fromarray(np.ascontiguousarray(a))  # uint16 -> mode I;16, as a 16-bit PNG opens
+    warnings = image_checks.pil_warnings(image, size)
+    return images.resize_crop(images.to_gray(image), size), warnings
 
 
 def _check_size(width: int, height: int) -> None:
@@ -219,13 +254,60 @@ def _check_size(width: int, height: int) -> None:
         )
 
 
-def _try_load(path: str, size: int) -> np.ndarray | str:
+def _try_load(item, size: int) -> tuple[np.ndarray, list[str]] | str:
     try:
-        return load_image(path, size)
+        return read_array(item, size) if isinstance(item, np.ndarray) else read_image(os.fspath(item), size)
     except images.ImageError as e:
         return str(e)
     except OSError as e:
         return f"{type(e).__name__}: {e}"
+
+
+@dataclasses.dataclass
+class Loaded:
+    """What `load_inputs` decoded: `names[i]` (a path, or `<array j>` for the j-th input
+    being an array), its stored image `stored[i]` (uint8 [n, size, size, 1]) and
+    `image_checks` codes `warnings[i]`; and the failures, [(name, reason)]."""
+
+    names: list[str]
+    stored: np.ndarray
+    warnings: list[list[str]]
+    failed: list[tuple[str, str]]
+
+
+def input_name(item, index: int) -> str:
+    return f"<array {index}>" if isinstance(item, np.ndarray) else os.fspath(item)
+
+
+def load_inputs(
+    items: Sequence,
+    size: int,
+    *,
+    offset: int = 0,
+    on_error: Callable[[str, str], None] | None = None,
+    workers: int | None = None,
+) -> Loaded:
+    """Decodes `items` (paths or arrays; `workers` threads, default min(8, CPUs)), skipping
+    failures, in input order; `on_error(name, reason)` is called per failure. An array is
+    named by its place in the caller's list, `offset` + its index in `items`."""
+    workers = workers or min(8, os.cpu_count() or 1)
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(lambda item: _try_load(item, size), items))
+    out = Loaded([], np.zeros((0, size, size, 1), np.uint8), [], [])
+    arrays = []
+    for i, (item, result) in enumerate(zip(items, results)):
+        name = input_name(item, offset + i)
+        if isinstance(result, str):
+            out.failed.append((name, result))
+            if on_error is not None:
+                on_error(name, result)
+        else:
+            out.names.append(name)
+            arrays.append(result[0])
+            out.warnings.append(result[1])
+    if arrays:
+        out.stored = np.stack(arrays)
+    return out
 
 
 def load_images(
@@ -235,22 +317,7 @@ def load_images(
     on_error: Callable[[str, str], None] | None = None,
     workers: int | None = None,
 ) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
-    """Decodes `paths` (`workers` threads; default min(8, CPUs)), skipping failures.
-
-    Returns (the paths decoded, their uint8 [n, size, size, 1] images, [(path, reason)]
-    for the failures), in input order; `on_error(path, reason)` is called per failure.
-    """
-    workers = workers or min(8, os.cpu_count() or 1)
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(lambda p: _try_load(p, size), paths))
-    good, arrays, failed = [], [], []
-    for path, result in zip(paths, results):
-        if isinstance(result, str):
-            failed.append((path, result))
-            if on_error is not None:
-                on_error(path, result)
-        else:
-            good.append(path)
-            arrays.append(result)
-    stacked = np.stack(arrays) if arrays else np.zeros((0, size, size, 1), np.uint8)
-    return good, stacked, failed
+    """`load_inputs` of files: (the paths decoded, their uint8 [n, size, size, 1] images,
+    [(path, reason)] for the failures), in input order."""
+    loaded = load_inputs(paths, size, on_error=on_error, workers=workers)
+    return loaded.names, loaded.stored, loaded.failed
