@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from data_pipelines.input_pipeline import IMAGENET_MEAN, IMAGENET_STD
-from vkd_jax import __version__, cli, config_checks, export_loader, sessions, train, workdir as wd
+from data_pipelines.preprocess import normaliser
+from vkd_jax import __version__, checkpoint, cli, config_checks, export_loader, predictor, train, workdir as wd
 from vkd_jax.models.vkd import IMAGE_ONLY_AT_TEST, VKDModel
 
 MODEL = "model.jax"
@@ -36,7 +36,6 @@ INFO = "model.json"
 LOADER = "load.py"
 FORMAT = "vkd-jax-export/1"
 PLATFORMS = ("cpu", "cuda")  # lowered for both where this jax can; else "cpu" alone
-PREDICT_NOISE_FOLD = 1  # predict mode's noise key: fold_in(key(config.seed), 1) (`predict._predict`)
 DEFAULT_THRESHOLD = 0.5  # predict mode's calls without saved thresholds
 
 
@@ -51,7 +50,7 @@ def export_model(config, workdir: str, output_dir: str) -> dict:
     _check_output(output_dir)
     info = wd.read_model_info(workdir)
     saved = wd.read_thresholds(workdir)
-    model, state, _, manager = sessions.restore_best(config, workdir, info, train.make_mesh(1))
+    model, state, _, manager = checkpoint.restore_best(config, workdir, info, train.make_mesh(1))
     manager.close()
     step = int(state.step)
     size = config.data.image_size
@@ -85,10 +84,11 @@ def export_model(config, workdir: str, output_dir: str) -> dict:
 def prior_path(config, model: VKDModel, params, batch_stats):
     """`f(images [b, H, W, 1] in 0..255) -> (probs, spreads) [b, K]`: `train.make_eval_step`'s
     `shared_noise` prediction (predict mode's) with the normalisation in front."""
-    mean, std = _normaliser(config.data)
+    mean, std = normaliser(config.data)
     channels = config.data.channels
-    rng = jax.random.fold_in(jax.random.key(config.seed), PREDICT_NOISE_FOLD)
-    draw = np.asarray(jax.random.normal(rng, (config.model.eval_samples, 1, model.latent_dim)))
+    draw = np.asarray(
+        train.shared_noise_draw(predictor.noise_rng(config.seed), config.model.eval_samples, model.latent_dim)
+    )
     variables = {"params": params, "batch_stats": batch_stats}
 
     def f(images):
@@ -102,13 +102,6 @@ def prior_path(config, model: VKDModel, params, batch_stats):
     return f
 
 
-def _normaliser(data_cfg) -> tuple[np.ndarray, np.ndarray]:
-    """`input_pipeline._normaliser`'s (mean, std), as float32 numpy."""
-    if data_cfg.normalization == "imagenet":
-        return np.asarray(IMAGENET_MEAN, np.float32), np.asarray(IMAGENET_STD, np.float32)
-    return np.float32(data_cfg.mean), np.float32(data_cfg.std)
-
-
 def _export(fn, spec):
     """Lowered for `PLATFORMS`; for the current backend's alone where that fails."""
     try:
@@ -120,7 +113,7 @@ def _export(fn, spec):
 
 def _preprocessing(config, stored_size: int) -> dict:
     size = config.data.image_size
-    mean, std = _normaliser(config.data)
+    mean, std = normaliser(config.data)
     return {
         "input": "gray pixel values 0..255 as float32, one channel, H x W = input_shape",
         "read": f"the image as gray, its shorter side resized to {stored_size} (Lanczos) and the longer one "

@@ -28,6 +28,13 @@ from vkd_jax.models.vkd import IMAGE_ONLY_AT_TEST
 
 DEFAULT_THRESHOLD = 0.5  # the calls of a run without saved thresholds
 CHUNK = 256  # inputs decoded at a time (bounds host memory on long lists)
+NOISE_FOLD = 1  # the prediction noise's key: fold_in(key(config.seed), NOISE_FOLD)
+
+
+def noise_rng(seed: int) -> jax.Array:
+    """The key of the one latent draw every prediction shares (`train.shared_noise_draw`);
+    the exported model closes over the same draw."""
+    return jax.random.fold_in(jax.random.key(seed), NOISE_FOLD)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +79,7 @@ class Predictor:
         self.thresholds = thresholds(wd.read_thresholds(workdir), self.class_names, int(self.state.step), workdir)
         self.num_samples = config.model.eval_samples
         self._eval_step = train.make_eval_step(model, self.mesh, num_samples=self.num_samples, shared_noise=True)
-        self._rng = jax.random.fold_in(jax.random.key(config.seed), 1)
+        self._rng = noise_rng(config.seed)
         self._tokens = np.zeros((self.batch_size, config.model.text_encoder.max_length), np.int32)  # never read
 
     @classmethod

@@ -261,6 +261,12 @@ def make_text_encode_step(model: VKDModel, mesh: Mesh) -> Callable:
     return jax.jit(mapped)
 
 
+def shared_noise_draw(rng: jax.Array, num_samples: int, latent_dim: int) -> jax.Array:
+    """`[S, 1, D]` standard normal: the one latent draw every example shares under
+    `make_eval_step(shared_noise=True)` (predict mode, the Predictor, the exported model)."""
+    return jax.random.normal(rng, (num_samples, 1, latent_dim))
+
+
 def make_eval_step(
     model: VKDModel, mesh: Mesh, *, num_samples: int, with_kl: bool = False, shared_noise: bool = False
 ) -> Callable:
@@ -277,7 +283,7 @@ def make_eval_step(
     def eval_fn(state: TrainState, batch, rng):
         local_batch = batch["image"].shape[0]
         if shared_noise:
-            draw = jax.random.normal(rng, (num_samples, 1, model.latent_dim))
+            draw = shared_noise_draw(rng, num_samples, model.latent_dim)
             noise = jnp.broadcast_to(draw, (num_samples, local_batch, model.latent_dim))
         else:
             noise = losses.per_example_normal(rng, _example_ids(local_batch), (num_samples, model.latent_dim))
