@@ -6,6 +6,7 @@ import csv
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -86,8 +87,16 @@ def test_predictor_equals_predict_mode_and_takes_paths_and_arrays(trained, tmp_p
         assert row["warnings"] == "" and got.warnings[i] == []
     np.testing.assert_array_equal(got.probs[-1], got.probs[0])  # the array of a8.png's pixels
     np.testing.assert_array_equal(got.calls, (got.probs >= got.thresholds).astype(int))
-    one = p.predict(paths["a8.png"])  # a single path; padded to the same batch shape
+    one = p.predict(paths["a8.png"])  # a single path: padded to a smaller batch, the same numbers
     np.testing.assert_allclose(one.probs[0], got.probs[0], atol=1e-6)
+
+
+def test_batches_are_padded_to_few_sizes():
+    from vkd_jax.predictor import Predictor
+
+    p = Predictor.__new__(Predictor)  # padded_size reads the mesh size and the batch size only
+    p.mesh, p.batch_size = types.SimpleNamespace(size=2), 24
+    assert [p.padded_size(n) for n in (1, 2, 3, 5, 9, 16, 17, 24)] == [2, 2, 4, 8, 16, 16, 24, 24]
 
 
 def test_the_predictor_imports_no_tensorflow(trained, tmp_path):

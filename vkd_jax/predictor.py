@@ -8,9 +8,10 @@ The model, class names, image size and thresholds come from the training workdir
 (`config.json`, `model_info.json`, `thresholds.json`, the best checkpoint restored by
 `checkpoint.restore_best`). An input is read as the dataset build reads a source image
 (`data_pipelines.user_images`) and preprocessed by `data_pipelines.preprocess`, the numpy
-port of the eval pipeline. Batches have a fixed size (the last one padded), so the model
-compiles once. Every image gets the same latent noise (`make_eval_step(shared_noise=True)`):
-a prediction depends on the image alone. Predict mode (`vkd_jax.predict`) runs this class.
+port of the eval pipeline. Batches are padded to the devices times a power of two, at most
+`batch_size`, so the model compiles for a handful of shapes at most. Every image gets the
+same latent noise (`make_eval_step(shared_noise=True)`): a prediction depends on the image
+alone. Predict mode (`vkd_jax.predict`) runs this class.
 """
 
 from __future__ import annotations
@@ -132,17 +133,28 @@ class Predictor:
 
     def probabilities(self, stored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stored images (uint8 [N, S, S, 1]) -> (mean, spread) float32 [N, K], in batches of
-        `batch_size` (the last padded with zeros)."""
+        `batch_size` (the last padded with zeros to `padded_size`)."""
         means, stds = [np.zeros((0, len(self.class_names)), np.float32)], [np.zeros((0, len(self.class_names)))]
         for first in range(0, len(stored), self.batch_size):
             images = preprocess.eval_images(self.data_config, stored[first : first + self.batch_size])
             n = len(images)
-            pad = np.zeros((self.batch_size - n,) + images.shape[1:], np.float32)
-            batch = {"image": np.concatenate([images, pad]), "input_ids": self._tokens, "attention_mask": self._tokens}
+            size = self.padded_size(n)
+            pad = np.zeros((size - n,) + images.shape[1:], np.float32)
+            tokens = self._tokens[:size]
+            batch = {"image": np.concatenate([images, pad]), "input_ids": tokens, "attention_mask": tokens}
             mean, std, _ = self._eval_step(self.state, train.shard_batch(batch, self.mesh), self._rng)
             means.append(train.to_host(mean)[:n])
             stds.append(train.to_host(std)[:n])
         return np.concatenate(means).astype(np.float32), np.concatenate(stds).astype(np.float32)
+
+    def padded_size(self, n: int) -> int:
+        """The batch that `n` images are padded to: the devices times the smallest power of two
+        that holds them, at most `batch_size`; so a lone image does not pay for a whole batch,
+        and the model compiles for a handful of shapes at most."""
+        size = self.mesh.size
+        while size < n and size < self.batch_size:
+            size *= 2
+        return min(size, self.batch_size)
 
     def calls(self, probs: np.ndarray) -> np.ndarray:
         """1 where a probability reaches its finding's threshold, else 0 (int [N, K])."""
