@@ -77,11 +77,14 @@ def test_a_prediction_depends_on_the_image_alone(trained, tmp_path):
     def values(row):
         return np.array([float(row[k]) for k in numbers])
 
+    # The CSV keeps 6 decimals; batches of other shapes are other compiled programs, whose float32
+    # results may differ by ~1e-8, which can flip the last printed digit: 2e-6, not 1e-6.
+    # (Position-keyed noise, the bug this guards against, moved probabilities by up to 0.15.)
     reference = values(rows["alone"]["alone.png"])
     for run, file in (("batch8", "0.png"), ("batch8", "5.png"), ("batch3", "0.png"), ("batch3", "5.png")):
-        np.testing.assert_allclose(values(rows[run][file]), reference, rtol=0, atol=1e-6, err_msg=f"{run} {file}")
+        np.testing.assert_allclose(values(rows[run][file]), reference, rtol=0, atol=2e-6, err_msg=f"{run} {file}")
     for file in ("1.png", "7.png"):  # and any other image, whatever its batch size
-        np.testing.assert_allclose(values(rows["batch8"][file]), values(rows["batch3"][file]), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(values(rows["batch8"][file]), values(rows["batch3"][file]), rtol=0, atol=2e-6)
     assert not np.allclose(values(rows["batch8"]["1.png"]), reference)
 
 
