@@ -3,6 +3,7 @@ the probabilities equal predict mode's CSV, no TensorFlow is imported, and input
 was not trained for are warned about (`image_checks`)."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -173,3 +174,12 @@ def test_warnings_are_logged_once_per_file_and_in_the_csv(trained, tmp_path):
     assert rows == {"fine.png": "", "marked.png": "colour_image", "narrow.png": "stretched_16bit"}
     lines = [line for line in proc.stderr.splitlines() if "_image (" in line or "stretched_16bit (" in line]
     assert len(lines) == 2 and any("narrow.png" in line and "stretched_16bit (" in line for line in lines)
+
+
+def test_the_latency_benchmark_prints_its_figures(trained, capsys):
+    from benchmarks import predict_latency
+
+    workdir, _ = trained
+    predict_latency.main([f"--workdir={workdir}", "--size=80", "--calls=2"])
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["size"] == 80 and line["calls"] == 2 and 0 < line["min_ms"] <= line["median_ms"] <= line["max_ms"]
