@@ -36,7 +36,6 @@ INFO = "model.json"
 LOADER = "load.py"
 FORMAT = "vkd-jax-export/1"
 PLATFORMS = ("cpu", "cuda")  # lowered for both where this jax can; else "cpu" alone
-DEFAULT_THRESHOLD = 0.5  # predict mode's calls without saved thresholds
 
 
 def export_model(config, workdir: str, output_dir: str) -> dict:
@@ -74,7 +73,7 @@ def export_model(config, workdir: str, output_dir: str) -> dict:
         },
         "num_samples": int(config.model.eval_samples),
         "preprocessing": _preprocessing(config, info.stored_image_size),
-        "thresholds": _thresholds(saved, info.class_names, step),
+        "thresholds": _thresholds(saved, info.class_names, step, workdir),
     }
     _write(output_dir, exported.serialize(), meta)
     logging.info("exported the checkpoint of step %d to %s (%s)", step, output_dir, ", ".join(exported.platforms))
@@ -129,23 +128,16 @@ def _preprocessing(config, stored_size: int) -> dict:
     }
 
 
-def _thresholds(saved: dict | None, class_names, step: int) -> dict:
-    if saved is None:
-        logging.warning("no saved thresholds: model.json holds %g for every finding", DEFAULT_THRESHOLD)
-        values = dict.fromkeys(class_names, DEFAULT_THRESHOLD)
-        return {"method": "default", "split": None, "checkpoint_step": None, "values": values}
-    missing = [c for c in class_names if c not in saved["thresholds"]]
-    if missing:
-        raise wd.RunFileError(f"{wd.THRESHOLDS} has no threshold for {', '.join(missing)}: run eval again")
-    if saved.get("checkpoint_step") != step:
-        logging.warning(
-            "the thresholds were chosen for step %s, the model is step %d", saved.get("checkpoint_step"), step
-        )
+def _thresholds(saved: dict | None, class_names, step: int, workdir: str) -> dict:
+    """The Predictor's thresholds (`predictor.thresholds`: checked, the default where none were
+    saved) with where they came from."""
+    values = predictor.thresholds(saved, class_names, step, workdir)
+    saved = saved or {"method": "default"}
     return {
         "method": saved.get("method"),
         "split": saved.get("split"),
         "checkpoint_step": saved.get("checkpoint_step"),
-        "values": {c: float(saved["thresholds"][c]) for c in class_names},
+        "values": {c: float(v) for c, v in zip(class_names, values)},
     }
 
 
