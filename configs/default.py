@@ -6,6 +6,8 @@ per-process batch, the vocabulary size) are computed in code, never stored here.
 
 import ml_collections
 
+from data_pipelines.table import options as table_options
+
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -72,6 +74,9 @@ def get_config() -> ml_collections.ConfigDict:
             split_seed=0,
         )
     )
+    # Your own table of images, reports and labels (data.name = 'csv'); every field is
+    # described in data_pipelines/table/options.py.
+    data.csv = ml_collections.ConfigDict(table_options.DEFAULTS)
     # Parameters of the synthetic_cxr builder (used only when data.name == 'synthetic_cxr').
     data.synthetic = ml_collections.ConfigDict(
         dict(

@@ -1,7 +1,7 @@
 r"""Builds a dataset's tfds records from its source files (nothing is downloaded):
 
     python -m data_pipelines.build --config=configs/mimic.py --manual_dir=DIR --data_dir=DIR
-    python -m data_pipelines.build --dataset={mimic_cxr,openi,chestxray14,synthetic_cxr} \
+    python -m data_pipelines.build --dataset={mimic_cxr,openi,chestxray14,csv,synthetic_cxr} \
         --manual_dir=DIR --data_dir=DIR [--image_size=224] [--workers=N]
 
 `vkd-jax-build` (installed with the package) is the same command, with the same flags.
@@ -15,8 +15,9 @@ options are `configs/default.py`'s. Images are decoded, made 8-bit grayscale, re
 `--data_dir`; an interrupted build rerun with the same command skips the images already
 done. The build ends with a report (examples per split, files skipped and why), also saved
 as `build_report.json` beside the records. Dataset option flags (`--views`, `--labeler`,
-`--sections`, `--labels_csv`, `--split_seed`, `--val_fraction`) are the fields of those
-config sections.
+`--sections`, `--labels_csv`, `--split_seed`, `--val_fraction`, and `--table`,
+`--image_column`, ... of `csv`, your own table: `data_pipelines/table/options.py`) are the
+fields of those config sections.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import sys
 
 # Keep this module's imports light: worker processes re-import it when they start.
 
-REAL = ("mimic_cxr", "openi", "chestxray14")
+REAL = ("mimic_cxr", "openi", "chestxray14", "csv")  # data_pipelines.datasets.REAL's names
 
 
 def _options_of(data_cfg) -> dict[str, tuple[tuple[str, ...], type]]:

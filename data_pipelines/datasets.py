@@ -1,7 +1,7 @@
 """The datasets `data.name` can name, and their tfds builders for a data config.
 
-Importing this module registers the `mimic_cxr`, `openi` and `chestxray14` builders
-with tfds. A builder's config (its directory under `data_dir`) follows from the build
+Importing this module registers the `mimic_cxr`, `openi`, `chestxray14` and `csv`
+builders with tfds. A builder's config (its directory under `data_dir`) follows from the build
 options, so training finds exactly the build the options describe.
 """
 
@@ -13,12 +13,14 @@ from data_pipelines.chestxray14 import chestxray14
 from data_pipelines.mimic_cxr import mimic_cxr
 from data_pipelines.openi import openi
 from data_pipelines.synthetic_cxr import synthetic_cxr
+from data_pipelines.table import table
 
 SYNTHETIC = "synthetic_cxr"
 REAL = {
     "mimic_cxr": (mimic_cxr.MimicCxr, mimic_cxr.builder_config),
     "openi": (openi.OpenI, openi.builder_config),
     "chestxray14": (chestxray14.ChestXray14, chestxray14.builder_config),
+    "csv": (table.Table, table.builder_config),
 }
 NAMES = (*REAL, SYNTHETIC)
 

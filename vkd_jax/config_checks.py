@@ -6,9 +6,10 @@ import math
 import os
 
 from data_pipelines import labels  # numpy only, no TensorFlow
+from data_pipelines.table import options as table_options
 from vkd_jax import optim, schedules
 from vkd_jax.models import ATTENTION_IMPLS, DTYPES
-from vkd_jax.models.vkd import KINDS, POSTERIOR_INPUTS, TEXT_POOLING
+from vkd_jax.models.vkd import KINDS, POSTERIOR_INPUTS, TEXT_POOLING, reads_report
 
 POS_WEIGHTS = ("none", "balanced", "reference")
 THRESHOLD_METHODS = ("youden", "f1")
@@ -90,12 +91,26 @@ def _check_data(data) -> None:
         "build_size",
         "None or an int >= 8",
     )
+    if data.name == "csv":
+        try:
+            table_options.check(data.csv.to_dict())
+        except ValueError as e:
+            raise ConfigError(f"config.{e}") from None
     for field, limit in AUGMENT_LIMITS.items():
         value = data.augment[field]
         if not (isinstance(value, (int, float)) and 0 <= value <= limit):
             raise ConfigError(f"config.data.augment.{field} must be a number in [0, {limit}], got {value!r}")
     if not isinstance(data.augment.hflip, bool):
         raise ConfigError(f"config.data.augment.hflip must be a bool, got {data.augment.hflip!r}")
+
+
+def _without_reports(data) -> str | None:
+    """Why the dataset's builds hold no report text, or None if they do."""
+    if data.name == "chestxray14":
+        return "ChestX-ray14 has no reports"
+    if data.name == "csv" and not table_options.names(data.csv.report_columns):
+        return "config.data.csv.report_columns is '' (the table gives no reports)"
+    return None
 
 
 def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
@@ -142,6 +157,12 @@ def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
         raise ConfigError(
             "config.model.posterior_inputs='none' (the no-report control) needs model.kind='vkd', "
             f"got {config.model.kind!r}"
+        )
+    no_reports = _without_reports(config.data)
+    if no_reports and (reads_report(config.model.kind, config.model.posterior_inputs) or tr.report_aux_weight):
+        raise ConfigError(
+            f"config.model.kind={config.model.kind!r} (report_aux_weight={tr.report_aux_weight}) learns from "
+            f"reports, but {no_reports}: only model.kind='image_only' (report_aux_weight=0) can train on it"
         )
     img = config.model.image_encoder
     if not (isinstance(img.pool_grid, int) and img.pool_grid >= 1):
