@@ -152,7 +152,15 @@ def build(args) -> dict:
     if builder.is_prepared():
         print(f"{data.name}/{builder.builder_config.name} is already built in {builder.data_dir}", flush=True)
         with open(report_path) as f:
-            return json.load(f)
+            report = json.load(f)
+        built_from, now = report.get("sources", {}), builder.source_digests(args.manual_dir or "")
+        changed = sorted(k for k in built_from if k in now and now[k] != built_from[k])
+        if changed:
+            raise ValueError(
+                f"{', '.join(changed)} changed since {builder.data_dir} was built from it: delete that "
+                f"directory to rebuild, or give the new version another data.{data.name}.tag"
+            )
+        return report
     source_files.require_dir(args.manual_dir, data.name, builder.MANUAL_DOWNLOAD_INSTRUCTIONS)
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=args.manual_dir, try_download_gcs=False)

@@ -81,6 +81,12 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder):
     def _index(self, manual_dir: str) -> Index:
         """Finds the entries to write in `manual_dir`."""
 
+    def source_digests(self, manual_dir: str) -> dict[str, str]:
+        """{file: sha1} of the source files whose edits a rebuild must not miss; the build
+        report records them and `data_pipelines.build` refuses a stale build. None here."""
+        del manual_dir
+        return {}
+
     def _image_sources(self, entries: list[Entry], manual_dir: str) -> Iterator[tuple[str, str | bytes]]:
         """(image_id, path or bytes) for `entries`; by default `source` is a path."""
         del manual_dir
@@ -124,7 +130,7 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder):
             index.skip("unreadable image", f"{sources[key]} ({errors[key]})")
         kept = [e for e in entries if e.image_id not in errors]
         by_split = {split: [e for e in kept if e.split == split] for split in SPLITS}
-        self.build_report = _report(self.name, by_split, index)
+        self.build_report = _report(self.name, by_split, index) | {"sources": self.source_digests(manual_dir)}
         return {split: self._generate_examples(es, cache) for split, es in by_split.items()}
 
     def _generate_examples(self, entries: list[Entry], cache: str):

@@ -1,4 +1,4 @@
-"""configs/mimic.py, openi.py and chestxray14.py end to end through run.py (subprocesses)
+"""configs/mimic.py, openi.py, chestxray14.py and chexpert_plus.py end to end through run.py (subprocesses)
 on builds of the fabricated source trees: a few steps each, tiny models."""
 
 import json
@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from data_pipelines import build
-from tests.fabricate import chestxray14, mimic_cxr, openi
+from tests.fabricate import chestxray14, chexpert_plus, mimic_cxr, openi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 32
@@ -35,7 +35,7 @@ TINY = [
     "--config.train.log_every_steps=1",
     "--config.optim.warmup_steps=1",
 ]
-# dataset -> (config, fabricate, build flags, config overrides)
+# run -> (config, fabricate, build flags, config overrides)
 RUNS = {
     "mimic_cxr": ("mimic", mimic_cxr.write, [], []),
     # Also the RGB-pretrained-encoder input: 3 channels, ImageNet statistics.
@@ -46,18 +46,20 @@ RUNS = {
         ["--val_fraction=0.3"],
         ["--config.data.chestxray14.val_fraction=0.3"],
     ),
+    # The csv builder, its options from the config.
+    "chexpert_plus": ("chexpert_plus", chexpert_plus.write, [], []),
 }
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("real_runs")
-    for name, (_, fabricate, flags, _) in RUNS.items():
+    for name, (config, fabricate, flags, _) in RUNS.items():
         fabricate(str(root / name))
         assert (
             build.main(
                 [
-                    f"--dataset={name}",
+                    f"--config=configs/{config}.py",
                     f"--manual_dir={root / name}",
                     f"--data_dir={root / 'tfds'}",
                     f"--image_size={SIZE}",
@@ -92,7 +94,7 @@ def test_configs_train_and_evaluate_on_fabricated_builds(data_dir, tmp_path):
         assert proc.returncode == 0, f"{name}:\n{out}"
         with open(tmp_path / name / "results.json") as f:
             results = json.load(f)
-        assert results["dataset"] == name and results["split"] == "test"
-        assert results["num_examples"] == {"mimic_cxr": 2, "openi": 4, "chestxray14": 6}[name]
+        assert results["dataset"] == {"chexpert_plus": "csv"}.get(name, name) and results["split"] == "test"
+        assert results["num_examples"] == {"mimic_cxr": 2, "openi": 4, "chestxray14": 6, "chexpert_plus": 3}[name]
         assert len(results["per_class_auc"]) == 14
     assert json.load(open(tmp_path / "chestxray14" / "results.json"))["model"] == "image_only"

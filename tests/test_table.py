@@ -4,6 +4,7 @@ split, and the config checks of the `data.csv` section."""
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -245,3 +246,17 @@ def test_chexpert_plus_release_builds_from_its_config(tmp_path):
 
 def test_the_build_command_lists_the_registered_datasets():
     assert build.REAL == tuple(datasets.REAL)  # build.py keeps its imports light, so it repeats them
+
+
+def test_a_changed_table_is_not_mistaken_for_its_build(built, tmp_path, capsys):
+    manual_dir, _, _ = built
+    copy = tmp_path / "export"
+    shutil.copytree(manual_dir, copy)
+    data_dir = str(tmp_path / "tfds")
+    assert _build(copy, data_dir, *fab.FLAGS) == 0
+    assert _build(copy, data_dir, *fab.FLAGS) == 0  # unchanged: found built
+    assert "is already built" in capsys.readouterr().out
+    with open(copy / "table.csv", "a") as f:
+        f.write("p1/s1/v1.png,p1,s1,PA,train,,,1,,,,,,,,,,,,,\n")
+    assert _build(copy, data_dir, *fab.FLAGS) == 2
+    assert "table.csv changed since" in capsys.readouterr().err

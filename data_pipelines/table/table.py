@@ -15,6 +15,7 @@ column. A configured column missing from the table stops the build at once.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 
 import numpy as np
@@ -78,6 +79,16 @@ class Table(manual_builder.ManualBuilder):
     def cache_dir(self) -> str:
         """One cache per table and its options: image ids of different tables may collide."""
         return os.path.join(super().cache_dir(), self.builder_config.name)
+
+    def source_digests(self, manual_dir: str) -> dict[str, str]:
+        o = self.builder_config.options
+        digests = {}
+        for name in filter(None, (o["table"], o["labels_table"])):
+            path = os.path.join(manual_dir, name)
+            if os.path.isfile(path):
+                with open(path, "rb") as f:
+                    digests[name] = hashlib.file_digest(f, "sha1").hexdigest()
+        return digests
 
     def _index(self, manual_dir: str) -> manual_builder.Index:
         o = self.builder_config.options
