@@ -1,7 +1,7 @@
 r"""Your own data, end to end: synthetic_cxr examples exported as PNG files and a CSV table
 (as a hospital export would come), built with `--dataset=csv`, trained and evaluated.
 
-    python -m benchmarks.own_data --workdir=/tmp/own-data [--num_examples=600] \
+    python -m benchmarks.own_data --workdir=/tmp/own-data [--num_examples=2000] \
         [--config=configs/demo.py] [--config.train.num_epochs=3]
 
 Writes <workdir>/export/{images/,table.csv}, the build in <workdir>/tfds and the run in
@@ -24,7 +24,7 @@ from data_pipelines.synthetic_cxr import generator
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/demo.py", "Training config; its data section is replaced.")
 flags.DEFINE_string("workdir", None, "Where the export, the build and the run go.", required=True)
-flags.DEFINE_integer("num_examples", 600, "synthetic_cxr examples to export (split by patient 70/10/20).")
+flags.DEFINE_integer("num_examples", 2000, "synthetic_cxr examples to export (split by patient 70/10/20).")
 flags.DEFINE_integer("workers", os.cpu_count() or 1, "Image preprocessing processes of the build.")
 
 HEADER = ["path", "patient_id", "study", "report", *labels_lib.CLASS_NAMES]
