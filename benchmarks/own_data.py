@@ -22,10 +22,15 @@ from data_pipelines import build, images, labels as labels_lib
 from data_pipelines.synthetic_cxr import generator
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", "configs/demo.py", "Training config; its data section is replaced.")
-flags.DEFINE_string("workdir", None, "Where the export, the build and the run go.", required=True)
-flags.DEFINE_integer("num_examples", 2000, "synthetic_cxr examples to export (split by patient 70/10/20).")
-flags.DEFINE_integer("workers", os.cpu_count() or 1, "Image preprocessing processes of the build.")
+
+
+def _define_flags() -> None:
+    """Only when run as a command: tests import this module beside others with `--config`."""
+    config_flags.DEFINE_config_file("config", "configs/demo.py", "Training config; its data section is replaced.")
+    flags.DEFINE_string("workdir", None, "Where the export, the build and the run go.", required=True)
+    flags.DEFINE_integer("num_examples", 2000, "synthetic_cxr examples to export (split by patient 70/10/20).")
+    flags.DEFINE_integer("workers", os.cpu_count() or 1, "Image preprocessing processes of the build.")
+
 
 HEADER = ["path", "patient_id", "study", "report", *labels_lib.CLASS_NAMES]
 # The build options of the export, as `data.csv` fields and the build command's flags.
@@ -62,27 +67,45 @@ def export(out_dir: str, num_examples: int, *, image_size: int = 64, seed: int =
     return table
 
 
-def main(argv) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    config = FLAGS.config
-    manual_dir = os.path.join(FLAGS.workdir, "export")
-    data_dir = os.path.join(FLAGS.workdir, "tfds")
-    export(manual_dir, FLAGS.num_examples, image_size=config.data.image_size)
-    print(f"exported {FLAGS.num_examples} examples to {manual_dir}", flush=True)
-    flags_ = [f"--{k}={v}" for k, v in OPTIONS.items()]
-    common = [f"--manual_dir={manual_dir}", f"--data_dir={data_dir}", f"--image_size={config.data.image_size}"]
-    if build.main(["--dataset=csv", *common, f"--workers={FLAGS.workers}", *flags_]) != 0:
-        return 2
+def build_export(manual_dir: str, data_dir: str, image_size: int, workers: int = 1) -> int:
+    """`python -m data_pipelines.build --dataset=csv` on the export; its exit status."""
+    return build.main(
+        [
+            "--dataset=csv",
+            f"--manual_dir={manual_dir}",
+            f"--data_dir={data_dir}",
+            f"--image_size={image_size}",
+            f"--workers={workers}",
+            *[f"--{k}={v}" for k, v in OPTIONS.items()],
+        ]
+    )
 
-    from vkd_jax import experiment, log
 
-    log.quiet_library_logs()
+def train_config(config, data_dir: str):
+    """`config` reading the export's build."""
+    config = config.copy_and_resolve_references()
     with config.unlocked():
         config.data.name = "csv"
         config.data.data_dir = data_dir
         config.data.build_size = None
         config.data.csv.update(OPTIONS)
+    return config
+
+
+def main(argv) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    manual_dir = os.path.join(FLAGS.workdir, "export")
+    data_dir = os.path.join(FLAGS.workdir, "tfds")
+    config = train_config(FLAGS.config, data_dir)
+    export(manual_dir, FLAGS.num_examples, image_size=config.data.image_size)
+    print(f"exported {FLAGS.num_examples} examples to {manual_dir}", flush=True)
+    if build_export(manual_dir, data_dir, config.data.image_size, FLAGS.workers) != 0:
+        return 2
+
+    from vkd_jax import experiment, log
+
+    log.quiet_library_logs()
     results = experiment.train_and_evaluate(config, os.path.join(FLAGS.workdir, "run"))
     summary = {
         "examples": results["num_examples"],
@@ -95,4 +118,5 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(lambda argv: sys.exit(main(argv)))
