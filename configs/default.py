@@ -35,8 +35,9 @@ def get_config() -> ml_collections.ConfigDict:
     # Images are resized from it to image_size in the pipeline.
     data.build_size = ml_collections.config_dict.placeholder(int)
     data.channels = 1  # 1, or 3 (the gray image repeated) for RGB-pretrained encoders
-    # 'scalar' ((x / 255 - mean) / std above) or 'imagenet' (per-channel ImageNet
-    # statistics, needs channels=3).
+    # 'scalar' ((x / 255 - mean) / std above), 'imagenet' (per-channel ImageNet statistics,
+    # needs channels=3) or 'torchxrayvision' (0..255 -> [-1024, 1024], as torchxrayvision's
+    # models take it; needs channels=1).
     data.normalization = "scalar"
     # Labels to train on: 'chexpert' (the 14 CheXpert findings, every dataset) or 'nih'
     # (ChestX-ray14's own 14; needs no_finding_rule=False).

@@ -2,8 +2,9 @@
 
 Every batch is a dict with exactly
   `image`           float32 [B, H, W, C], C = `data.channels` (the gray image repeated),
-                    normalised `(x / 255 - mean) / std` with `data.mean`/`data.std`, or
-                    per channel with ImageNet statistics (`data.normalization`);
+                    normalised `(x / 255 - mean) / std` with the statistics of
+                    `data.normalization` (`preprocess.normaliser`: `data.mean`/`data.std`,
+                    ImageNet's per channel, or torchxrayvision's [-1024, 1024]);
   `input_ids`       int32 [B, L], the report tokenised to `max_length`;
   `attention_mask`  int32 [B, L];
   `labels`          float32 [B, 14], targets after the uncertainty policy, of the
@@ -150,13 +151,6 @@ def _process_slice(ds, batch_size: int, process_index: int, process_count: int):
     return ds.batch(batch_size).shard(process_count, process_index).unbatch()
 
 
-def _normaliser(data_cfg):
-    """(mean, std) broadcastable to [H, W, C], for pixels scaled to [0, 1]."""
-    if data_cfg.normalization == "imagenet":
-        return tf.constant(IMAGENET_MEAN), tf.constant(IMAGENET_STD)
-    return tf.constant(float(data_cfg.mean)), tf.constant(float(data_cfg.std))
-
-
 def _decode_fn(data_cfg, stored_size: int, train: bool = False):
     """Decodes, resizes (if the stored size differs) and augments (`train` only) one
     example's image -> float32 [H, W, 1] in [0, 255]. Training examples carry `aug_seed`."""
@@ -185,7 +179,7 @@ def _normalise_fn(data_cfg):
     which matters most for 3-channel 224-px images.
     """
     channels = data_cfg.channels
-    mean, std = _normaliser(data_cfg)
+    mean, std = (tf.constant(v) for v in preprocess.normaliser(data_cfg))  # float32, as the Predictor's
 
     def normalise(batch):
         image = batch["image"]

@@ -7,8 +7,8 @@ TensorFlow, for `vkd_jax.Predictor` and predict mode. In order:
      (bilinear, half-pixel centres; when shrinking, a triangle filter widened by S / size
      with each output's weights renormalised: TF's `ScaleAndTranslate`, `triangle` kernel)
   -> the gray channel repeated to `data.channels`
-  -> `(x / 255 - mean) / std` in float32, with `data.mean`/`data.std`, or per channel with
-     ImageNet statistics (`data.normalization == "imagenet"`).
+  -> `(x / 255 - mean) / std` in float32, with the statistics `normaliser` gives for
+     `data.normalization` (`data.mean`/`data.std`, ImageNet's per channel, or torchxrayvision's).
 tests/test_predictor.py checks it against `input_pipeline.image_batches` on the same images.
 """
 
@@ -18,9 +18,18 @@ import functools
 
 import numpy as np
 
+# `data.normalization`: 'scalar' (`data.mean`/`data.std`), 'imagenet' (per RGB channel, needs
+# `data.channels=3`) or 'torchxrayvision' (one channel scaled to [-1024, 1024], needs
+# `data.channels=1`). The statistics are `normaliser`'s, for the tf.data pipeline, the
+# Predictor and the exported model alike.
+NORMALIZATIONS = ("scalar", "imagenet", "torchxrayvision")
 # ImageNet RGB statistics, for encoders pretrained on it (the gray image in each channel).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# torchxrayvision's `xrv.datasets.normalize(x, 255)`, `(2 * x / 255 - 1) * 1024`, in this form:
+# 0 -> -1024, 255 -> 1024 (std a power of two: exact in float32).
+XRV_MEAN = 0.5
+XRV_STD = 1 / 2048
 
 
 @functools.lru_cache(maxsize=16)
@@ -52,10 +61,15 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def normaliser(data_cfg) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) float32, broadcastable to [..., C], for pixels scaled to [0, 1]."""
+    """(mean, std) float32, broadcastable to [..., C], for pixels scaled to [0, 1]: the
+    statistics of `data.normalization` (one of `NORMALIZATIONS`)."""
+    if data_cfg.normalization == "scalar":
+        return np.float32(data_cfg.mean), np.float32(data_cfg.std)
     if data_cfg.normalization == "imagenet":
         return np.asarray(IMAGENET_MEAN, np.float32), np.asarray(IMAGENET_STD, np.float32)
-    return np.float32(data_cfg.mean), np.float32(data_cfg.std)
+    if data_cfg.normalization == "torchxrayvision":
+        return np.float32(XRV_MEAN), np.float32(XRV_STD)
+    raise ValueError(f"data.normalization must be one of {NORMALIZATIONS}, got {data_cfg.normalization!r}")
 
 
 def eval_images(data_cfg, stored: np.ndarray) -> np.ndarray:

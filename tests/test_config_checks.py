@@ -77,6 +77,15 @@ def test_bad_values_are_rejected_by_name(path, value, match):
         validate(cfg, num_devices=8)
 
 
+def test_torchxrayvision_scaling_needs_one_channel():
+    cfg = demo_scratch.get_config()
+    cfg.data.update({"channels": 1, "normalization": "torchxrayvision"})
+    validate(cfg, num_devices=1)
+    cfg.data.channels = 3
+    with pytest.raises(ConfigError, match=r"config\.data\.normalization .*data\.channels=1"):
+        validate(cfg, num_devices=1)
+
+
 def test_the_no_report_control_is_a_vkd_option():
     cfg = demo_scratch.get_config()
     cfg.model.posterior_inputs = "none"

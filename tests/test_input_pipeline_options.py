@@ -1,6 +1,6 @@
-"""Input-pipeline options added for the real datasets: channels and ImageNet normalisation,
-training augmentation (seeded, resumable, off in eval), a stored size other than the
-training size, and ChestX-ray14's own label set."""
+"""Input-pipeline options added for the real datasets: channels and ImageNet (or
+torchxrayvision) normalisation, training augmentation (seeded, resumable, off in eval), a
+stored size other than the training size, and ChestX-ray14's own label set."""
 
 import importlib.util
 import itertools
@@ -59,6 +59,17 @@ def test_three_channels_with_imagenet_statistics(data_dir, tok):
         for c in range(3):
             want = (a["image"][real, ..., 0] - input_pipeline.IMAGENET_MEAN[c]) / input_pipeline.IMAGENET_STD[c]
             np.testing.assert_allclose(b["image"][real, ..., c], want, rtol=1e-5, atol=1e-5)
+
+
+def test_one_channel_scaled_as_torchxrayvision(data_dir, tok):
+    plain = _eval(_config(data_dir, mean=0.0, std=1.0), tok)  # x / 255
+    xrv = _eval(_config(data_dir, normalization="torchxrayvision"), tok)
+    for a, b in zip(plain, xrv):
+        assert b["image"].shape == a["image"].shape
+        real = a["mask"] == 1
+        want = (2 * a["image"][real] - 1) * 1024  # xrv.utils.normalize(x, 255)
+        np.testing.assert_allclose(b["image"][real], want, rtol=1e-5, atol=1e-3)
+        assert -1024 <= b["image"][real].min() and b["image"][real].max() <= 1024
 
 
 def test_augmentation_is_seeded_resumable_and_train_only(data_dir, tok):

@@ -42,7 +42,10 @@ def _files(folder) -> dict[str, str]:
     return paths
 
 
-@pytest.mark.parametrize("size,channels,norm", [(32, 1, "scalar"), (224, 3, "imagenet"), (STORED, 1, "scalar")])
+@pytest.mark.parametrize(
+    "size,channels,norm",
+    [(32, 1, "scalar"), (224, 3, "imagenet"), (STORED, 1, "scalar"), (32, 1, "torchxrayvision")],
+)
 def test_preprocessing_equals_the_tf_data_eval_path(tmp_path, size, channels, norm):
     from data_pipelines import input_pipeline  # TensorFlow: the reference only
 
@@ -53,7 +56,24 @@ def test_preprocessing_equals_the_tf_data_eval_path(tmp_path, size, channels, no
     want = np.concatenate(list(input_pipeline.image_batches(cfg, loaded.stored, 3)))
     got = preprocess.eval_images(cfg, loaded.stored)
     assert got.shape == want.shape == (len(loaded.names), size, size, channels) and got.dtype == np.float32
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)  # ~4e-4 grey levels
+    std = preprocess.normaliser(cfg)[1]  # compared as x / 255: the same grey levels at any scale
+    np.testing.assert_allclose(got * std, want * std, rtol=0, atol=2.5e-6)  # ~6e-4 grey levels
+
+
+@pytest.mark.parametrize("size", [STORED, 224])
+def test_torchxrayvision_scaling_takes_black_and_white_to_1024(size):
+    """`data.normalization='torchxrayvision'`: 0..255 -> [-1024, 1024] (`xrv.utils.normalize`), in
+    the tf.data pipeline and the Predictor's numpy port alike (exact where nothing is resized)."""
+    from data_pipelines import input_pipeline  # TensorFlow: the reference only
+
+    cfg = default.get_config().data
+    cfg.update({"image_size": size, "channels": 1, "normalization": "torchxrayvision"})
+    stored = np.stack([np.zeros((STORED, STORED, 1), np.uint8), np.full((STORED, STORED, 1), 255, np.uint8)])
+    atol = 0 if size == STORED else 1e-3  # resizing a flat image: its weights sum to 1 up to rounding
+    for images in (preprocess.eval_images(cfg, stored), next(input_pipeline.image_batches(cfg, stored, 2))):
+        assert images.shape == (2, size, size, 1)
+        np.testing.assert_allclose(images[0], -1024.0, rtol=0, atol=atol)
+        np.testing.assert_allclose(images[1], 1024.0, rtol=0, atol=atol)
 
 
 def test_resize_matches_tf_when_shrinking_and_enlarging():

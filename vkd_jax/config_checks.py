@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 
-from data_pipelines import labels  # numpy only, no TensorFlow
+from data_pipelines import labels, preprocess  # numpy only, no TensorFlow
 from data_pipelines.table import options as table_options
 from vkd_jax import optim, schedules
 from vkd_jax.models import ATTENTION_IMPLS, DTYPES
@@ -13,7 +13,6 @@ from vkd_jax.models.vkd import KINDS, POSTERIOR_INPUTS, TEXT_POOLING, reads_repo
 
 POS_WEIGHTS = ("none", "balanced", "reference")
 THRESHOLD_METHODS = ("youden", "f1")
-NORMALIZATIONS = ("scalar", "imagenet")
 # data.augment: each range's upper limit (uniform draws in +- the value).
 AUGMENT_LIMITS = {"rotation": 45.0, "scale": 0.5, "translate": 0.5, "brightness": 1.0, "contrast": 0.9}
 
@@ -74,11 +73,16 @@ def _check_data(data) -> None:
     for field in ("train_split", "val_split", "test_split"):
         require(isinstance(data[field], str) and data[field] != "", field, "a split name")
     require(data.channels in (1, 3), "channels", "1 or 3")
-    require(data.normalization in NORMALIZATIONS, "normalization", f"one of {NORMALIZATIONS}")
+    require(data.normalization in preprocess.NORMALIZATIONS, "normalization", f"one of {preprocess.NORMALIZATIONS}")
     require(
         data.normalization != "imagenet" or data.channels == 3,
         "normalization",
-        "'scalar' with data.channels=1 (ImageNet statistics are per RGB channel)",
+        "'scalar' or 'torchxrayvision' with data.channels=1 (ImageNet statistics are per RGB channel)",
+    )
+    require(
+        data.normalization != "torchxrayvision" or data.channels == 1,
+        "normalization",
+        "'scalar' or 'imagenet' with data.channels=3 (torchxrayvision's models take one channel: set data.channels=1)",
     )
     require(data.label_set in labels.LABEL_SETS, "label_set", f"one of {labels.LABEL_SETS}")
     require(
