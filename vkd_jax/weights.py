@@ -1,9 +1,12 @@
-"""Pretrained encoders from local files: BERT checkpoints and DenseNet-121 ImageNet weights.
+"""Pretrained encoders from local files: BERT checkpoints and DenseNet-121 weights (ImageNet's
+from torchvision, timm or Keras; torchxrayvision's chest X-ray ones).
 
 Nothing is ever fetched from a hub. Safe formats (safetensors, Flax msgpack) load as they
-are; PyTorch pickles (`pytorch_model.bin`, `.pth`) need torch and unpickling, and load only
-with `allow_pickle=True`, since unpickling a file can run code from it. Keras `.h5` weights
-load through Keras (TensorFlow), imported only when such a file is asked for.
+are; PyTorch pickles (`pytorch_model.bin`, `.pth`, `.pt`) need torch and unpickling, and load
+only with `allow_pickle=True`, since unpickling a file can run code from it. A pickle of a
+whole model (`torch.save(model)`, as torchxrayvision's checkpoints are) is unpickled in full
+and its `state_dict()` read, which needs the model's package (torchxrayvision) importable.
+Keras `.h5` weights load through Keras (TensorFlow), imported only when such a file is asked for.
 
 Every loader checks the file against the Flax model's variables: a missing key or a shape
 mismatch is an error naming the key; unused keys are reported by name.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -28,6 +32,14 @@ from vkd_jax.models import bert as bert_lib, densenet as densenet_lib
 
 BERT_FILES = ("model.safetensors", "flax_model.msgpack", "pytorch_model.bin")
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt")
+# The one conversion of a torchxrayvision checkpoint to safetensors (README, and the error
+# for a pickle whose class cannot be imported). torchxrayvision reads the checkpoint from
+# ~/.torchxrayvision/ when it is there, and downloads it otherwise.
+XRV_CONVERT_COMMAND = (
+    'python -c "import torchxrayvision as xrv; from safetensors.torch import save_file; '
+    "save_file(xrv.models.DenseNet(weights='densenet121-res224-all').state_dict(), "
+    "'xrv_densenet121_all.safetensors')\""
+)
 
 
 class WeightsError(ValueError):
@@ -65,10 +77,34 @@ def read_torch_file(path: str, *, allow_pickle: bool = False) -> dict[str, np.nd
         import torch  # only for this explicitly allowed path
 
         logging.warning("unpickling %s with torch (allowed explicitly)", path)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:  # more than tensors: a whole model, as torchxrayvision saves them
+            state = _unpickle_model(path)
+        if isinstance(state, torch.nn.Module):
+            state = state.state_dict()
+        elif isinstance(state, Mapping):
+            state = state.get("state_dict", state)
+        else:
+            raise WeightsError(f"{path}: expected a state dict or a torch.nn.Module, found a {type(state).__name__}")
         return {k: v.float().numpy() if v.is_floating_point() else v.numpy() for k, v in state.items()}
     raise WeightsError(f"{path}: expected a .safetensors file{' or ' + '/'.join(PICKLE_SUFFIXES)}")
+
+
+def _unpickle_model(path: str):
+    """The object pickled in `path` in full (`torch.load(weights_only=False)`): classes and all,
+    so their package must be importable, and the file's code runs."""
+    import torch
+
+    logging.warning("%s holds more than tensors (a whole model?): unpickling it in full", path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (ImportError, AttributeError) as e:  # the pickled model's class is not importable
+        raise WeightsError(
+            f"{path} is a pickled model whose class cannot be imported ({e}). A torchxrayvision checkpoint "
+            "needs torchxrayvision to unpickle: `pip install torchxrayvision`, or convert it to safetensors "
+            f"once where it is installed: {XRV_CONVERT_COMMAND}"
+        ) from e
 
 
 def _fill(
@@ -192,20 +228,26 @@ def _densenet_convert(flax_path, value):
 
 
 def densenet_variables_from_state_dict(abstract_variables, state: Mapping[str, np.ndarray], source: str = "state dict"):
-    """`(variables, LoadReport)` of a DenseNet from a torchvision/timm state dict; its
-    classifier and BatchNorm counters are not ours and are ignored."""
+    """`(variables, LoadReport)` of a DenseNet from a torchvision/timm/torchxrayvision state
+    dict. Its head (`classifier.*`; torchxrayvision's `op_threshs`) is not ours and is
+    reported as unused; BatchNorm counters (`num_batches_tracked`) are ignored."""
     state = {_OLD_TORCHVISION.sub(r"\1\2", k): v for k, v in state.items()}
-    ignore = lambda k: k.startswith("classifier.") or k.endswith("num_batches_tracked")
+    ignore = lambda k: k.endswith("num_batches_tracked")
     return _fill(abstract_variables, state, _densenet_key, _densenet_convert, ignore, source)
 
 
 def load_densenet121(path: str, *, allow_pickle: bool = False, in_channels: int = 3) -> dict[str, Any]:
-    """`{'params', 'batch_stats'}` of DenseNet-121 from ImageNet weights at `path`.
+    """`{'params', 'batch_stats'}` of DenseNet-121 from the weights at `path`.
 
-    Accepts torchvision/timm state dicts (`.safetensors`; `.pth` with `allow_pickle`) and
-    Keras `DenseNet121` weights (`.h5`). `DenseNet121().apply(variables, images, train=False)`
-    returns the pooled features `[B, 1024]`. With `in_channels=1` the first convolution's
-    RGB kernels are summed, which is exact for grayscale images replicated to three channels.
+    Accepts torchvision/timm ImageNet state dicts and torchxrayvision's chest X-ray ones
+    (`.safetensors`; `.pth`/`.pt` with `allow_pickle`, a whole pickled torchxrayvision model
+    included) and Keras `DenseNet121` weights (`.h5`). `DenseNet121().apply(variables, images,
+    train=False)` returns the pooled features `[B, 1024]`.
+
+    The first convolution takes the file's input channels to `in_channels`: RGB weights with
+    `in_channels=1` have their kernels summed over RGB, which is exact for gray images
+    replicated to three channels. One-channel weights (torchxrayvision's) need `in_channels=1`
+    (`data.channels=1`, with `data.normalization='torchxrayvision'`); `in_channels=3` is an error.
     """
     variables, _ = load_densenet121_with_report(path, allow_pickle=allow_pickle, in_channels=in_channels)
     return variables
@@ -213,16 +255,25 @@ def load_densenet121(path: str, *, allow_pickle: bool = False, in_channels: int 
 
 def load_densenet121_with_report(path: str, *, allow_pickle: bool = False, in_channels: int = 3):
     """`(variables, LoadReport)`: `load_densenet121` plus what was read and left unused."""
+    if in_channels not in (1, 3):
+        raise WeightsError(f"in_channels must be 1 or 3 for DenseNet-121 weights, got {in_channels}")
     if path.endswith(".h5"):
         from vkd_jax import keras_densenet  # imports TensorFlow; never on the train-step path
 
         state = keras_densenet.read_keras_densenet121(path)
     else:
         state = read_torch_file(path, allow_pickle=allow_pickle)
-    variables, report = densenet_variables_from_state_dict(_densenet_abstract_variables(3), state, path)
-    if in_channels != 3:
-        if in_channels != 1:
-            raise WeightsError(f"in_channels must be 1 or 3 for ImageNet weights, got {in_channels}")
+    conv0 = state.get("features.conv0.weight")  # [O, I, kH, kW]; missing or misshapen: _fill names it
+    file_channels = conv0.shape[1] if conv0 is not None and np.ndim(conv0) == 4 else 3
+    if file_channels not in (1, 3):
+        raise WeightsError(f"{path}: features.conv0.weight has {file_channels} input channels, expected 3 or 1")
+    if file_channels == 1 and in_channels == 3:
+        raise WeightsError(
+            f"{path} has one-channel weights (a torchxrayvision checkpoint?): set data.channels=1 "
+            "(and data.normalization='torchxrayvision' for torchxrayvision's), not 3"
+        )
+    variables, report = densenet_variables_from_state_dict(_densenet_abstract_variables(file_channels), state, path)
+    if file_channels == 3 and in_channels == 1:
         kernel = variables["params"]["conv0"]["kernel"]
         variables["params"]["conv0"]["kernel"] = kernel.sum(axis=2, keepdims=True)
     return variables, report

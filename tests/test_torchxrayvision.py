@@ -1,0 +1,120 @@
+"""torchxrayvision's DenseNet-121 as the image encoder's init: its state dict (safetensors, or a
+whole pickled model with allow_pickle) loads into the Flax DenseNet-121 with one input channel
+and gives xrv's own pooled features on images normalised as xrv normalises them; its head is
+reported as unused; 3 channels and unimportable pickles are refused with what to do."""
+
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import default
+from data_pipelines import preprocess
+from vkd_jax import weights
+from vkd_jax.models.densenet import DenseNet121
+
+torch = pytest.importorskip("torch")
+xrv = pytest.importorskip("torchxrayvision")  # importable beside a CPU-only torch: tests/conftest.py
+SIZE = 224  # torchxrayvision's resolution
+
+
+@pytest.fixture(scope="module")
+def model():
+    """xrv's DenseNet-121 (nothing downloaded: weights=None), its convolutions as initialised
+    (kaiming, seeded) and every BatchNorm's scale, shift and running statistics random."""
+    torch.manual_seed(0)
+    m = xrv.models.DenseNet(weights=None)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.normal_(0, 0.1)
+                mod.running_mean.normal_(0, 0.2)
+                mod.running_var.uniform_(0.5, 2.0)
+        m.features.norm0.running_var.mul_(1e5)  # the stem sees [-1024, 1024]: a trained norm0's scale
+        m.classifier.weight.normal_(0, 0.01)
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def files(model, tmp_path_factory):
+    """The model as the README's conversion writes it (safetensors of `state_dict()`) and as
+    torchxrayvision ships it (`torch.save(model)`)."""
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("xrv")
+    safe, pickled = str(folder / "xrv.safetensors"), str(folder / "xrv.pt")
+    save_file(model.state_dict(), safe)
+    torch.save(model, pickled)
+    return safe, pickled
+
+
+def _images(n: int = 2) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (n, SIZE, SIZE, 1), dtype=np.uint8)
+
+
+def test_state_dict_keys_are_torchvision_features_plus_a_head(model):
+    state = model.state_dict()
+    assert {k for k in state if not k.startswith("features.")} == {"classifier.weight", "classifier.bias"}
+    assert tuple(state["features.conv0.weight"].shape) == (64, 1, 7, 7)
+
+
+def test_preprocessing_is_xrv_normalize():
+    cfg = default.get_config().data
+    cfg.update({"image_size": SIZE, "channels": 1, "normalization": "torchxrayvision"})
+    stored = _images()
+    ours = preprocess.eval_images(cfg, stored)
+    np.testing.assert_allclose(ours, xrv.utils.normalize(stored, 255), rtol=0, atol=1e-4)
+
+
+def test_pooled_features_equal_xrv_features2(model, files):
+    safe, _ = files
+    variables, report = weights.load_densenet121_with_report(safe, in_channels=1)
+    assert report.unused == ("classifier.bias", "classifier.weight")
+    assert variables["params"]["conv0"]["kernel"].shape == (7, 7, 1, 64)
+    cfg = default.get_config().data
+    cfg.update({"image_size": SIZE, "channels": 1, "normalization": "torchxrayvision"})
+    images = preprocess.eval_images(cfg, _images())  # [2, 224, 224, 1] in [-1024, 1024]
+    assert images.min() >= -1024 and images.max() <= 1024
+    ours = np.asarray(jax.jit(lambda v, x: DenseNet121().apply(v, x, train=False))(variables, jnp.asarray(images)))
+    with torch.no_grad():
+        want = model.features2(torch.from_numpy(images.transpose(0, 3, 1, 2).copy())).numpy()
+    assert ours.shape == want.shape == (2, 1024)
+    scale = np.abs(want).max()
+    diff = np.abs(ours - want).max()
+    print(f"xrv parity: max |ours - features2| = {diff:.3g}, max |features2| = {scale:.3g}")
+    assert diff <= 1e-4 * max(1.0, scale)
+
+
+def test_a_pickled_xrv_model_loads_only_with_allow_pickle(files):
+    safe, pickled = files
+    with pytest.raises(weights.WeightsError, match="allow_pickle"):
+        weights.load_densenet121(pickled, in_channels=1)
+    from_pickle, report = weights.load_densenet121_with_report(pickled, allow_pickle=True, in_channels=1)
+    assert report.unused == ("classifier.bias", "classifier.weight")
+    jax.tree.map(np.testing.assert_array_equal, from_pickle, weights.load_densenet121(safe, in_channels=1))
+
+
+def test_the_head_and_op_threshs_are_reported_as_unused(model, tmp_path):
+    """A named checkpoint (e.g. 'densenet121-res224-all') carries `op_threshs` in its state."""
+    from safetensors.torch import save_file
+
+    state = dict(model.state_dict(), op_threshs=torch.full((18,), float("nan")))
+    save_file(state, str(tmp_path / "thr.safetensors"))
+    _, report = weights.load_densenet121_with_report(str(tmp_path / "thr.safetensors"), in_channels=1)
+    assert report.unused == ("classifier.bias", "classifier.weight", "op_threshs")
+
+
+def test_one_channel_weights_refuse_three_channels(files):
+    with pytest.raises(weights.WeightsError, match="data.channels=1"):
+        weights.load_densenet121(files[0], in_channels=3)
+
+
+def test_an_unimportable_pickled_model_says_what_to_do(files, monkeypatch):
+    for name in [m for m in sys.modules if m == "torchxrayvision" or m.startswith("torchxrayvision.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # `import torchxrayvision` now fails
+    with pytest.raises(weights.WeightsError, match="pip install torchxrayvision") as e:
+        weights.load_densenet121(files[1], allow_pickle=True, in_channels=1)
+    assert files[1] in str(e.value) and weights.XRV_CONVERT_COMMAND in str(e.value)
