@@ -29,6 +29,8 @@ def _torchvision_without_its_ops():
         torch.ops.load_library(os.path.join(os.path.dirname(spec.origin), "_C.so"))
         return None
     except OSError:
+        if hasattr(torch.ops.torchvision, "nms"):  # declared already (this file imported twice)
+            return None
         lib = torch.library.Library("torchvision", "FRAGMENT")
         for op in ("nms", "qnms"):
             lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")

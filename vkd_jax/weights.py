@@ -34,7 +34,7 @@ BERT_FILES = ("model.safetensors", "flax_model.msgpack", "pytorch_model.bin")
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt")
 # The one conversion of a torchxrayvision checkpoint to safetensors (README, and the error
 # for a pickle whose class cannot be imported). torchxrayvision reads the checkpoint from
-# ~/.torchxrayvision/ when it is there, and downloads it otherwise.
+# ~/.torchxrayvision/models_data/ when it is there, and downloads it otherwise.
 XRV_CONVERT_COMMAND = (
     'python -c "import torchxrayvision as xrv; from safetensors.torch import save_file; '
     "save_file(xrv.models.DenseNet(weights='densenet121-res224-all').state_dict(), "
