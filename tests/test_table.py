@@ -47,6 +47,18 @@ def built(tmp_path_factory):
     return manual_dir, data_dir, expected
 
 
+def _assert_stored(ex, e: common.Example) -> None:
+    """A record holds what the fixture says: image size, report, labels, ids, view."""
+    assert ex["image"].shape == (SIZE, SIZE, 1)
+    assert ex["report"].decode() == e.report
+    np.testing.assert_array_equal(ex["labels"], e.labels)
+    assert (ex["subject_id"].decode(), ex["study_id"].decode(), ex["view"].decode()) == (
+        e.subject_id,
+        e.study_id,
+        e.view,
+    )
+
+
 def test_records_match_the_table(built):
     _, data_dir, expected = built
     records = _records(_builder(data_dir))
@@ -54,15 +66,7 @@ def test_records_match_the_table(built):
         want = {k for k, e in expected.examples.items() if e.split == split}
         assert set(got) == want and want, split
         for image_id, ex in got.items():
-            e = expected.examples[image_id]
-            assert ex["image"].shape == (SIZE, SIZE, 1)
-            assert ex["report"].decode() == e.report
-            np.testing.assert_array_equal(ex["labels"], e.labels)
-            assert (ex["subject_id"].decode(), ex["study_id"].decode(), ex["view"].decode()) == (
-                e.subject_id,
-                e.study_id,
-                e.view,
-            )
+            _assert_stored(ex, expected.examples[image_id])
 
 
 def test_every_bad_row_is_named_and_counted(built):
@@ -222,14 +226,7 @@ def test_chexpert_plus_release_builds_from_its_config(tmp_path):
     got = {image_id: ex for recs in records.values() for image_id, ex in recs.items()}
     assert set(got) == set(expected.examples) and all(records.values())
     for image_id, ex in got.items():
-        e = expected.examples[image_id]
-        assert ex["report"].decode() == e.report
-        np.testing.assert_array_equal(ex["labels"], e.labels)
-        assert (ex["subject_id"].decode(), ex["study_id"].decode(), ex["view"].decode()) == (
-            e.subject_id,
-            e.study_id,
-            e.view,
-        )
+        _assert_stored(ex, expected.examples[image_id])
     with open(os.path.join(builder.data_dir, "build_report.json")) as f:
         report = json.load(f)
     assert report["skipped"] == {
