@@ -172,6 +172,8 @@ def test_a_missing_column_stops_the_build_naming_it(built, tmp_path, capsys):
     assert _build(manual_dir, tmp_path, *fab.FLAGS, "--image_column=file") == 2
     err = capsys.readouterr().err
     assert "table.csv lacks the column(s) ['file'] named in data.csv" in err
+    assert _build(manual_dir, tmp_path, *fab.FLAGS, "--table=tabel.csv") == 2
+    assert "tabel.csv (data.csv.table='tabel.csv', under --manual_dir)" in capsys.readouterr().err
     assert _build(manual_dir, tmp_path, *fab.FLAGS, "--val_fraction=0.9") == 2
     assert "data.csv.test_fraction must be < 1 - val_fraction" in capsys.readouterr().err
 

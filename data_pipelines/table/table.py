@@ -92,7 +92,7 @@ class Table(manual_builder.ManualBuilder):
 
     def _index(self, manual_dir: str) -> manual_builder.Index:
         o = self.builder_config.options
-        table = read.read_table(os.path.join(manual_dir, o["table"]))
+        table = _read(manual_dir, o, "table")
         report_columns = options_lib.names(o["report_columns"])
         own = [o["image_column"], o["patient_column"], *report_columns]
         own += [o[c] for c in ("study_column", "view_column", "split_column") if o[c] and o[c] != options_lib.FOLDER]
@@ -100,7 +100,7 @@ class Table(manual_builder.ManualBuilder):
         table.require(own, "named in data.csv")
         label_table = table
         if o["labels_table"]:
-            label_table = read.read_table(os.path.join(manual_dir, o["labels_table"]))
+            label_table = _read(manual_dir, o, "labels_table")
             label_table.require([o["image_column"], *label_cols], "named in data.csv")
         else:
             table.require(label_cols, "named in data.csv (the labels)")
@@ -195,6 +195,13 @@ class Table(manual_builder.ManualBuilder):
                 continue
             rows.append(_Row(i, path, patient, labels, split))
         return rows
+
+
+def _read(manual_dir: str, o: dict, field: str) -> read.Table:
+    path = os.path.join(manual_dir, o[field])
+    if not os.path.isfile(path):
+        raise source_files.LayoutError(f"csv: no table at {path} (data.csv.{field}={o[field]!r}, under --manual_dir)")
+    return read.read_table(path)
 
 
 def _relative(listed: str, extension: str) -> str | None:
