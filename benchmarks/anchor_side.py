@@ -20,6 +20,7 @@ import sys
 import time
 import types
 
+from benchmarks import torchvision_ops
 from configs import anchor as anchor_config
 
 # Before torch loads libgomp: its default active spin-wait makes a 2-thread torch CPU step
@@ -146,6 +147,7 @@ def torch_densenet_module():
 
 def load_anchor(path: str, block_sizes: tuple[int, ...]):
     """Imports the anchor module; returns (module, torchvision version or description)."""
+    torchvision_ops.declare_missing_ops()  # PyPI's CUDA torchvision beside a CPU-only torch
     import transformers  # noqa: F401 - before any stand-in: it probes for torchvision on import
 
     shim = None
