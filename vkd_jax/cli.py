@@ -44,7 +44,14 @@ def one_line(error: BaseException) -> str:
 
 
 def fail(message: str) -> None:
-    """The `error:` line on stderr, then exit status 2."""
+    """The `error:` line on stderr, then exit status 2.
+
+    asyncio's "exception was never retrieved" reports are silenced first: a failed orbax
+    restore can leave sibling reads failing after it, which asyncio would log, traceback and
+    all, at exit (seen on a slow machine), after the one line that says what went wrong."""
+    import logging as std_logging
+
+    std_logging.getLogger("asyncio").setLevel(std_logging.CRITICAL)
     print(f"error: {message}", file=sys.stderr)
     sys.exit(EXIT_USER_ERROR)
 
