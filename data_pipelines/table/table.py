@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import posixpath
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -117,7 +118,7 @@ class Table(manual_builder.ManualBuilder):
             if split is None:  # A patient in two splits: all their rows were skipped.
                 continue
             row = table.rows[r.i]
-            image_id = r.path.rsplit(".", 1)[0] if "." in r.path.rsplit("/", 1)[-1] else r.path
+            image_id = posixpath.splitext(r.path)[0]
             study = _study(o, row, r, image_id)
             report = _values(row, report_columns)
             index.notes["images without report text"] += bool(report_columns) and not report
@@ -209,8 +210,7 @@ def _relative(listed: str, extension: str) -> str | None:
     replaced by `extension` if given; None for an absolute path or one leaving the root."""
     path = listed.replace("\\", "/")
     if extension:
-        head, slash, name = path.rpartition("/")
-        path = head + slash + (name.rsplit(".", 1)[0] if "." in name else name) + extension
+        path = posixpath.splitext(path)[0] + extension
     normal = os.path.normpath(path).replace(os.sep, "/")
     if os.path.isabs(path) or normal == ".." or normal.startswith("../"):
         return None
