@@ -52,18 +52,26 @@ flags.DEFINE_string(
 )
 flags.DEFINE_list("cells", None, "prereg: cells to run (default: all, in the order of prereg.CELLS)")
 flags.DEFINE_list("methods", None, "prereg: methods to run (default: all of prereg.METHODS)")
+flags.DEFINE_bool(
+    "rerun_changed",
+    False,
+    "prereg: train again the recorded runs whose config has changed since (default: stop and name the fields)",
+)
 
 
-def run_config(kind: str, seed: int, changes: dict | None = None):
-    config = FLAGS.config.copy_and_resolve_references()
+def make_config(base, workdir: str, kind: str, seed: int, changes: dict | None = None):
+    """`base` for one run: its model kind, training seed and field changes."""
+    config = base.copy_and_resolve_references()
     config.model.kind = kind
     config.seed = seed
     config.update_from_flattened_dict(changes or {})
     # A frozen pretrained encoder's report features are the same for every run: share them.
-    config.model.text_encoder.cache_dir = config.model.text_encoder.cache_dir or os.path.join(
-        FLAGS.workdir, "text_features"
-    )
+    config.model.text_encoder.cache_dir = config.model.text_encoder.cache_dir or os.path.join(workdir, "text_features")
     return config
+
+
+def run_config(kind: str, seed: int, changes: dict | None = None):
+    return make_config(FLAGS.config, FLAGS.workdir, kind, seed, changes)
 
 
 def run_one(workdir: str, config) -> dict:
@@ -149,17 +157,26 @@ def uncertainty_table(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def _prereg_run(name_parts: tuple[str, ...], changes: dict, seed: int) -> dict:
-    """One run of the study: its recorded summary if this config already ran, else trained."""
+def _prereg_runs(runs: list[tuple[tuple[str, ...], dict, int]]) -> list[dict]:
+    """The study's runs (name parts, config changes, training seed): each one's recorded
+    summary if this config already ran, else trained and recorded.
+
+    Every record is checked before any training starts, so a changed config stops the study
+    at once (`prereg.ChangedRun`), not hours later, and never overwrites the evidence."""
     from benchmarks import prereg
 
-    config = run_config(changes.get("model.kind", "vkd"), seed, changes)
-    path = prereg.record_path(FLAGS.record, *name_parts)
-    rec = prereg.load_record(path, config)
-    if rec is None:
-        rec = prereg.summary(run_one(os.path.join(FLAGS.workdir, *name_parts), config), config)
-        prereg.save_record(path, rec)
-    return rec
+    planned = []
+    for name_parts, changes, seed in runs:
+        config = run_config(changes.get("model.kind", "vkd"), seed, changes)
+        path = prereg.record_path(FLAGS.record, *name_parts)
+        planned.append((name_parts, config, path, prereg.load_record(path, config, FLAGS.rerun_changed)))
+    out = []
+    for name_parts, config, path, rec in planned:
+        if rec is None:
+            rec = prereg.summary(run_one(os.path.join(FLAGS.workdir, *name_parts), config), config)
+            prereg.save_record(path, rec)
+        out.append(rec)
+    return out
 
 
 def _estimate(cells, methods, seeds) -> str:
@@ -195,25 +212,16 @@ def prereg_study() -> str:
             f"unknown cells or methods {unknown}; cells: {list(prereg.CELLS)}, methods: {list(prereg.METHODS)}"
         )
     print(_estimate(cells, methods, seeds), flush=True)
-    tune_changes = prereg.CELLS[prereg.TUNING_CELL]
-    trials, chosen = {}, {}
-    for method, settings in prereg.TUNING.items():
-        trials[method] = {
-            name: _prereg_run(
-                ("tuning", method, name), prereg.METHODS[method] | tune_changes | change, prereg.TUNING_SEED
-            )
-            for name, change in settings.items()
-        }
-        chosen[method] = prereg.choose(trials[method])
+    tuning = prereg.tuning_plan()
+    trials = {method: {} for method in prereg.TUNING}
+    for (method, name, _), rec in zip(tuning, _prereg_runs([run for *_, run in tuning])):
+        trials[method][name] = rec
+    chosen = {method: prereg.choose(trials[method]) for method in trials}
     prereg.save_record(os.path.join(FLAGS.record, "chosen.json"), chosen)
-    results = {}
-    for cell in cells:
-        results[cell] = {}
-        for method in methods:
-            owner = prereg.SETTING_OF.get(method, method)
-            setting = prereg.TUNING.get(owner, {}).get(chosen.get(owner), {})
-            changes = prereg.METHODS[method] | prereg.CELLS[cell] | setting
-            results[cell][method] = [_prereg_run((cell, method, f"seed{s}"), changes, s) for s in seeds]
+    planned = prereg.cells_plan(chosen, cells, methods, seeds)
+    results = {cell: {method: [] for method in methods} for cell in cells}
+    for (cell, method, _), rec in zip(planned, _prereg_runs([run for *_, run in planned])):
+        results[cell][method].append(rec)
     verdict, reasons = prereg.decide(results)
     return "\n".join(
         [
@@ -238,7 +246,13 @@ def main(argv):
 
     log.quiet_library_logs()
     if FLAGS.study == "prereg":
-        text = prereg_study()
+        from benchmarks import prereg
+        from vkd_jax import cli
+
+        try:
+            text = prereg_study()
+        except prereg.ChangedRun as e:
+            cli.fail(str(e))
         os.makedirs(FLAGS.workdir, exist_ok=True)
         with open(os.path.join(FLAGS.workdir, "prereg.md"), "w") as f:
             f.write(text + "\n")

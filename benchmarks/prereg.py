@@ -78,21 +78,69 @@ _UNFINGERPRINTED = (
 )
 
 
-def fingerprint(config) -> str:
-    """A short hash of everything in `config` that decides what a run computes."""
+Run = tuple[tuple[str, ...], dict, int]  # (record name parts, config changes, training seed)
+
+
+def tuning_plan() -> list[tuple[str, str, Run]]:
+    """(method, setting, run) for every tuning run: base cell, `TUNING_SEED`."""
+    return [
+        (method, name, (("tuning", method, name), METHODS[method] | CELLS[TUNING_CELL] | change, TUNING_SEED))
+        for method, settings in TUNING.items()
+        for name, change in settings.items()
+    ]
+
+
+def cells_plan(chosen: dict[str, str], cells, methods, seeds) -> list[tuple[str, str, Run]]:
+    """(cell, method, run) for every comparison run, each method with its `chosen` setting."""
+    plan = []
+    for cell in cells:
+        for method in methods:
+            owner = SETTING_OF.get(method, method)
+            setting = TUNING.get(owner, {}).get(chosen.get(owner), {})
+            changes = METHODS[method] | CELLS[cell] | setting
+            plan += [(cell, method, ((cell, method, f"seed{s}"), changes, s)) for s in seeds]
+    return plan
+
+
+def fingerprinted(config) -> dict:
+    """The part of `config` that decides what a run computes: all of it but the paths that
+    differ between machines and the build options of datasets other than `data.name`."""
+    from configs.default import DATASET_OPTIONS
+
     d = json.loads(config.to_json_best_effort())
     for path in _UNFINGERPRINTED:
         node = d
         for key in path[:-1]:
             node = node.get(key, {})
         node.pop(path[-1], None)
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+    for name, section in DATASET_OPTIONS.items():
+        if name != d["data"]["name"]:
+            d["data"].pop(section, None)
+    return d
+
+
+def fingerprint(config) -> str:
+    """A short hash of `fingerprinted(config)`."""
+    return hashlib.sha256(json.dumps(fingerprinted(config), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """The dotted fields where two `fingerprinted` configs differ ('field: old -> new')."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b, name = old.get(key, "<absent>"), new.get(key, "<absent>"), prefix + key
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_changes(a, b, name + ".")
+        elif a != b:
+            out.append(f"{name}: {a!r} -> {b!r}")
+    return out
 
 
 def summary(results: dict, config) -> dict:
     """What the study keeps of one run's results.json."""
     return {
         "fingerprint": fingerprint(config),
+        "config": fingerprinted(config),
         "macro_auc": results["macro_auc"],
         "macro_ap": results["average_precision"]["macro"],
         "val_macro_auc": results["val_macro_auc"],
@@ -108,13 +156,33 @@ def record_path(record_dir: str, *parts: str) -> str:
     return os.path.join(record_dir, *parts[:-1], f"{parts[-1]}.json")
 
 
-def load_record(path: str, config) -> dict | None:
-    """The recorded summary at `path` if it is of this very config, else None."""
+class ChangedRun(ValueError):
+    """A recorded run's config differs from the one the study now asks for."""
+
+
+def load_record(path: str, config, rerun_changed: bool = False) -> dict | None:
+    """The recorded summary at `path`, None if there is none yet.
+
+    A record of another config is never silently replaced: that raises `ChangedRun`, naming
+    the changed fields where the record keeps its config, unless `rerun_changed` (then None:
+    the run is trained again under the new config).
+    """
     if not os.path.exists(path):
         return None
     with open(path) as f:
         rec = json.load(f)
-    return rec if rec.get("fingerprint") == fingerprint(config) else None
+    if rec.get("fingerprint") == fingerprint(config):
+        return rec
+    if rerun_changed:
+        return None
+    if "config" in rec:
+        what = "; ".join(config_changes(rec["config"], fingerprinted(config))[:8])
+    else:
+        what = "the record predates recorded configs, so the fields are not known"
+    raise ChangedRun(
+        f"{path} was recorded for another config ({what}). Delete it, or pass --rerun_changed, "
+        "to train it again under the current config"
+    )
 
 
 def save_record(path: str, rec: dict) -> None:

@@ -8,6 +8,16 @@ import ml_collections
 
 from data_pipelines.table import options as table_options
 
+# The section of `data` that holds each dataset's build options; a run reads only the one of
+# its `data.name` (the others change nothing it computes).
+DATASET_OPTIONS = {
+    "mimic_cxr": "mimic_cxr",
+    "openi": "openi",
+    "chestxray14": "chestxray14",
+    "csv": "csv",
+    "synthetic_cxr": "synthetic",
+}
+
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tensorflow_datasets as tfds
 
+from configs.default import DATASET_OPTIONS
 from data_pipelines.chestxray14 import chestxray14
 from data_pipelines.mimic_cxr import mimic_cxr
 from data_pipelines.openi import openi
@@ -34,7 +35,7 @@ def real_builder(
 
 
 def synthetic_builder(data_cfg, image_size: int) -> tfds.core.DatasetBuilder:
-    s = data_cfg.synthetic
+    s = data_cfg[DATASET_OPTIONS[SYNTHETIC]]
     config = synthetic_cxr.builder_config(
         image_size=image_size,
         num_train=s.num_train,
@@ -59,6 +60,9 @@ def builder(data_cfg) -> tfds.core.DatasetBuilder:
         return synthetic_builder(data_cfg, size)
     if data_cfg.name in REAL:
         return real_builder(
-            data_cfg.name, image_size=size, data_dir=data_cfg.data_dir, **data_cfg[data_cfg.name].to_dict()
+            data_cfg.name,
+            image_size=size,
+            data_dir=data_cfg.data_dir,
+            **data_cfg[DATASET_OPTIONS[data_cfg.name]].to_dict(),
         )
     return tfds.builder(data_cfg.name, data_dir=data_cfg.data_dir)

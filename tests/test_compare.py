@@ -1,6 +1,9 @@
 """The comparison script's tables, on results built by the real metrics from random scores."""
 
+import json
+
 import numpy as np
+import pytest
 
 from benchmarks import compare
 from vkd_jax import metrics
@@ -72,11 +75,42 @@ def test_records_are_reused_only_for_the_same_config(tmp_path):
 
     config = demo_scratch.get_config()
     path = prereg.record_path(str(tmp_path), "base", "vkd", "seed0")
-    prereg.save_record(path, {"fingerprint": prereg.fingerprint(config), "macro_auc": 0.7})
+    prereg.save_record(path, {"fingerprint": prereg.fingerprint(config), "config": prereg.fingerprinted(config)})
     moved = config.copy_and_resolve_references()
     moved.data.data_dir = "/elsewhere"  # another machine's paths: the same run
-    assert prereg.load_record(path, moved)["macro_auc"] == 0.7
+    moved.data.csv.table = "/elsewhere/table.csv"  # another dataset's build options: the same run
+    assert prereg.load_record(path, moved) is not None
     changed = config.copy_and_resolve_references()
     changed.train.beta = 1.0
-    assert prereg.load_record(path, changed) is None
+    changed.data.synthetic.label_noise = 0.2  # this dataset's options: another run
+    # Never silently replaced: the error names the changed fields; the flag trains it again.
+    with pytest.raises(prereg.ChangedRun, match=r"data.synthetic.label_noise: 0.0 -> 0.2; train.beta: 14.0 -> 1.0"):
+        prereg.load_record(path, changed)
+    assert prereg.load_record(path, changed, rerun_changed=True) is None
+    assert prereg.load_record(prereg.record_path(str(tmp_path), "base", "vkd", "seed1"), changed) is None
     assert prereg.choose({"a": _rec(0.7, val=0.70), "b": _rec(0.6, val=0.72)}) == "b"
+
+
+def test_committed_prereg_records_are_of_the_current_plan():
+    """Every committed record is of the config the study would run now. A new config field
+    that changed the fingerprints would otherwise make the study stop (or, before, silently
+    train its finished runs again)."""
+    import glob
+    import os
+
+    from benchmarks import compare, prereg
+    from configs import synthetic_bench
+
+    record = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks/results/prereg")
+    with open(os.path.join(record, "chosen.json")) as f:
+        chosen = json.load(f)
+    plan = [run for *_, run in prereg.tuning_plan()]
+    plan += [run for *_, run in prereg.cells_plan(chosen, prereg.CELLS, prereg.METHODS, prereg.SEEDS)]
+    by_path = {prereg.record_path(record, *parts): (changes, seed) for parts, changes, seed in plan}
+    paths = [p for p in glob.glob(os.path.join(record, "**", "*.json"), recursive=True) if "chosen" not in p]
+    assert paths, "no committed records"
+    base = synthetic_bench.get_config()
+    for path in paths:
+        changes, seed = by_path[path]
+        config = compare.make_config(base, "/any/workdir", changes["model.kind"], seed, changes)
+        assert prereg.load_record(path, config) is not None, path

@@ -236,3 +236,13 @@ def test_openi_labels_from_a_labeler_csv(built, tmp_path):
     want = [L.UNCERTAIN if c == "Edema" else L.NOT_MENTIONED for c in L.CLASS_NAMES]
     for ex in records.values():
         np.testing.assert_array_equal(ex["labels"], want)
+
+
+def test_every_dataset_has_its_options_section():
+    """configs/default.py names the `data` section of each dataset `data.name` can name."""
+    from configs import default
+
+    config = default.get_config()
+    assert set(default.DATASET_OPTIONS) == set(datasets.NAMES)
+    for section in default.DATASET_OPTIONS.values():
+        assert isinstance(config.data[section], type(config.data)), section
