@@ -105,7 +105,7 @@ def cells_plan(chosen: dict[str, str], cells, methods, seeds) -> list[tuple[str,
 def fingerprinted(config) -> dict:
     """The part of `config` that decides what a run computes: all of it but the paths that
     differ between machines and the build options of datasets other than `data.name`."""
-    from configs.default import DATASET_OPTIONS
+    from configs.default import active_data
 
     d = json.loads(config.to_json_best_effort())
     for path in _UNFINGERPRINTED:
@@ -113,9 +113,7 @@ def fingerprinted(config) -> dict:
         for key in path[:-1]:
             node = node.get(key, {})
         node.pop(path[-1], None)
-    for name, section in DATASET_OPTIONS.items():
-        if name != d["data"]["name"]:
-            d["data"].pop(section, None)
+    d["data"] = active_data(d["data"])
     return d
 
 

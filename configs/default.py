@@ -19,6 +19,13 @@ DATASET_OPTIONS = {
 }
 
 
+def active_data(data: dict) -> dict:
+    """A data section (as a dict) without the build options of datasets other than its
+    `name`: the part a run reads (run fingerprints and feature caches hash only this)."""
+    inactive = [section for name, section in DATASET_OPTIONS.items() if name != data["name"]]
+    return {key: value for key, value in data.items() if key not in inactive}
+
+
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0

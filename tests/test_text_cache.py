@@ -81,6 +81,13 @@ def test_a_cache_of_the_old_format_is_not_used(tmp_path):
     name = text_cache.fingerprint(cfg, {"train": 8}, tokenizer)
     assert text_cache.fingerprint(cfg, {"train": 8}, tokenizer) == name
     assert text_cache.fingerprint(cfg, {"train": 9}, tokenizer) != name
+    other = cfg.copy_and_resolve_references()
+    other.data.csv.table = "elsewhere.csv"  # another dataset's build options: the same features
+    other.data.augment.rotation = 10.0  # image-only settings: the same features
+    assert text_cache.fingerprint(other, {"train": 8}, tokenizer) == name
+    assert other.data.name == "synthetic_cxr"
+    other.data.synthetic.seed = 7  # its own dataset's options: other reports, other features
+    assert text_cache.fingerprint(other, {"train": 8}, tokenizer) != name
     original = text_cache.FORMAT
     try:
         text_cache.FORMAT = original - 1

@@ -38,8 +38,10 @@ def _file_stamp(path: str) -> list:
 
 def fingerprint(config, num_examples: dict, tokenizer) -> str:
     """A short hash of what the cached features depend on (the cache file's name)."""
+    from configs.default import active_data
+
     txt = config.model.text_encoder
-    data = config.data.to_dict()
+    data = active_data(config.data.to_dict())  # another dataset's build options change nothing
     data.pop("augment", None)  # image-only settings do not change report features
     parts = {
         "format": FORMAT,  # a file of another format is never found, so never misread
