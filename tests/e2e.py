@@ -1,9 +1,12 @@
 """Helpers of the end-to-end tests: run.py in subprocesses on a tiny synthetic set-up."""
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
@@ -27,6 +30,25 @@ TINY = [
     "--config.train.log_every_steps=4",
     "--config.optim.warmup_steps=2",
 ]
+# One persistent XLA compilation cache for the test session's subprocesses: dozens of them
+# compile the same tiny programs. (The pytest process itself keeps compiling afresh: its tests
+# inspect compiled programs.)
+_XLA_CACHE = tempfile.mkdtemp(prefix="vkd-jax-tests-xla-")
+atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)
+
+
+def subprocess_env(devices: int, **extra: str) -> dict[str, str]:
+    """The environment of a subprocess on `devices` fake CPU devices (with the shared cache)."""
+    return dict(
+        os.environ,
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        JAX_COMPILATION_CACHE_DIR=_XLA_CACHE,
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+        **extra,
+    )
+
+
 # The run every end-to-end test module shares (the `trained` fixture): 2 epochs of 8 steps.
 TRAINED_ARGS = ["--config.train.num_epochs=2"]
 
@@ -35,7 +57,7 @@ def run_py(
     args, data_dir, workdir, *, devices: int = 2, config: str = "configs/demo_scratch.py", **kwargs
 ) -> subprocess.Popen:
     """`run.py --config=CONFIG` with the TINY overrides, on `devices` fake CPU devices."""
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", PYTHONUNBUFFERED="1")
+    env = subprocess_env(devices, PYTHONUNBUFFERED="1")
     cmd = [
         sys.executable,
         "run.py",
@@ -50,11 +72,25 @@ def run_py(
     )
 
 
-def run_mode(args, *, devices: int = 2, timeout: int = 600) -> subprocess.CompletedProcess:
-    """`run.py ARGS` (eval or predict: no config) on `devices` fake CPU devices."""
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+# run.py, then (even on an error exit) a last stderr line saying whether TensorFlow was imported.
+_RUN_PY_REPORTING_TF = """import runpy, sys
+sys.argv = ["run.py", *sys.argv[1:]]
+try:
+    runpy.run_path("run.py", run_name="__main__")
+finally:
+    print(f"tensorflow imported: {'tensorflow' in sys.modules}", file=sys.stderr)
+"""
+
+
+def run_mode(
+    args, *, devices: int = 2, timeout: int = 600, report_tensorflow: bool = False
+) -> subprocess.CompletedProcess:
+    """`run.py ARGS` (eval or predict: no config) on `devices` fake CPU devices; with
+    `report_tensorflow`, stderr ends with `tensorflow imported: True|False`."""
+    env = subprocess_env(devices)
+    script = ["-c", _RUN_PY_REPORTING_TF] if report_tensorflow else ["run.py"]
     return subprocess.run(
-        [sys.executable, "run.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, *script, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 

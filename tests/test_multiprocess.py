@@ -5,7 +5,6 @@ at one step; evaluation's study ids are gathered in global batch order. Each sub
 a deadline and is killed after it."""
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -13,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.e2e import ROOT, TRAINED_ARGS, load_json, run_py
+from tests.e2e import ROOT, TRAINED_ARGS, load_json, run_py, subprocess_env
 from vkd_jax import experiment, report, workdir as wd
 
 TIMEOUT_S = 420
@@ -56,7 +55,7 @@ def test_study_ids_are_gathered_in_global_batch_order():
     """`predict_split`'s several-process path: each process's rows of every batch -> every
     global batch's ids, in order, int64 intact (2 processes x 2 CPU devices)."""
     address = f"localhost:{_free_port()}"
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = subprocess_env(2)
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", GATHER, address, str(i)],

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from data_pipelines import build
+from tests import e2e
 from tests.fabricate import chestxray14, chexpert_plus, mimic_cxr, openi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,7 +74,7 @@ def data_dir(tmp_path_factory):
 
 
 def test_configs_train_and_evaluate_on_fabricated_builds(data_dir, tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", PYTHONUNBUFFERED="1")
+    env = e2e.subprocess_env(2, PYTHONUNBUFFERED="1")
     procs = {}
     # Two at a time: each run mostly waits on XLA compilation of one core's work.
     for name, (config, _, _, overrides) in RUNS.items():

@@ -129,9 +129,8 @@ def _absl_main(argv):
     except Exception as e:  # noqa: BLE001 - every failure becomes one line unless --debug
         if FLAGS.debug:
             raise
-        from vkd_jax import experiment
-
-        if isinstance(e, experiment.Preempted):
+        experiment = sys.modules.get("vkd_jax.experiment")  # not imported: nothing of it was raised
+        if experiment is not None and isinstance(e, experiment.Preempted):
             logging.warning("%s", e)
             print(str(e), file=sys.stderr)
             sys.exit(PREEMPTED_EXIT_CODE)
@@ -143,18 +142,18 @@ def _absl_main(argv):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The failures a user can cause (their message says what to do)."""
-    from vkd_jax import checkpoint, config_checks, experiment, weights, workdir as wd
+    from vkd_jax import checkpoint, config_checks, weights, workdir as wd
 
+    experiment = sys.modules.get("vkd_jax.experiment")  # heavy (TensorFlow); imported by train/eval
     return (
         FileNotFoundError,
         cli.UsageError,
         config_checks.ConfigError,
         weights.WeightsError,
-        experiment.NonFiniteLossError,
         checkpoint.StorageError,
         checkpoint.RestoreError,
         wd.RunFileError,
-    )
+    ) + ((experiment.NonFiniteLossError,) if experiment is not None else ())
 
 
 def _main(argv):
@@ -170,14 +169,17 @@ def _main(argv):
         distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     except ValueError as e:
         raise cli.UsageError(str(e)) from None
-    from vkd_jax import experiment, log
+    from vkd_jax import log
 
     log.quiet_library_logs()
     config = _config_for(FLAGS.mode)
-    if FLAGS.mode == "train":
-        experiment.train_and_evaluate(config, FLAGS.workdir)
-    elif FLAGS.mode == "eval":
-        experiment.evaluate_checkpoint(config, FLAGS.workdir, FLAGS.split)
+    if FLAGS.mode in ("train", "eval"):
+        from vkd_jax import experiment  # TensorFlow (tf.data): only the modes that read a dataset
+
+        if FLAGS.mode == "train":
+            experiment.train_and_evaluate(config, FLAGS.workdir)
+        else:
+            experiment.evaluate_checkpoint(config, FLAGS.workdir, FLAGS.split)
     elif FLAGS.mode == "export":
         from vkd_jax import export
 
