@@ -53,6 +53,11 @@ flags.DEFINE_string(
 flags.DEFINE_list("cells", None, "prereg: cells to run (default: all, in the order of prereg.CELLS)")
 flags.DEFINE_list("methods", None, "prereg: methods to run (default: all of prereg.METHODS)")
 flags.DEFINE_bool(
+    "recorded_only",
+    False,
+    "prereg: train nothing; the tables and decision of the runs recorded so far (an interim report)",
+)
+flags.DEFINE_bool(
     "rerun_changed",
     False,
     "prereg: train again the recorded runs whose config has changed since (default: stop and name the fields)",
@@ -171,11 +176,14 @@ def _prereg_runs(runs: list[tuple[tuple[str, ...], dict, int]]) -> list[dict]:
         path = prereg.record_path(FLAGS.record, *name_parts)
         planned.append((name_parts, config, path, prereg.load_record(path, config, FLAGS.rerun_changed)))
     out = []
-    for name_parts, config, path, rec in planned:
+    for (name_parts, config, path, rec), (_, _, seed) in zip(planned, runs):
+        if rec is None and FLAGS.recorded_only:
+            out.append(None)
+            continue
         if rec is None:
             rec = prereg.summary(run_one(os.path.join(FLAGS.workdir, *name_parts), config), config)
             prereg.save_record(path, rec)
-        out.append(rec)
+        out.append(dict(rec, seed=seed))
     return out
 
 
@@ -215,14 +223,22 @@ def prereg_study() -> str:
     tuning = prereg.tuning_plan()
     trials = {method: {} for method in prereg.TUNING}
     for (method, name, _), rec in zip(tuning, _prereg_runs([run for *_, run in tuning])):
+        if rec is None:
+            raise app.UsageError(f"--recorded_only: tuning run {method}/{name} is not recorded yet")
         trials[method][name] = rec
     chosen = {method: prereg.choose(trials[method]) for method in trials}
-    prereg.save_record(os.path.join(FLAGS.record, "chosen.json"), chosen)
+    if not FLAGS.recorded_only:
+        prereg.save_record(os.path.join(FLAGS.record, "chosen.json"), chosen)
     planned = prereg.cells_plan(chosen, cells, methods, seeds)
     results = {cell: {method: [] for method in methods} for cell in cells}
     for (cell, method, _), rec in zip(planned, _prereg_runs([run for *_, run in planned])):
-        results[cell][method].append(rec)
+        if rec is not None:
+            results[cell][method].append(rec)
+    recorded = sum(len(rs) for runs in results.values() for rs in runs.values())
+    results = {cell: {m: rs for m, rs in runs.items() if rs} for cell, runs in results.items()}
     verdict, reasons = prereg.decide(results)
+    if recorded < len(planned):
+        verdict = f"not yet decided ({recorded} of {len(planned)} runs recorded; if it ended here: {verdict})"
     return "\n".join(
         [
             "## Tuning (validation split, base cell, seed 0)",

@@ -214,15 +214,14 @@ def decide(cells: dict[str, dict[str, list[dict]]]) -> tuple[str, list[str]]:
     upper end is below 0.01 in every cell. Otherwise "inconclusive"."""
     reasons, upper_ends, reproduced = [], [], False
     for cell, runs in cells.items():
-        if not (runs.get("vkd") and runs.get("image_only")) or len(runs["vkd"]) != len(runs["image_only"]):
+        vkd, base = paired(runs.get("vkd", []), runs.get("image_only", []))
+        if len(vkd) < 2:
             continue
-        mean, low, high = paired_interval(*(_aucs(runs[m]) for m in ("vkd", "image_only")))
+        mean, low, high = paired_interval(vkd, base)
         upper_ends.append(high)
         kl = float(np.mean([r["test_kl"] for r in runs["vkd"]]))
-        control = runs.get("vkd_control")
-        beats_control = bool(
-            control and len(control) == len(runs["vkd"]) and paired_interval(_aucs(runs["vkd"]), _aucs(control))[1] > 0
-        )
+        control = paired(runs["vkd"], runs.get("vkd_control", []))
+        beats_control = len(control[0]) >= 2 and paired_interval(*control)[1] > 0
         ok = low > 0 and mean >= 0.01 and kl > 0.5 and beats_control
         reproduced |= ok
         reasons.append(
@@ -240,6 +239,18 @@ def _aucs(runs: list[dict], key: str = "macro_auc") -> list[float]:
     return [r[key] for r in runs]
 
 
+def paired(a: list[dict], b: list[dict], key: str = "macro_auc") -> tuple[list[float], list[float]]:
+    """`key` of the runs of `a` and of `b` with the same training seed (runs without a "seed"
+    are paired by position), in seed order: the pairs a paired difference is taken over."""
+
+    def by_seed(runs):
+        return {r.get("seed", i): r[key] for i, r in enumerate(runs)}
+
+    x, y = by_seed(a), by_seed(b)
+    seeds = sorted(set(x) & set(y))
+    return [x[s] for s in seeds], [y[s] for s in seeds]
+
+
 def cells_table(cells: dict[str, dict[str, list[dict]]]) -> str:
     """Per cell and method: test macro AUROC and AP (mean ± sd over seeds), the paired
     difference to image-only with its 95% interval, and the test KL."""
@@ -253,9 +264,11 @@ def cells_table(cells: dict[str, dict[str, list[dict]]]) -> str:
         for method, rs in runs.items():
             aucs, aps = _aucs(rs), _aucs(rs, "macro_ap")
             diff = ap_diff = ""
-            if base and method != "image_only" and len(base) == len(rs):
-                diff = "{:+.4f} [{:+.4f}, {:+.4f}]".format(*paired_interval(aucs, _aucs(base)))
-                ap_diff = "{:+.4f} [{:+.4f}, {:+.4f}]".format(*paired_interval(aps, _aucs(base, "macro_ap")))
+            pairs = paired(rs, base or [])
+            if method != "image_only" and len(pairs[0]) >= 2:
+                n = "" if len(pairs[0]) == len(rs) == len(base) else f" ({len(pairs[0])} pairs)"
+                diff = "{:+.4f} [{:+.4f}, {:+.4f}]".format(*paired_interval(*pairs)) + n
+                ap_diff = "{:+.4f} [{:+.4f}, {:+.4f}]".format(*paired_interval(*paired(rs, base, "macro_ap"))) + n
             kls = [r["test_kl"] for r in rs if r.get("test_kl")]
             kl = f"{np.mean(kls):.3f}" if kls else ""
             lines.append(

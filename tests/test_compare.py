@@ -69,6 +69,18 @@ def test_decision_rule():
     assert prereg.decide({"base": {"image_only": base, "vkd": gain, "vkd_control": gain}})[0] == "inconclusive"
 
 
+def test_runs_are_paired_by_seed_in_an_interim_report():
+    from benchmarks import prereg
+
+    base = [dict(_rec(0.80 + 0.01 * s), seed=s) for s in range(5)]
+    vkd = [dict(_rec(0.82 + 0.01 * s), seed=s) for s in (3, 0, 1)]  # three seeds so far, any order
+    np.testing.assert_allclose(prereg.paired(vkd, base), [[0.82, 0.83, 0.85], [0.80, 0.81, 0.83]])
+    assert prereg.paired(vkd, []) == ([], [])
+    table = prereg.cells_table({"base": {"image_only": base, "vkd": vkd}})
+    assert "| base | vkd | 3 | " in table and "+0.0200 [+0.0200, +0.0200] (3 pairs)" in table
+    assert prereg.decide({"base": {"image_only": base, "vkd": vkd[:1]}})[0] == "inconclusive"  # one pair: no interval
+
+
 def test_records_are_reused_only_for_the_same_config(tmp_path):
     from benchmarks import prereg
     from configs import demo_scratch
@@ -114,3 +126,20 @@ def test_committed_prereg_records_are_of_the_current_plan():
         changes, seed = by_path[path]
         config = compare.make_config(base, "/any/workdir", changes["model.kind"], seed, changes)
         assert prereg.load_record(path, config) is not None, path
+
+
+def test_recorded_only_reports_the_committed_runs_and_trains_nothing(tmp_path, monkeypatch):
+    import os
+
+    record = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks/results/prereg")
+    monkeypatch.setattr(compare, "run_one", lambda *a: pytest.fail("--recorded_only trained a run"))
+    compare.FLAGS(
+        ["compare", "--config=configs/synthetic_bench.py", f"--workdir={tmp_path}", f"--record={record}"]
+        + ["--study=prereg", "--recorded_only", "--cells=base,noisy"]
+    )
+    try:
+        text = compare.prereg_study()
+    finally:
+        compare.FLAGS.unparse_flags()
+    assert "| vkd | beta0.3 |" in text and "| base | image_only | 5 |" in text
+    assert "## Decision: not yet decided (" in text
