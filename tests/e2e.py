@@ -45,6 +45,9 @@ def subprocess_env(devices: int, **extra: str) -> dict[str, str]:
         JAX_COMPILATION_CACHE_DIR=_XLA_CACHE,
         JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
         JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+        # A size limit turns on the cache's file lock (filelock, a transformers dependency):
+        # without it, concurrent subprocesses could read an entry still being written.
+        JAX_COMPILATION_CACHE_MAX_SIZE=str(4 << 30),
         **extra,
     )
 
