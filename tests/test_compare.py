@@ -128,18 +128,21 @@ def test_committed_prereg_records_are_of_the_current_plan():
         assert prereg.load_record(path, config) is not None, path
 
 
-def test_recorded_only_reports_the_committed_runs_and_trains_nothing(tmp_path, monkeypatch):
+def test_recorded_only_reports_the_committed_runs_and_trains_nothing(tmp_path):
+    """The interim report, as a command (a subprocess: this session's absl flags include every
+    imported benchmark's)."""
     import os
+    import subprocess
+    import sys
 
-    record = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks/results/prereg")
-    monkeypatch.setattr(compare, "run_one", lambda *a: pytest.fail("--recorded_only trained a run"))
-    compare.FLAGS(
-        ["compare", "--config=configs/synthetic_bench.py", f"--workdir={tmp_path}", f"--record={record}"]
-        + ["--study=prereg", "--recorded_only", "--cells=base,noisy"]
-    )
-    try:
-        text = compare.prereg_study()
-    finally:
-        compare.FLAGS.unparse_flags()
-    assert "| vkd | beta0.3 |" in text and "| base | image_only | 5 |" in text
-    assert "## Decision: not yet decided (" in text
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    record = os.path.join(root, "benchmarks/results/prereg")
+    before = {p: os.path.getmtime(os.path.join(record, p)) for p in os.listdir(record) if p.endswith(".json")}
+    cmd = [sys.executable, "-m", "benchmarks.compare", "--config=configs/synthetic_bench.py"]
+    cmd += [f"--workdir={tmp_path}", f"--record={record}", "--study=prereg", "--recorded_only", "--cells=base,noisy"]
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| vkd | beta0.3 |" in proc.stdout and "| base | image_only | 5 |" in proc.stdout
+    assert "## Decision: not yet decided (" in proc.stdout
+    assert os.listdir(tmp_path) == ["prereg.md"]  # no run was started
+    assert before == {p: os.path.getmtime(os.path.join(record, p)) for p in before}  # chosen.json untouched
