@@ -176,14 +176,14 @@ def _prereg_runs(runs: list[tuple[tuple[str, ...], dict, int]]) -> list[dict]:
         path = prereg.record_path(FLAGS.record, *name_parts)
         planned.append((name_parts, config, path, prereg.load_record(path, config, FLAGS.rerun_changed)))
     out = []
-    for (name_parts, config, path, rec), (_, _, seed) in zip(planned, runs):
+    for name_parts, config, path, rec in planned:
         if rec is None and FLAGS.recorded_only:
             out.append(None)
             continue
         if rec is None:
             rec = prereg.summary(run_one(os.path.join(FLAGS.workdir, *name_parts), config), config)
             prereg.save_record(path, rec)
-        out.append(dict(rec, seed=seed))
+        out.append(dict(rec, seed=config.seed))
     return out
 
 

@@ -39,6 +39,16 @@ class UsageError(ValueError):
     """A command line that cannot run (bad flag combination, bad override)."""
 
 
+# How training can stop early; defined here, not in `experiment` (TensorFlow), so that every
+# command can tell them apart without importing what only train and eval need.
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or Inf loss; the last good checkpoint is left as it was."""
+
+
+class Preempted(Exception):
+    """SIGTERM (a cluster's preemption notice): a checkpoint was saved, training stopped."""
+
+
 def one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 

@@ -20,14 +20,7 @@ from jax.experimental import multihost_utils
 
 from data_pipelines import input_pipeline
 from vkd_jax import checkpoint, config_checks, evaluation, log, sessions, train, workdir as wd
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or Inf loss; the last good checkpoint is left as it was."""
-
-
-class Preempted(Exception):
-    """SIGTERM (a cluster's preemption notice): a checkpoint was saved, training stopped."""
+from vkd_jax.cli import NonFiniteLossError, Preempted  # raised here, caught by main
 
 
 class _PreemptionNotice:

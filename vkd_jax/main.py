@@ -129,8 +129,7 @@ def _absl_main(argv):
     except Exception as e:  # noqa: BLE001 - every failure becomes one line unless --debug
         if FLAGS.debug:
             raise
-        experiment = sys.modules.get("vkd_jax.experiment")  # not imported: nothing of it was raised
-        if experiment is not None and isinstance(e, experiment.Preempted):
+        if isinstance(e, cli.Preempted):
             logging.warning("%s", e)
             print(str(e), file=sys.stderr)
             sys.exit(PREEMPTED_EXIT_CODE)
@@ -144,16 +143,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """The failures a user can cause (their message says what to do)."""
     from vkd_jax import checkpoint, config_checks, weights, workdir as wd
 
-    experiment = sys.modules.get("vkd_jax.experiment")  # heavy (TensorFlow); imported by train/eval
     return (
         FileNotFoundError,
         cli.UsageError,
         config_checks.ConfigError,
         weights.WeightsError,
+        cli.NonFiniteLossError,
         checkpoint.StorageError,
         checkpoint.RestoreError,
         wd.RunFileError,
-    ) + ((experiment.NonFiniteLossError,) if experiment is not None else ())
+    )
 
 
 def _main(argv):
