@@ -103,6 +103,29 @@ def test_records_are_reused_only_for_the_same_config(tmp_path):
     assert prereg.choose({"a": _rec(0.7, val=0.70), "b": _rec(0.6, val=0.72)}) == "b"
 
 
+def test_prereg_plan_runs_the_later_methods_last_and_every_config_validates():
+    """The paper's settings (`prereg.LATER`) run after every cell's other methods, with their
+    own changes and no tuned setting; every planned config passes the config checks."""
+    from benchmarks import prereg
+    from configs import synthetic_bench
+    from vkd_jax import config_checks
+
+    chosen = {"vkd": "beta0.3", "distill": "w0.5_t2", "report_aux": "w0.01"}
+    plan = prereg.cells_plan(chosen, ["base", "noisy"], list(prereg.METHODS), [0, 1])
+    order = [(cell, method) for cell, method, _ in plan]
+    later = [i for i, (_, m) in enumerate(order) if m in prereg.LATER]
+    assert later and min(later) > max(i for i, (_, m) in enumerate(order) if m not in prereg.LATER)
+    assert order[-1] == ("noisy", "vkd_paper") and len(plan) == 2 * 2 * len(prereg.METHODS)
+    base = synthetic_bench.get_config()
+    for _, method, (_, changes, seed) in plan:
+        config = compare.make_config(base, "/any/workdir", changes["model.kind"], seed, changes)
+        config_checks.validate(config, num_devices=1)
+        if method == "vkd_paper":
+            assert (config.train.beta, config.train.kl_schedule, config.model.latent_dim) == (0.014, "cyclical", 512)
+        if method == "vkd_control":  # the chosen vkd setting, without the report
+            assert (config.train.beta, config.model.posterior_inputs) == (0.3, "none")
+
+
 def test_committed_prereg_records_are_of_the_current_plan():
     """Every committed record is of the config the study would run now. A new config field
     that changed the fingerprints would otherwise make the study stop (or, before, silently
