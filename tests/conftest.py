@@ -1,21 +1,25 @@
 """Test session set-up: 8 fake CPU devices, so multi-device code is tested without hardware,
-and torchvision importable beside a CPU-only torch (`benchmarks/torchvision_ops.py`).
+XLA compiling fast (`e2e.FAST_XLA`), and torchvision importable beside a CPU-only torch
+(`benchmarks/torchvision_ops.py`).
 
-Both must happen before anything imports JAX's backends or torchvision, hence here and not
+All three must happen before anything imports JAX's backends or torchvision, hence here and not
 in a test module.
 """
+
+import os
 
 import jax
 
 from benchmarks import torchvision_ops
+from tests import e2e
 
 jax.config.update("jax_num_cpu_devices", 8)
+# Read when the CPU backend starts, which no import above does.
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {e2e.FAST_XLA}".strip()
 torchvision_ops.declare_missing_ops()
 
 
 import pytest  # noqa: E402
-
-from tests import e2e  # noqa: E402
 
 
 @pytest.fixture(scope="session")

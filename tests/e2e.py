@@ -30,6 +30,10 @@ TINY = [
     "--config.train.log_every_steps=4",
     "--config.optim.warmup_steps=2",
 ]
+# The XLA flags of every test process (tests/conftest.py) and subprocess: the suite's programs
+# are tiny, so compiling them, not running them, is most of its time, and LLVM's optimisation
+# level changes how long compilation takes, not the programs (HLO) or what the tests check.
+FAST_XLA = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 # One persistent XLA compilation cache for the test session's subprocesses: dozens of them
 # compile the same tiny programs. (The pytest process itself keeps compiling afresh: its tests
 # inspect compiled programs.)
@@ -41,7 +45,7 @@ def subprocess_env(devices: int, **extra: str) -> dict[str, str]:
     """The environment of a subprocess on `devices` fake CPU devices (with the shared cache)."""
     return dict(
         os.environ,
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} {FAST_XLA}",
         JAX_COMPILATION_CACHE_DIR=_XLA_CACHE,
         JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
         JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",

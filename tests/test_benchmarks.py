@@ -15,12 +15,11 @@ import pytest
 from transformers import BertConfig
 
 from configs import anchor, demo_scratch
+from tests.e2e import FAST_XLA
 from vkd_jax import config_checks, losses
 from vkd_jax.models import bert as bert_lib, create_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Compile fast: these runs check plumbing, not speed.
-FAST_XLA = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 TINY = ["--config=configs/anchor.py:tiny", "--steps=2", "--warmup=1"]
 # The bfloat16 run's config overrides, reported back in its lines (float32: tiny's batch 2, 16 tokens).
 OVERRIDES = {"float32": [], "bfloat16": ["--config.train.batch_size=4", "--config.model.text_encoder.max_length=8"]}

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 
-from tests.e2e import ROOT, load_json
+from tests.e2e import FAST_XLA, ROOT, load_json
 
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "vkd_jax", "data_pipelines", "configs")
 # A user's own config file (outside the checkout) on top of a packaged one.
@@ -59,7 +59,7 @@ def test_the_installed_commands_build_and_train_outside_the_checkout(tmp_path):
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = dict(os.environ, PYTHONPATH=str(site), XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = dict(os.environ, PYTHONPATH=str(site), XLA_FLAGS=f"--xla_force_host_platform_device_count=2 {FAST_XLA}")
     run = lambda *args: subprocess.run(  # noqa: E731
         args, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600
     )

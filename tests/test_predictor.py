@@ -15,7 +15,7 @@ from PIL import Image
 
 from configs import default
 from data_pipelines import image_checks, preprocess, user_images
-from tests.e2e import ROOT, run_mode
+from tests.e2e import FAST_XLA, ROOT, run_mode
 from tests.test_user_images import _write_dicom
 
 STORED = 64
@@ -128,7 +128,7 @@ def test_the_predictor_imports_no_tensorflow(trained, tmp_path):
         f"out = Predictor.from_workdir({str(workdir)!r}).predict([{path!r}]); "
         "assert out.probs.shape[0] == 1; print('tensorflow' in sys.modules)"
     )
-    env = dict(os.environ, PYTHONPATH=ROOT, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = dict(os.environ, PYTHONPATH=ROOT, XLA_FLAGS=f"--xla_force_host_platform_device_count=2 {FAST_XLA}")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "False"

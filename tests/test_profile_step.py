@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import pytest
 
 from benchmarks import op_kinds
+from tests.e2e import FAST_XLA
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -122,7 +123,7 @@ def test_profile_step_runs_on_the_tiny_size():
         os.environ,
         JAX_PLATFORMS="cpu",
         PYTHONPATH=ROOT,
-        XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
+        XLA_FLAGS=FAST_XLA,
     )
     env.pop("OUT", None)
     result = subprocess.run(
