@@ -20,6 +20,7 @@ written to `<workdir>/comparison.md`. Config fields can be overridden as in run.
 
 import json
 import os
+import sys
 
 import numpy as np
 from absl import app, flags, logging
@@ -256,19 +257,29 @@ def prereg_study() -> str:
     )
 
 
+def prereg_report() -> str:
+    """`prereg_study`, its ways of stopping as a command's: a changed record is one `error:`
+    line (exit status 2); a SIGTERM (the run in progress saved a checkpoint) says how to
+    resume and exits with the preempted status, like `run.py`."""
+    from benchmarks import prereg
+    from vkd_jax import cli
+
+    try:
+        return prereg_study()
+    except prereg.ChangedRun as e:
+        cli.fail(str(e))
+    except cli.Preempted as e:
+        print(f"{e}; the study's command, run again, resumes it and reuses every recorded run", file=sys.stderr)
+        sys.exit(cli.PREEMPTED_EXIT_CODE)
+
+
 def main(argv):
     del argv
     from vkd_jax import log
 
     log.quiet_library_logs()
     if FLAGS.study == "prereg":
-        from benchmarks import prereg
-        from vkd_jax import cli
-
-        try:
-            text = prereg_study()
-        except prereg.ChangedRun as e:
-            cli.fail(str(e))
+        text = prereg_report()
         os.makedirs(FLAGS.workdir, exist_ok=True)
         with open(os.path.join(FLAGS.workdir, "prereg.md"), "w") as f:
             f.write(text + "\n")

@@ -169,3 +169,33 @@ def test_recorded_only_reports_the_committed_runs_and_trains_nothing(tmp_path):
     assert "## Decision: not yet decided (" in proc.stdout
     assert os.listdir(tmp_path) == ["prereg.md"]  # no run was started
     assert before == {p: os.path.getmtime(os.path.join(record, p)) for p in before}  # chosen.json untouched
+
+
+def test_a_preempted_study_says_how_to_resume_and_exits_with_the_preempted_status(monkeypatch, capsys):
+    from vkd_jax import cli
+
+    def preempted():
+        raise cli.Preempted("preempted (SIGTERM): saved the checkpoint of step 480 in W/checkpoints")
+
+    monkeypatch.setattr(compare, "prereg_study", preempted)
+    with pytest.raises(SystemExit) as stop:
+        compare.prereg_report()
+    assert stop.value.code == cli.PREEMPTED_EXIT_CODE == 143
+    err = capsys.readouterr().err
+    assert "step 480" in err and "reuses every recorded run" in err and "Traceback" not in err
+
+
+def test_a_changed_record_stops_the_study_with_one_error_line(monkeypatch, capsys):
+    from benchmarks import prereg
+
+    def changed():
+        raise prereg.ChangedRun("base/vkd/seed0: its config has changed since it was recorded (train.beta: 0.3 -> 1)")
+
+    monkeypatch.setattr(compare, "prereg_study", changed)
+    with pytest.raises(SystemExit) as stop:
+        compare.prereg_report()
+    assert stop.value.code == 2
+    assert (
+        capsys.readouterr().err
+        == "error: base/vkd/seed0: its config has changed since it was recorded (train.beta: 0.3 -> 1)\n"
+    )

@@ -19,6 +19,9 @@ import ml_collections
 # evaluated, not what it is.
 EVAL_FIELDS = ("eval.", "model.eval_samples", "train.eval_batch_size", "data.data_dir", "num_devices")
 EXIT_USER_ERROR = 2
+# Stopped by SIGTERM after saving a checkpoint: what a SIGTERM-killed process reports
+# (128 + 15), so schedulers and wrappers see an unfinished run; rerunning resumes.
+PREEMPTED_EXIT_CODE = 143
 # `vkd-jax COMMAND`: the command is `run.py`'s `--mode`.
 COMMANDS = {
     "train": "train on --config, then evaluate the best checkpoint on the test split",

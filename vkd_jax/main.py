@@ -30,10 +30,6 @@ from ml_collections import config_flags
 import configs
 from vkd_jax import cli
 
-# Stopped by SIGTERM after saving a checkpoint: what a SIGTERM-killed process reports
-# (128 + 15), so schedulers and wrappers see an unfinished run; rerunning resumes.
-PREEMPTED_EXIT_CODE = 143
-
 FLAGS = flags.FLAGS
 _FLAGS = [
     config_flags.DEFINE_config_file(
@@ -132,7 +128,7 @@ def _absl_main(argv):
         if isinstance(e, cli.Preempted):
             logging.warning("%s", e)
             print(str(e), file=sys.stderr)
-            sys.exit(PREEMPTED_EXIT_CODE)
+            sys.exit(cli.PREEMPTED_EXIT_CODE)
         logging.error("%s", e)
         if not isinstance(e, _user_errors()):
             cli.fail(f"unexpected {type(e).__name__}: {cli.one_line(e)} (rerun with --debug for the traceback)")
