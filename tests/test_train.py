@@ -95,6 +95,10 @@ def test_eight_devices_match_one_device(kind):
     chex.assert_trees_all_close(bs8, bs1, rtol=1e-4, atol=1e-6)
     if kind != "text_only":
         assert jax.tree.leaves(bs1), "BatchNorm statistics should be updated"
+    if kind in ("vkd", "vkd_control"):  # the KL weight in force: beta times the schedule's 0.1
+        np.testing.assert_allclose(m1["beta"], OBJECTIVE.beta * 0.1, rtol=1e-6)
+    else:  # no KL term, so no KL weight to report
+        assert "beta" not in m1 and "kl" not in m1
 
 
 def test_gradient_equals_the_unsharded_reference():

@@ -177,11 +177,12 @@ def make_train_step(
         new_state = state.apply_gradients(grads, batch_stats)
         metrics = dict(
             terms,
-            beta=objective.beta * kl_scale,
             learning_rate=lr_fn(state.step),
             grad_norm=optax.tree.norm(grads),
             param_norm=optax.tree.norm(state.params),
         )
+        if "kl" in terms:  # the KL weight in force; a kind without a KL term has none to log
+            metrics["beta"] = objective.beta * kl_scale
         return new_state, metrics
 
     mapped = jax.shard_map(step_fn, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()))
