@@ -10,6 +10,9 @@ validation, then every cell x method x seed), with its decision rule:
     python -m benchmarks.compare --study=prereg --config=configs/synthetic_bench.py \
         --workdir=/tmp/vkd-prereg --record=benchmarks/results/prereg
 
+`--cells`, `--methods` and `--seeds` pick which runs it trains and tabulates; the decision is
+always the whole grid's, from every recorded run ("not yet decided" until all are recorded).
+
 Each run trains in `<workdir>/<kind>/seed<seed>` (ablations: `<workdir>/ablations/<name>/vkd/
 seed<seed>`) and is evaluated like `run.py` does (best validation checkpoint on the test split,
 thresholds chosen on validation). A finished run is reused, an interrupted one resumes, and a
@@ -51,8 +54,13 @@ flags.DEFINE_string(
     "benchmarks/results/prereg",
     "prereg: directory of the per-run summaries (commit it: finished runs are reused from it)",
 )
-flags.DEFINE_list("cells", None, "prereg: cells to run (default: all, in the order of prereg.CELLS)")
-flags.DEFINE_list("methods", None, "prereg: methods to run (default: all of prereg.METHODS)")
+flags.DEFINE_list(
+    "cells",
+    None,
+    "prereg: cells to run and tabulate (default: all, in the order of prereg.CELLS; "
+    "the decision always covers them all)",
+)
+flags.DEFINE_list("methods", None, "prereg: methods to run and tabulate (default: all of prereg.METHODS)")
 flags.DEFINE_bool(
     "recorded_only",
     False,
@@ -163,9 +171,10 @@ def uncertainty_table(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def _prereg_runs(runs: list[tuple[tuple[str, ...], dict, int]]) -> list[dict]:
+def _prereg_runs(runs: list[tuple[tuple[str, ...], dict, int]], train: bool = True) -> list[dict | None]:
     """The study's runs (name parts, config changes, training seed): each one's recorded
-    summary if this config already ran, else trained and recorded.
+    summary if this config already ran, else trained and recorded (None with `train=False`
+    or `--recorded_only`).
 
     Every record is checked before any training starts, so a changed config stops the study
     at once (`prereg.ChangedRun`), not hours later, and never overwrites the evidence."""
@@ -178,7 +187,7 @@ def _prereg_runs(runs: list[tuple[tuple[str, ...], dict, int]]) -> list[dict]:
         planned.append((name_parts, config, path, prereg.load_record(path, config, FLAGS.rerun_changed)))
     out = []
     for name_parts, config, path, rec in planned:
-        if rec is None and FLAGS.recorded_only:
+        if rec is None and (FLAGS.recorded_only or not train):
             out.append(None)
             continue
         if rec is None:
@@ -231,15 +240,19 @@ def prereg_study() -> str:
     if not FLAGS.recorded_only:
         prereg.save_record(os.path.join(FLAGS.record, "chosen.json"), chosen)
     planned = prereg.cells_plan(chosen, cells, methods, seeds)
+    # The decision is the whole grid's, whatever part of it `--cells`, `--methods` and
+    # `--seeds` select: the grid's other records are read (and checked, before any training).
+    selected = {run[0] for *_, run in planned}
+    others = [run for *_, run in prereg.cells_plan(chosen, prereg.CELLS, prereg.METHODS, prereg.SEEDS)]
+    others = [run for run in others if run[0] not in selected]
+    recorded = dict(zip([run[0] for run in others], _prereg_runs(others, train=False)))
     results = {cell: {method: [] for method in methods} for cell in cells}
-    for (cell, method, _), rec in zip(planned, _prereg_runs([run for *_, run in planned])):
+    for (cell, method, run), rec in zip(planned, _prereg_runs([run for *_, run in planned])):
+        recorded[run[0]] = rec
         if rec is not None:
             results[cell][method].append(rec)
-    recorded = sum(len(rs) for runs in results.values() for rs in runs.values())
     results = {cell: {m: rs for m, rs in runs.items() if rs} for cell, runs in results.items()}
-    verdict, reasons = prereg.decide(results)
-    if recorded < len(planned):
-        verdict = f"not yet decided ({recorded} of {len(planned)} runs recorded; if it ended here: {verdict})"
+    verdict, reasons = prereg.grid_decision(chosen, recorded)
     return "\n".join(
         [
             "## Tuning (validation split, base cell, seed 0)",
@@ -250,7 +263,7 @@ def prereg_study() -> str:
             "",
             prereg.cells_table(results),
             "",
-            f"## Decision: {verdict}",
+            f"## Decision (the whole pre-registered grid): {verdict}",
             "",
         ]
         + [f"- {r}" for r in reasons]

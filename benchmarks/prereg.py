@@ -254,6 +254,25 @@ def decide(cells: dict[str, dict[str, list[dict]]]) -> tuple[str, list[str]]:
     return "inconclusive", reasons
 
 
+def grid_decision(chosen: dict[str, str], recorded: dict[tuple[str, ...], dict | None]) -> tuple[str, list[str]]:
+    """`decide` over the whole pre-registered grid (every cell, method and seed), from the runs
+    recorded so far (record name parts -> summary or None), whichever part of the grid a
+    command selected: "not yet decided (...; if it ended here: <verdict>)" until every run of
+    the grid is recorded. Runs outside the grid (other seeds) never enter the decision."""
+    grid = cells_plan(chosen, CELLS, METHODS, SEEDS)
+    cells = {cell: {} for cell in CELLS}
+    done = 0
+    for cell, method, (parts, _, seed) in grid:
+        rec = recorded.get(parts)
+        if rec is not None:
+            cells[cell].setdefault(method, []).append(dict(rec, seed=seed))
+            done += 1
+    verdict, reasons = decide(cells)
+    if done < len(grid):
+        verdict = f"not yet decided ({done} of {len(grid)} runs of the grid recorded; if it ended here: {verdict})"
+    return verdict, reasons
+
+
 def _aucs(runs: list[dict], key: str = "macro_auc") -> list[float]:
     return [r[key] for r in runs]
 

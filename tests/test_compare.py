@@ -69,6 +69,33 @@ def test_decision_rule():
     assert prereg.decide({"base": {"image_only": base, "vkd": gain, "vkd_control": gain}})[0] == "inconclusive"
 
 
+def test_the_decision_is_the_whole_grids_whatever_part_is_selected():
+    """With two cells recorded, no gain in either, the decision stays open: a report of
+    `--cells=base,noisy` once called this "not reproduced" for the whole study."""
+    from benchmarks import prereg
+
+    chosen = {"vkd": "beta0.3", "distill": "w0.5_t2", "report_aux": "w0.01"}
+    grid = prereg.cells_plan(chosen, prereg.CELLS, prereg.METHODS, prereg.SEEDS)
+    noise = (0.001, -0.002, 0.0, 0.002, -0.001)  # VKD - image-only per seed: no gain
+
+    def rec(method, seed):
+        return _rec(0.70 + 0.01 * seed + (noise[seed] if method == "vkd" else 0.0), kl=0.1)
+
+    two = {parts: rec(m, s) for cell, m, (parts, _, s) in grid if cell in ("base", "noisy")}
+    verdict, reasons = prereg.grid_decision(chosen, two)
+    assert verdict == (
+        f"not yet decided ({len(two)} of {len(grid)} runs of the grid recorded; if it ended here: inconclusive)"
+    )
+    assert [r.split(":")[0] for r in reasons] == ["base", "noisy"]
+    alone = {c: {m: [rec(m, s) for s in prereg.SEEDS] for m in ("image_only", "vkd")} for c in ("base", "noisy")}
+    assert prereg.decide(alone)[0] == "not reproduced"  # what those two cells alone would say
+    every = {parts: rec(m, s) for _, m, (parts, _, s) in grid}
+    every[("base", "vkd", "seed9")] = _rec(0.99, kl=5.0)  # a run outside the grid counts for nothing
+    assert prereg.grid_decision(chosen, every)[0] == "not reproduced"
+    every[("low", "vkd", "seed2")] = None  # one run missing: not decided
+    assert prereg.grid_decision(chosen, every)[0].startswith(f"not yet decided ({len(grid) - 1} of {len(grid)} runs")
+
+
 def test_runs_are_paired_by_seed_in_an_interim_report():
     from benchmarks import prereg
 
@@ -166,7 +193,17 @@ def test_recorded_only_reports_the_committed_runs_and_trains_nothing(tmp_path):
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| vkd | beta0.3 |" in proc.stdout and "| base | image_only | 5 |" in proc.stdout
-    assert "## Decision: not yet decided (" in proc.stdout
+    from benchmarks import prereg
+
+    with open(os.path.join(record, "chosen.json")) as f:
+        grid = prereg.cells_plan(json.load(f), prereg.CELLS, prereg.METHODS, prereg.SEEDS)
+    done = sum(os.path.exists(prereg.record_path(record, *parts)) for *_, (parts, _, _) in grid)
+    if done < len(grid):  # the decision covers every cell, not only the two selected
+        assert (
+            f"## Decision (the whole pre-registered grid): not yet decided ({done} of {len(grid)} runs" in proc.stdout
+        )
+    else:
+        assert "## Decision (the whole pre-registered grid): " in proc.stdout and "not yet decided" not in proc.stdout
     assert os.listdir(tmp_path) == ["prereg.md"]  # no run was started
     assert before == {p: os.path.getmtime(os.path.join(record, p)) for p in before}  # chosen.json untouched
 
