@@ -209,11 +209,13 @@ def _estimate(cells, methods, seeds) -> str:
                     done.append(json.load(f)["elapsed_s"])
     per_run = float(np.median(done)) if done else 820.0  # the tuned recipe's 4,000-image run, 2 cores
     sizes = {c: prereg.CELLS[c].get("data.synthetic.num_train", 4000) / 4000 for c in cells}
-    todo = sum(max(sizes[c], 0.25) for c in cells for _ in methods for _ in seeds)
+    per_cell = {c: prereg.grid_seeds(c) if seeds is None else seeds for c in cells}
+    todo = sum(max(sizes[c], 0.25) * len(per_cell[c]) for c in cells for _ in methods)
     tuning = sum(len(v) for v in prereg.TUNING.values())
     hours = (todo + tuning) * per_run / 3600
+    runs = sum(len(s) for s in per_cell.values()) * len(methods)
     return (
-        f"{len(cells) * len(methods) * len(seeds)} runs + {tuning} tuning runs, about {per_run:.0f} s per "
+        f"{runs} runs + {tuning} tuning runs, about {per_run:.0f} s per "
         f"4,000-image run ({len(done)} recorded): {hours:.1f} h from nothing; recorded runs are reused"
     )
 
@@ -223,7 +225,7 @@ def prereg_study() -> str:
 
     cells = FLAGS.cells or list(prereg.CELLS)
     methods = FLAGS.methods or list(prereg.METHODS)
-    seeds = [int(s) for s in FLAGS.seeds] if FLAGS["seeds"].present else list(prereg.SEEDS)
+    seeds = [int(s) for s in FLAGS.seeds] if FLAGS["seeds"].present else None  # None: the grid's
     unknown = [c for c in cells if c not in prereg.CELLS] + [m for m in methods if m not in prereg.METHODS]
     if unknown:
         raise app.UsageError(
@@ -243,7 +245,7 @@ def prereg_study() -> str:
     # The decision is the whole grid's, whatever part of it `--cells`, `--methods` and
     # `--seeds` select: the grid's other records are read (and checked, before any training).
     selected = {run[0] for *_, run in planned}
-    others = [run for *_, run in prereg.cells_plan(chosen, prereg.CELLS, prereg.METHODS, prereg.SEEDS)]
+    others = [run for *_, run in prereg.cells_plan(chosen, prereg.CELLS, prereg.METHODS)]
     others = [run for run in others if run[0] not in selected]
     recorded = dict(zip([run[0] for run in others], _prereg_runs(others, train=False)))
     results = {cell: {method: [] for method in methods} for cell in cells}

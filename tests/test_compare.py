@@ -75,7 +75,12 @@ def test_the_decision_is_the_whole_grids_whatever_part_is_selected():
     from benchmarks import prereg
 
     chosen = {"vkd": "beta0.3", "distill": "w0.5_t2", "report_aux": "w0.01"}
-    grid = prereg.cells_plan(chosen, prereg.CELLS, prereg.METHODS, prereg.SEEDS)
+    grid = prereg.cells_plan(chosen, prereg.CELLS, prereg.METHODS)
+    # The budget clause: 3 seeds in the large cell, 5 in the others, every method alike.
+    per_cell = {c: sorted({s for cell, _, (_, _, s) in grid if cell == c}) for c in prereg.CELLS}
+    assert per_cell == {c: [0, 1, 2] if c == "large" else [0, 1, 2, 3, 4] for c in prereg.CELLS}
+    assert len(grid) == (4 * 5 + 3) * len(prereg.METHODS)
+    assert len(prereg.cells_plan(chosen, ["large"], ["vkd"], [0, 1, 2, 3, 4])) == 5  # `--seeds` overrides
     noise = (0.001, -0.002, 0.0, 0.002, -0.001)  # VKD - image-only per seed: no gain
 
     def rec(method, seed):
@@ -167,7 +172,7 @@ def test_committed_prereg_records_are_of_the_current_plan():
     with open(os.path.join(record, "chosen.json")) as f:
         chosen = json.load(f)
     plan = [run for *_, run in prereg.tuning_plan()]
-    plan += [run for *_, run in prereg.cells_plan(chosen, prereg.CELLS, prereg.METHODS, prereg.SEEDS)]
+    plan += [run for *_, run in prereg.cells_plan(chosen, prereg.CELLS, prereg.METHODS)]
     by_path = {prereg.record_path(record, *parts): (changes, seed) for parts, changes, seed in plan}
     paths = [p for p in glob.glob(os.path.join(record, "**", "*.json"), recursive=True) if "chosen" not in p]
     assert paths, "no committed records"
@@ -196,7 +201,7 @@ def test_recorded_only_reports_the_committed_runs_and_trains_nothing(tmp_path):
     from benchmarks import prereg
 
     with open(os.path.join(record, "chosen.json")) as f:
-        grid = prereg.cells_plan(json.load(f), prereg.CELLS, prereg.METHODS, prereg.SEEDS)
+        grid = prereg.cells_plan(json.load(f), prereg.CELLS, prereg.METHODS)
     done = sum(os.path.exists(prereg.record_path(record, *parts)) for *_, (parts, _, _) in grid)
     if done < len(grid):  # the decision covers every cell, not only the two selected
         assert (
