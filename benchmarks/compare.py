@@ -197,20 +197,27 @@ def _prereg_runs(runs: list[tuple[tuple[str, ...], dict, int]], train: bool = Tr
     return out
 
 
-def _estimate(cells, methods, seeds) -> str:
-    """The expected time of the whole study from nothing, from the recorded runs' times."""
+def estimate(record: str, cells, methods, seeds) -> str:
+    """The expected time of `cells` x `methods` x `seeds` (None: each cell's grid seeds) and
+    the tuning runs, from nothing, from the times of the runs recorded under `record`, each
+    scaled to a 4,000-image run."""
     from benchmarks import prereg
 
+    def size(num_train):  # a run's time in 4,000-image runs
+        return max(num_train / 4000, 0.25)
+
     done = []
-    for root, _, files in os.walk(FLAGS.record):
+    for root, _, files in os.walk(record):
         for name in files:
             if name.endswith(".json") and name != "chosen.json":
                 with open(os.path.join(root, name)) as f:
-                    done.append(json.load(f)["elapsed_s"])
+                    rec = json.load(f)
+                done.append(rec["elapsed_s"] / size(rec["config"]["data"]["synthetic"]["num_train"]))
     per_run = float(np.median(done)) if done else 820.0  # the tuned recipe's 4,000-image run, 2 cores
-    sizes = {c: prereg.CELLS[c].get("data.synthetic.num_train", 4000) / 4000 for c in cells}
     per_cell = {c: prereg.grid_seeds(c) if seeds is None else seeds for c in cells}
-    todo = sum(max(sizes[c], 0.25) * len(per_cell[c]) for c in cells for _ in methods)
+    todo = len(methods) * sum(
+        size(prereg.CELLS[c].get("data.synthetic.num_train", 4000)) * len(per_cell[c]) for c in cells
+    )
     tuning = sum(len(v) for v in prereg.TUNING.values())
     hours = (todo + tuning) * per_run / 3600
     runs = sum(len(s) for s in per_cell.values()) * len(methods)
@@ -231,7 +238,7 @@ def prereg_study() -> str:
         raise app.UsageError(
             f"unknown cells or methods {unknown}; cells: {list(prereg.CELLS)}, methods: {list(prereg.METHODS)}"
         )
-    print(_estimate(cells, methods, seeds), flush=True)
+    print(estimate(FLAGS.record, cells, methods, seeds), flush=True)
     tuning = prereg.tuning_plan()
     trials = {method: {} for method in prereg.TUNING}
     for (method, name, _), rec in zip(tuning, _prereg_runs([run for *_, run in tuning])):

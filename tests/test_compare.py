@@ -101,6 +101,22 @@ def test_the_decision_is_the_whole_grids_whatever_part_is_selected():
     assert prereg.grid_decision(chosen, every)[0].startswith(f"not yet decided ({len(grid) - 1} of {len(grid)} runs")
 
 
+def test_the_expected_time_counts_the_grid_and_scales_recorded_runs_to_4000_images(tmp_path):
+    from benchmarks import prereg
+
+    def record(name, num_train, elapsed_s):
+        config = {"data": {"synthetic": {"num_train": num_train}}}
+        prereg.save_record(str(tmp_path / name), {"elapsed_s": elapsed_s, "config": config})
+
+    record("low.json", 1000, 200.0)  # a quarter of a 4,000-image run: 800 s
+    record("base.json", 4000, 800.0)
+    record("large.json", 16000, 3200.0)
+    text = compare.estimate(str(tmp_path), ["base", "large"], ["image_only", "vkd"], None)
+    # (5 base seeds x 1 + 3 large seeds x 4) x 2 methods + 9 tuning runs, 800 s each.
+    assert text.startswith("16 runs + 9 tuning runs, about 800 s per 4,000-image run (3 recorded): 9.6 h")
+    assert compare.estimate(str(tmp_path), ["low"], ["vkd"], [0, 1]).startswith("2 runs + 9 tuning runs")
+
+
 def test_runs_are_paired_by_seed_in_an_interim_report():
     from benchmarks import prereg
 
