@@ -214,13 +214,12 @@ def estimate(record: str, cells, methods, seeds) -> str:
                     rec = json.load(f)
                 done.append(rec["elapsed_s"] / size(rec["config"]["data"]["synthetic"]["num_train"]))
     per_run = float(np.median(done)) if done else 820.0  # the tuned recipe's 4,000-image run, 2 cores
-    per_cell = {c: prereg.grid_seeds(c) if seeds is None else seeds for c in cells}
-    todo = len(methods) * sum(
-        size(prereg.CELLS[c].get("data.synthetic.num_train", 4000)) * len(per_cell[c]) for c in cells
-    )
+    # The plan owns which seeds each cell runs; its settings (`chosen`) do not change the count.
+    plan = prereg.cells_plan({}, cells, methods, seeds)
+    todo = sum(size(changes["data.synthetic.num_train"]) for *_, (_, changes, _) in plan)
     tuning = sum(len(v) for v in prereg.TUNING.values())
     hours = (todo + tuning) * per_run / 3600
-    runs = sum(len(s) for s in per_cell.values()) * len(methods)
+    runs = len(plan)
     return (
         f"{runs} runs + {tuning} tuning runs, about {per_run:.0f} s per "
         f"4,000-image run ({len(done)} recorded): {hours:.1f} h from nothing; recorded runs are reused"

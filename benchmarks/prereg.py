@@ -112,15 +112,10 @@ def tuning_plan() -> list[tuple[str, str, Run]]:
     ]
 
 
-def grid_seeds(cell: str) -> tuple[int, ...]:
-    """The pre-registered grid's training seeds in `cell`."""
-    return CELL_SEEDS.get(cell, SEEDS)
-
-
 def cells_plan(chosen: dict[str, str], cells, methods, seeds=None) -> list[tuple[str, str, Run]]:
     """(cell, method, run) for every comparison run, each method with its `chosen` setting:
     cell by cell, then the `LATER` methods cell by cell; `seeds` in every cell, or by default
-    each cell's `grid_seeds`."""
+    each cell's grid seeds (`CELL_SEEDS`, else `SEEDS`)."""
     first = [m for m in methods if m not in LATER]
     order = [(c, m) for c in cells for m in first] + [(c, m) for c in cells for m in methods if m in LATER]
     plan = []
@@ -128,7 +123,7 @@ def cells_plan(chosen: dict[str, str], cells, methods, seeds=None) -> list[tuple
         owner = SETTING_OF.get(method, method)
         setting = TUNING.get(owner, {}).get(chosen.get(owner), {})
         changes = METHODS[method] | CELLS[cell] | setting
-        cell_seeds = grid_seeds(cell) if seeds is None else seeds
+        cell_seeds = CELL_SEEDS.get(cell, SEEDS) if seeds is None else seeds
         plan += [(cell, method, ((cell, method, f"seed{s}"), changes, s)) for s in cell_seeds]
     return plan
 
