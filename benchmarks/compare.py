@@ -11,7 +11,8 @@ validation, then every cell x method x seed), with its decision rule:
         --workdir=/tmp/vkd-prereg --record=benchmarks/results/prereg
 
 `--cells`, `--methods` and `--seeds` pick which runs it trains and tabulates; the decision is
-always the whole grid's, from every recorded run ("not yet decided" until all are recorded).
+always the whole grid's, from every recorded run ("not yet decided" until every run of the
+methods the rule reads is recorded).
 
 Each run trains in `<workdir>/<kind>/seed<seed>` (ablations: `<workdir>/ablations/<name>/vkd/
 seed<seed>`) and is evaluated like `run.py` does (best validation checkpoint on the test split,

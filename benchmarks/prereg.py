@@ -231,6 +231,10 @@ def paired_interval(a, b, confidence: float = 0.95) -> tuple[float, float, float
     return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
 
 
+# The methods the decision rule reads; the others are reported beside it.
+DECIDING = ("image_only", "vkd", "vkd_control")
+
+
 def decide(cells: dict[str, dict[str, list[dict]]]) -> tuple[str, list[str]]:
     """The pre-registered decision rule over the cells' runs (method -> per-seed summaries).
 
@@ -264,19 +268,26 @@ def decide(cells: dict[str, dict[str, list[dict]]]) -> tuple[str, list[str]]:
 def grid_decision(chosen: dict[str, str], recorded: dict[tuple[str, ...], dict | None]) -> tuple[str, list[str]]:
     """`decide` over the whole pre-registered grid (every cell, method and seed), from the runs
     recorded so far (record name parts -> summary or None), whichever part of the grid a
-    command selected: "not yet decided (...; if it ended here: <verdict>)" until every run of
-    the grid is recorded. Runs outside the grid (other seeds) never enter the decision."""
+    command selected. Until every run of the `DECIDING` methods is recorded: "not yet decided
+    (...; if it ended here: <verdict>)"; from then on the verdict is final (no run of another
+    method can change it), and says so while the grid's other runs are still to come. Runs
+    outside the grid (other seeds) never enter the decision."""
     grid = cells_plan(chosen, CELLS, METHODS)
     cells = {cell: {} for cell in CELLS}
-    done = 0
+    done = missing_deciding = 0
     for cell, method, (parts, _, seed) in grid:
         rec = recorded.get(parts)
         if rec is not None:
             cells[cell].setdefault(method, []).append(dict(rec, seed=seed))
             done += 1
+        elif method in DECIDING:
+            missing_deciding += 1
     verdict, reasons = decide(cells)
-    if done < len(grid):
-        verdict = f"not yet decided ({done} of {len(grid)} runs of the grid recorded; if it ended here: {verdict})"
+    counted = f"{done} of {len(grid)} runs of the grid recorded"
+    if missing_deciding:
+        verdict = f"not yet decided ({counted}; if it ended here: {verdict})"
+    elif done < len(grid):
+        verdict = f"{verdict} (final: every run of {', '.join(DECIDING)} is recorded; {counted})"
     return verdict, reasons
 
 

@@ -97,8 +97,18 @@ def test_the_decision_is_the_whole_grids_whatever_part_is_selected():
     every = {parts: rec(m, s) for _, m, (parts, _, s) in grid}
     every[("base", "vkd", "seed9")] = _rec(0.99, kl=5.0)  # a run outside the grid counts for nothing
     assert prereg.grid_decision(chosen, every)[0] == "not reproduced"
-    every[("low", "vkd", "seed2")] = None  # one run missing: not decided
+    every[("low", "vkd", "seed2")] = None  # one run the rule reads missing: not decided
     assert prereg.grid_decision(chosen, every)[0].startswith(f"not yet decided ({len(grid) - 1} of {len(grid)} runs")
+    every[("low", "vkd", "seed2")] = rec("vkd", 2)
+    others = [parts for _, m, (parts, _, _) in grid if m not in prereg.DECIDING]
+    assert others and set(prereg.DECIDING) < set(prereg.METHODS)
+    for parts in others:  # every run the rule reads recorded, none of the others: final
+        every[parts] = None
+    done = len(grid) - len(others)
+    assert prereg.grid_decision(chosen, every)[0] == (
+        f"not reproduced (final: every run of image_only, vkd, vkd_control is recorded; "
+        f"{done} of {len(grid)} runs of the grid recorded)"
+    )
 
 
 def test_the_expected_time_counts_the_grid_and_scales_recorded_runs_to_4000_images(tmp_path):
@@ -218,13 +228,18 @@ def test_recorded_only_reports_the_committed_runs_and_trains_nothing(tmp_path):
 
     with open(os.path.join(record, "chosen.json")) as f:
         grid = prereg.cells_plan(json.load(f), prereg.CELLS, prereg.METHODS)
-    done = sum(os.path.exists(prereg.record_path(record, *parts)) for *_, (parts, _, _) in grid)
-    if done < len(grid):  # the decision covers every cell, not only the two selected
+    exists = {parts: os.path.exists(prereg.record_path(record, *parts)) for *_, (parts, _, _) in grid}
+    done = sum(exists.values())
+    deciding = all(exists[parts] for _, m, (parts, _, _) in grid if m in prereg.DECIDING)
+    decision = "## Decision (the whole pre-registered grid): "
+    if not deciding:  # the decision covers every cell, not only the two selected
+        assert f"{decision}not yet decided ({done} of {len(grid)} runs" in proc.stdout
+    elif done < len(grid):
         assert (
-            f"## Decision (the whole pre-registered grid): not yet decided ({done} of {len(grid)} runs" in proc.stdout
+            decision in proc.stdout and f"is recorded; {done} of {len(grid)} runs of the grid recorded)" in proc.stdout
         )
     else:
-        assert "## Decision (the whole pre-registered grid): " in proc.stdout and "not yet decided" not in proc.stdout
+        assert decision in proc.stdout and "not yet decided" not in proc.stdout and "(final" not in proc.stdout
     assert os.listdir(tmp_path) == ["prereg.md"]  # no run was started
     assert before == {p: os.path.getmtime(os.path.join(record, p)) for p in before}  # chosen.json untouched
 
