@@ -231,8 +231,9 @@ def paired_interval(a, b, confidence: float = 0.95) -> tuple[float, float, float
     return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
 
 
-# The methods the decision rule reads; the others are reported beside it.
-DECIDING = ("image_only", "vkd", "vkd_control")
+# The methods the decision rule reads (baseline, method, no-report control); the others are
+# reported beside it.
+DECIDING = _BASELINE, _VKD, _CONTROL = ("image_only", "vkd", "vkd_control")
 
 
 def decide(cells: dict[str, dict[str, list[dict]]]) -> tuple[str, list[str]]:
@@ -244,13 +245,13 @@ def decide(cells: dict[str, dict[str, list[dict]]]) -> tuple[str, list[str]]:
     upper end is below 0.01 in every cell. Otherwise "inconclusive"."""
     reasons, upper_ends, reproduced = [], [], False
     for cell, runs in cells.items():
-        vkd, base = paired(runs.get("vkd", []), runs.get("image_only", []))
+        vkd, base = paired(runs.get(_VKD, []), runs.get(_BASELINE, []))
         if len(vkd) < 2:
             continue
         mean, low, high = paired_interval(vkd, base)
         upper_ends.append(high)
-        kl = float(np.mean([r["test_kl"] for r in runs["vkd"]]))
-        control = paired(runs["vkd"], runs.get("vkd_control", []))
+        kl = float(np.mean([r["test_kl"] for r in runs[_VKD]]))
+        control = paired(runs[_VKD], runs.get(_CONTROL, []))
         beats_control = len(control[0]) >= 2 and paired_interval(*control)[1] > 0
         ok = low > 0 and mean >= 0.01 and kl > 0.5 and beats_control
         reproduced |= ok
