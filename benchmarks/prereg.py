@@ -252,12 +252,17 @@ def decide(cells: dict[str, dict[str, list[dict]]]) -> tuple[str, list[str]]:
         upper_ends.append(high)
         kl = float(np.mean([r["test_kl"] for r in runs[_VKD]]))
         control = paired(runs[_VKD], runs.get(_CONTROL, []))
-        beats_control = len(control[0]) >= 2 and paired_interval(*control)[1] > 0
+        if len(control[0]) >= 2:
+            c_mean, c_low, c_high = paired_interval(*control)
+            versus = f"VKD - control {c_mean:+.4f} [{c_low:+.4f}, {c_high:+.4f}]"
+        else:
+            c_low, versus = float("nan"), "VKD - control: fewer than 2 paired seeds"
+        beats_control = c_low > 0
         ok = low > 0 and mean >= 0.01 and kl > 0.5 and beats_control
         reproduced |= ok
         reasons.append(
             f"{cell}: VKD - image-only {mean:+.4f} [{low:+.4f}, {high:+.4f}], VKD test KL {kl:.3f} nats, "
-            f"beats the control: {'yes' if beats_control else 'no'}"
+            f"{versus}, beats the control: {'yes' if beats_control else 'no'}"
         )
     if reproduced:
         return "reproduced", reasons

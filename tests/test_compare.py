@@ -57,6 +57,11 @@ def test_decision_rule():
     control = [_rec(r["macro_auc"] + 0.001 * i) for i, r in enumerate(base)]
     verdict, reasons = prereg.decide({"base": {"image_only": base, "vkd": gain, "vkd_control": control}})
     assert verdict == "reproduced" and reasons[0].startswith("base: VKD - image-only +0.0230")
+    c_mean, c_low, c_high = prereg.paired_interval([r["macro_auc"] for r in gain], [r["macro_auc"] for r in control])
+    assert f"VKD - control {c_mean:+.4f} [{c_low:+.4f}, {c_high:+.4f}], beats the control: yes" in reasons[0]
+    # Without a paired control there is nothing to beat, and the line says why.
+    alone = prereg.decide({"base": {"image_only": base, "vkd": gain}})
+    assert alone[0] == "inconclusive" and "VKD - control: fewer than 2 paired seeds" in alone[1][0]
     # A collapsed posterior does not count, however large the gain.
     collapsed = [dict(r, test_kl=0.01) for r in gain]
     assert prereg.decide({"base": {"image_only": base, "vkd": collapsed, "vkd_control": control}})[0] == "inconclusive"
