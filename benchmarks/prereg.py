@@ -276,8 +276,8 @@ def grid_decision(chosen: dict[str, str], recorded: dict[tuple[str, ...], dict |
     recorded so far (record name parts -> summary or None), whichever part of the grid a
     command selected. Until every run of the `DECIDING` methods is recorded: "not yet decided
     (...; if it ended here: <verdict>)"; from then on the verdict is final (no run of another
-    method can change it), and says so while the grid's other runs are still to come. Runs
-    outside the grid (other seeds) never enter the decision."""
+    method can change it), and says so, with the count of the grid's runs recorded, until all
+    are. Runs outside the grid (other seeds) never enter the decision."""
     grid = cells_plan(chosen, CELLS, METHODS)
     cells = {cell: {} for cell in CELLS}
     done = missing_deciding = 0
@@ -294,6 +294,8 @@ def grid_decision(chosen: dict[str, str], recorded: dict[tuple[str, ...], dict |
         verdict = f"not yet decided ({counted}; if it ended here: {verdict})"
     elif done < len(grid):
         verdict = f"{verdict} (final: every run of {', '.join(DECIDING)} is recorded; {counted})"
+    else:
+        verdict = f"{verdict} (final: all {len(grid)} runs of the grid recorded)"
     return verdict, reasons
 
 

@@ -101,7 +101,9 @@ def test_the_decision_is_the_whole_grids_whatever_part_is_selected():
     assert prereg.decide(alone)[0] == "not reproduced"  # what those two cells alone would say
     every = {parts: rec(m, s) for _, m, (parts, _, s) in grid}
     every[("base", "vkd", "seed9")] = _rec(0.99, kl=5.0)  # a run outside the grid counts for nothing
-    assert prereg.grid_decision(chosen, every)[0] == "not reproduced"
+    assert (
+        prereg.grid_decision(chosen, every)[0] == f"not reproduced (final: all {len(grid)} runs of the grid recorded)"
+    )
     every[("low", "vkd", "seed2")] = None  # one run the rule reads missing: not decided
     assert prereg.grid_decision(chosen, every)[0].startswith(f"not yet decided ({len(grid) - 1} of {len(grid)} runs")
     every[("low", "vkd", "seed2")] = rec("vkd", 2)
@@ -244,7 +246,7 @@ def test_recorded_only_reports_the_committed_runs_and_trains_nothing(tmp_path):
             decision in proc.stdout and f"is recorded; {done} of {len(grid)} runs of the grid recorded)" in proc.stdout
         )
     else:
-        assert decision in proc.stdout and "not yet decided" not in proc.stdout and "(final" not in proc.stdout
+        assert decision in proc.stdout and f"(final: all {len(grid)} runs of the grid recorded)" in proc.stdout
     assert os.listdir(tmp_path) == ["prereg.md"]  # no run was started
     assert before == {p: os.path.getmtime(os.path.join(record, p)) for p in before}  # chosen.json untouched
 
