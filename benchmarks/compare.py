@@ -90,7 +90,7 @@ def run_config(kind: str, seed: int, changes: dict | None = None):
 
 
 def run_one(workdir: str, config) -> dict:
-    from vkd_jax import experiment
+    from vkd_jax.runs import training as experiment
 
     done = os.path.join(workdir, "results.json")
     if os.path.exists(done):
@@ -297,7 +297,7 @@ def prereg_report() -> str:
 
 def main(argv):
     del argv
-    from vkd_jax import log
+    from vkd_jax.runs import log
 
     log.quiet_library_logs()
     if FLAGS.study == "prereg":

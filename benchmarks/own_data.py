@@ -103,7 +103,7 @@ def main(argv) -> int:
     if build_export(manual_dir, data_dir, config.data.image_size, FLAGS.workers) != 0:
         return 2
 
-    from vkd_jax import experiment, log
+    from vkd_jax.runs import log, training as experiment
 
     log.quiet_library_logs()
     results = experiment.train_and_evaluate(config, os.path.join(FLAGS.workdir, "run"))

@@ -24,8 +24,9 @@ from absl import app, flags
 from data_pipelines import input_pipeline
 from data_pipelines.synthetic_cxr import findings, generator
 from data_pipelines.tokenizer import load_tokenizer
-from vkd_jax import checkpoint, metrics, workdir as wd
+from vkd_jax import metrics
 from vkd_jax.models.vkd import VKDModel
+from vkd_jax.runs import restore, workdir as wd
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("workdirs", None, "Training workdirs to probe.", required=True)
@@ -65,7 +66,7 @@ def features(workdir: str, split: str, limit: int | None = None) -> dict[str, np
     """The representations, labels and ids of up to `limit` examples of `split`."""
     config = wd.read_config(workdir)
     mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("data",))
-    model, state, _, manager = checkpoint.restore_best(config, workdir, wd.read_model_info(workdir), mesh)
+    model, state, _, manager = restore.restore_best(config, workdir, wd.read_model_info(workdir), mesh)
     manager.close()
     variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
     txt = config.model.text_encoder

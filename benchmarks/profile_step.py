@@ -53,7 +53,7 @@ from benchmarks import (
 from benchmarks.op_kinds import CONTAINERS, KINDS, parse_hlo, part_of, torch_kind
 from benchmarks.step_measure import PreparedStep
 from configs import anchor as anchor_config
-from vkd_jax import train
+from vkd_jax import sharding
 
 
 def log(msg: str) -> None:
@@ -89,7 +89,7 @@ def jax_op_times(events: list[dict], index: dict[str, dict]) -> dict[str, float]
 
 
 def profile_jax(cfg, variant: str, steps: int, warmup: int) -> dict:
-    mesh = train.make_mesh(1)
+    mesh = sharding.make_mesh(1)
     prepared = PreparedStep(cfg, variant=variant, mesh=mesh, vocab=ts.ANCHOR_VOCAB)
     log(f"jax {variant}: compiled in {prepared.compile_s:.1f} s")
     for _ in range(warmup):

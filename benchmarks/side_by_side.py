@@ -125,11 +125,11 @@ def run_interleaved(anchor, config, args) -> tuple[list[dict], list[dict]]:
 
     from benchmarks import train_step as ts
     from benchmarks.step_measure import PreparedStep, add_rates, matmul_peak_tflops
-    from vkd_jax import train
+    from vkd_jax import sharding
 
     options = ts.Options(runs=ts.parse_runs(args.jax_runs.split(",")), steps=args.steps, warmup=args.warmup)
     ts.check_config(config, num_devices=1)
-    mesh = train.make_mesh(1)
+    mesh = sharding.make_mesh(1)
     peak = matmul_peak_tflops()
     size = shapes(config)
     batch = size.batch

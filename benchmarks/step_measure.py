@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vkd_jax import train
+from vkd_jax import sharding, train
 
 NUM_CLASSES = 14
 # What the learning-rate and KL schedules are built for (a step count and an epoch's steps).
@@ -125,7 +125,7 @@ class PreparedStep:
             cached=variant == "frozen_cached",
             seed=config.seed,
         )
-        self.batch = train.shard_batch(host_batch, mesh)
+        self.batch = sharding.shard_batch(host_batch, mesh)
         self.batch_size = batch
         t = time.perf_counter()
         lowered = step_fn.lower(self.state, self.batch)

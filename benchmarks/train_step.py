@@ -19,7 +19,7 @@ progress goes to stderr.
 Variants: `frozen` (BERT frozen, run forward in the step), `finetune` (BERT trained),
 `finetune_attn0` (finetune with attention dropout 0, so the fused attention path applies
 in training), `frozen_cached` (frozen, batches carry `text_features` [B, H] as
-`vkd_jax.text_cache` gives them: no BERT in the step), `image_only` (the image side alone).
+`vkd_jax.runs.text_cache` gives them: no BERT in the step), `image_only` (the image side alone).
 
 Keys of each line: device_kind, platform, jax_version, variant, dtype, attention_impl (the
 kernel 'auto' resolved to; null without BERT in the step), attention_requested, batch,
@@ -57,8 +57,9 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from benchmarks.step_measure import PreparedStep, add_rates, matmul_peak_tflops
-from vkd_jax import config_checks, train
+from vkd_jax import sharding
 from vkd_jax.models import bert as bert_lib
+from vkd_jax.runs import config_checks
 
 VARIANTS = ("frozen", "finetune", "finetune_attn0", "frozen_cached", "image_only")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -196,7 +197,7 @@ def _distinct_runs(config, options: Options, peak: float):
 
 
 def run_all(config, options: Options) -> list[dict]:
-    mesh = train.make_mesh(options.num_devices)
+    mesh = sharding.make_mesh(options.num_devices)
     device = jax.devices()[0]
     peak = matmul_peak_tflops()
     log(f"{device.device_kind} ({jax.default_backend()}), jax {jax.__version__}: bf16 matmul {peak:.3g} TFLOP/s")
@@ -227,7 +228,7 @@ def run_interleaved(config, options: Options) -> list[dict]:
     """`--interleave`: compiles every run first, then times them in turn, one step each per
     round, so that all see the same background load (a shared machine); per-step medians,
     no pipelined figure."""
-    mesh = train.make_mesh(options.num_devices)
+    mesh = sharding.make_mesh(options.num_devices)
     peak = matmul_peak_tflops()
     prepared, lines = [], []
     for cfg, line in _distinct_runs(config, options, peak):

@@ -13,7 +13,7 @@ Every batch is a dict with exactly
   `mask`            float32 [B], 1 for real examples, 0 for padding (eval only);
   `study_id`        int64 [B], host only: `study_keys` of the records' study ids (padding
                     rows: the key of ""), which key the text-feature cache
-                    (`vkd_jax.text_cache`) and group a study's images for the bootstrap;
+                    (`vkd_jax.runs.text_cache`) and group a study's images for the bootstrap;
 and eval batches also carry `image_id` (numpy str [B], host only; "" for padding).
 
 Training batches are augmented when `data.augment` asks (`augment.py`); eval never is.
@@ -107,7 +107,7 @@ def _label_key(data_cfg) -> str:
 
 def prepare(data_cfg: ml_collections.ConfigDict) -> DatasetMeta:
     """Makes sure the dataset is built (generating `synthetic_cxr` if need be). `data_cfg`
-    is a checked config's data section (`vkd_jax.config_checks.validate`)."""
+    is a checked config's data section (`vkd_jax.runs.config_checks.validate`)."""
     if data_cfg.name == SYNTHETIC:
         builder = _builder(data_cfg)
         if not builder.is_prepared():

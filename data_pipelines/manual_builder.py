@@ -164,7 +164,7 @@ def _unique(index: Index) -> list[Entry]:
 
 def _check_one_report_per_study(entries: list[Entry]) -> None:
     """A study's images must share one report (training looks report features up by study,
-    `vkd_jax.text_cache`); raises naming a study whose images differ."""
+    `vkd_jax.runs.text_cache`); raises naming a study whose images differ."""
     first: dict[str, Entry] = {}
     for e in entries:
         seen = first.setdefault(e.study_id, e)

@@ -16,8 +16,9 @@ from transformers import BertConfig
 
 from configs import anchor, demo_scratch
 from tests.e2e import FAST_XLA
-from vkd_jax import config_checks, losses
+from vkd_jax import losses
 from vkd_jax.models import bert as bert_lib, create_model
+from vkd_jax.runs import config_checks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--config=configs/anchor.py:tiny", "--steps=2", "--warmup=1"]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from transformers import BertConfig
 
-from vkd_jax import weights
 from vkd_jax.models import bert
+from vkd_jax.pretrained import files as weights
 
 B, L = 3, 8
 

@@ -3,7 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vkd_jax import checkpoint, train
+from vkd_jax import train
+from vkd_jax.runs import checkpoint
 
 
 def _state(step, value):

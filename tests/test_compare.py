@@ -173,7 +173,7 @@ def test_prereg_plan_runs_the_later_methods_last_and_every_config_validates():
     own changes and no tuned setting; every planned config passes the config checks."""
     from benchmarks import prereg
     from configs import synthetic_bench
-    from vkd_jax import config_checks
+    from vkd_jax.runs import config_checks
 
     chosen = {"vkd": "beta0.3", "distill": "w0.5_t2", "report_aux": "w0.01"}
     plan = prereg.cells_plan(chosen, ["base", "noisy"], list(prereg.METHODS), [0, 1])

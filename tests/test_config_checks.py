@@ -1,7 +1,7 @@
 import pytest
 
 from configs import demo, demo_scratch, mimic
-from vkd_jax.config_checks import ConfigError, validate
+from vkd_jax.runs.config_checks import ConfigError, validate
 
 
 def test_shipped_configs_are_valid():
@@ -99,7 +99,7 @@ def test_a_saved_kl_weight_becomes_beta(tmp_path):
     """Workdirs of 0.1.0 saved `train.kl_weight` on a per-label mean BCE: beta = 14 x it."""
     import json
 
-    from vkd_jax import workdir
+    from vkd_jax.runs import workdir
 
     cfg = demo_scratch.get_config().to_dict()
     cfg["train"].pop("beta")

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vkd_jax import weights
 from vkd_jax.models import densenet
+from vkd_jax.pretrained import files as weights
 
 TINY_FEATURES = 47  # 16 -> +24 -> 20 -> +24 -> 22 -> +24 -> 23 -> +24
 # Smaller still, for the tests that compile several programs (XLA compile time

@@ -5,7 +5,8 @@ import numpy as np
 import optax
 
 from tests.test_train import BATCH, _batch, _config, _setup
-from vkd_jax import evaluation, metrics, train
+from vkd_jax import inference, metrics, sharding
+from vkd_jax.runs import evaluation
 
 
 def _eval_batches():
@@ -26,7 +27,7 @@ def test_eight_devices_predict_like_one():
     preds = []
     for n in (1, 8):
         mesh, model, state, _ = _setup(cfg, n, optax.sgd(0.1))
-        eval_step = train.make_eval_step(model, mesh, num_samples=2, with_kl=True)
+        eval_step = inference.make_eval_step(model, mesh, num_samples=2, with_kl=True)
         preds.append(evaluation.predict_split(state, eval_step, iter(_eval_batches()), mesh, jax.random.key(3)))
     one, eight = preds
     assert set(one) == {"probs", "spreads", "kl", "labels", "label_mask", "study_id"}
@@ -47,7 +48,7 @@ def test_eight_devices_predict_like_one():
 def test_gather_ids_keeps_int64_in_global_batch_order():
     """The several-process path (each process's rows of every batch -> the global batches'
     ids), here with one process holding all 8 devices: int64 survives JAX without x64."""
-    mesh = train.make_mesh(8)
+    mesh = sharding.make_mesh(8)
     ids = np.array([[2**62 + 5, -1, -(2**40), 7] * 4, [3, 2**33, -(2**63), 2**63 - 1] * 4], np.int64)
     gathered = evaluation._gather_ids(ids, mesh)
     assert gathered.dtype == np.int64

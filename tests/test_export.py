@@ -13,7 +13,8 @@ import numpy as np
 from PIL import Image
 
 from tests.e2e import load_json, run_mode
-from vkd_jax import export, workdir as wd
+from vkd_jax.runs import workdir as wd
+from vkd_jax.serving import export
 
 # A fresh interpreter: the artifact's load.py alone (never vkd_jax, flax or TensorFlow).
 _LOAD = """

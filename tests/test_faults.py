@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from tests.e2e import TRAINED_ARGS, load_json, run_py
-from vkd_jax import checkpoint, train, workdir as wd
+from vkd_jax import sharding
+from vkd_jax.runs import checkpoint, restore, workdir as wd
 
 TIMEOUT_S = 600
 
@@ -26,8 +27,8 @@ def _same_end(workdir, trained_dir) -> None:
     # The same weights: both best checkpoints, restored here (8 devices, as they were written).
     states = []
     for w in (workdir, trained_dir):
-        _, state, _, manager = checkpoint.restore_best(
-            wd.read_config(str(w)), str(w), wd.read_model_info(str(w)), train.make_mesh(8)
+        _, state, _, manager = restore.restore_best(
+            wd.read_config(str(w)), str(w), wd.read_model_info(str(w)), sharding.make_mesh(8)
         )
         manager.close()
         states.append(jax.device_get(state.params))

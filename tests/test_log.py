@@ -2,7 +2,7 @@
 
 import pytest
 
-from vkd_jax import log
+from vkd_jax.runs import log
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from tests.e2e import ROOT, TRAINED_ARGS, load_json, run_py, subprocess_env
-from vkd_jax import experiment, report, workdir as wd
+from vkd_jax.runs import report, training as experiment, workdir as wd
 
 TIMEOUT_S = 420
 
@@ -43,11 +43,13 @@ def _finish(procs) -> list[str]:
 GATHER = """
 import json, sys
 import numpy as np
-from vkd_jax import distributed, evaluation, train
+from vkd_jax.runs import distributed, evaluation
+from vkd_jax import train
+from vkd_jax import sharding
 distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))
 p = int(sys.argv[2])
 ids = np.array([[(b * 8 + p * 4 + r - 5) * 2**40 + 1 for r in range(4)] for b in range(2)], np.int64)
-print("IDS", json.dumps(evaluation._gather_ids(ids, train.make_mesh()).tolist()), flush=True)
+print("IDS", json.dumps(evaluation._gather_ids(ids, sharding.make_mesh()).tolist()), flush=True)
 """
 
 

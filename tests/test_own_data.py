@@ -12,7 +12,7 @@ from configs import demo_scratch
 from data_pipelines import datasets, labels as L
 from data_pipelines.synthetic_cxr import generator
 from tests.test_real_datasets import _records
-from vkd_jax import config_checks
+from vkd_jax.runs import config_checks
 
 SIZE = 32
 

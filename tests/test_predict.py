@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from tests.e2e import load_json, run_mode
-from vkd_jax import predict, workdir as wd
+from vkd_jax.runs import workdir as wd
+from vkd_jax.serving import predict
 
 
 def _images(folder, n: int, seed: int = 0) -> list[str]:

@@ -113,7 +113,7 @@ def test_predictor_equals_predict_mode_and_takes_paths_and_arrays(trained, tmp_p
 
 
 def test_batches_are_padded_to_few_sizes():
-    from vkd_jax.predictor import Predictor
+    from vkd_jax.serving.predictor import Predictor
 
     p = Predictor.__new__(Predictor)  # padded_size reads the mesh size and the batch size only
     p.mesh, p.batch_size = types.SimpleNamespace(size=2), 24

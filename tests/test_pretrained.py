@@ -14,8 +14,9 @@ import optax
 import pytest
 
 from configs import mimic
-from vkd_jax import pretrained, train, weights
+from vkd_jax import sharding, train
 from vkd_jax.models import create_model
+from vkd_jax.pretrained import encoders as pretrained, files as weights
 
 torch = pytest.importorskip("torch")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,9 +61,9 @@ def test_mimic_config_loads_both_encoders_and_logs_it(tmp_path, caplog):
     assert "pooler.dense.weight" in log  # unused keys are named
     assert encoders.text_config.hidden_size == 32  # the checkpoint's architecture, not BERT-base
 
-    mesh = train.make_mesh(1)
+    mesh = sharding.make_mesh(1)
     model = create_model(
-        cfg.model, num_classes=14, vocab_size=90, axis_name=train.AXIS, text_config=encoders.text_config
+        cfg.model, num_classes=14, vocab_size=90, axis_name=sharding.AXIS, text_config=encoders.text_config
     )
     state = train.create_train_state(model, optax.sgd(0.1), jax.random.key(0), mesh, image_size=32, max_length=8)
     state = pretrained.apply(state, encoders, mesh)

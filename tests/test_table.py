@@ -16,7 +16,7 @@ from data_pipelines import build, datasets, labels as L
 from data_pipelines.table import options as table_options, read
 from tests.fabricate import chexpert_plus as fab_chexpert_plus, common, table as fab
 from tests.test_real_datasets import _records
-from vkd_jax import config_checks
+from vkd_jax.runs import config_checks
 
 SIZE = 32
 

@@ -7,7 +7,8 @@ import pytest
 
 from configs import demo
 from tests.test_train import _batch, _config, _setup
-from vkd_jax import text_cache, train
+from vkd_jax import inference, sharding
+from vkd_jax.runs import text_cache
 
 PAD = -7  # the padding rows' study key in these batches (the pipeline's is that of "")
 
@@ -112,20 +113,20 @@ def test_training_with_the_cache_equals_training_without():
     runs = []
     for cached in (False, True):
         mesh, model, state, step = _setup(cfg, 2, optax.sgd(0.1))  # Adam would amplify float noise
-        encode = train.make_text_encode_step(model, mesh)
+        encode = inference.make_text_encode_step(model, mesh)
         batches = [_batch(i) | {"study_id": np.arange(16) + 100 * i} for i in range(3)]
         if cached:
             # Short length buckets: chunks are cut below the batches' padded length.
             cache = text_cache.build(
-                batches, lambda b: encode(state, train.shard_batch(b, mesh)), 16, train.to_host, length_bucket=4
+                batches, lambda b: encode(state, sharding.shard_batch(b, mesh)), 16, sharding.to_host, length_bucket=4
             )
-            full_length = train.to_host(encode(state, train.shard_batch(batches[0], mesh)))
+            full_length = sharding.to_host(encode(state, sharding.shard_batch(batches[0], mesh)))
             batches = list(cache.wrap(batches))
             np.testing.assert_allclose(batches[0]["text_features"], full_length, rtol=1e-4, atol=5e-5)
             assert batches[0]["text_features"].shape == (16, cfg.model.text_encoder.hidden_size)
         losses = []
         for batch in batches:
-            state, metrics = step(state, train.shard_batch(batch, mesh))
+            state, metrics = step(state, sharding.shard_batch(batch, mesh))
             losses.append(float(metrics["loss"]))
         runs.append((losses, jax.device_get(state.params)))
     np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-5)

@@ -12,8 +12,8 @@ import pytest
 
 from configs import default
 from data_pipelines import preprocess
-from vkd_jax import weights
 from vkd_jax.models.densenet import DenseNet121
+from vkd_jax.pretrained import files as weights
 
 torch = pytest.importorskip("torch")
 xrv = pytest.importorskip("torchxrayvision")  # importable beside a CPU-only torch: tests/conftest.py

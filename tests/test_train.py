@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from configs import demo_scratch as demo
-from vkd_jax import losses, train
+from vkd_jax import inference, losses, sharding, train
 from vkd_jax.models import create_model
 
 BATCH, IMAGE, TOKENS, SAMPLES = 16, 32, 12, 2
@@ -58,9 +58,9 @@ OBJECTIVE = losses.Objective(
 
 
 def _setup(cfg, num_devices, tx, kl_schedule=lambda step: jnp.float32(0.1)):
-    mesh = train.make_mesh(num_devices)
+    mesh = sharding.make_mesh(num_devices)
     aux = cfg.train.report_aux_weight > 0
-    model = create_model(cfg.model, num_classes=14, vocab_size=64, axis_name=train.AXIS, report_aux=aux)
+    model = create_model(cfg.model, num_classes=14, vocab_size=64, axis_name=sharding.AXIS, report_aux=aux)
     state = train.create_train_state(model, tx, jax.random.key(0), mesh, image_size=IMAGE, max_length=TOKENS)
     objective = dataclasses.replace(OBJECTIVE, report_aux_weight=cfg.train.report_aux_weight)
     step = train.make_train_step(
@@ -84,7 +84,7 @@ def test_eight_devices_match_one_device(kind):
     results = []
     for n in (1, 8):
         mesh, _, state, step = _setup(cfg, n, tx)
-        batch = train.shard_batch(_batch(0), mesh)
+        batch = sharding.shard_batch(_batch(0), mesh)
         assert len(batch["image"].sharding.device_set) == n
         new_state, metrics = step(state, batch)
         results.append(jax.device_get((new_state.params, new_state.batch_stats, metrics)))
@@ -108,7 +108,7 @@ def test_gradient_equals_the_unsharded_reference():
     mesh, _, state, step = _setup(cfg, 8, optax.sgd(lr))
     params0, stats0 = jax.device_get((state.params, state.batch_stats))  # state is donated below
     batch = _batch(1)
-    new_state, _ = step(state, train.shard_batch(batch, mesh))
+    new_state, _ = step(state, sharding.shard_batch(batch, mesh))
     # Reference: no shard_map, no axis name, same per-example noise.
     model = create_model(cfg.model, num_classes=14, vocab_size=64, axis_name=None)
     rng = jax.random.fold_in(jax.random.split(jax.random.key(0))[1], 0)
@@ -144,7 +144,7 @@ def test_step_is_traced_once_and_devices_draw_different_noise():
     mesh, _, state, step = _setup(cfg, 8, optax.adam(1e-3), kl_schedule)
     losses_seen = []
     for i in range(4):
-        state, metrics = step(state, train.shard_batch(_batch(i), mesh))
+        state, metrics = step(state, sharding.shard_batch(_batch(i), mesh))
         losses_seen.append(float(metrics["loss"]))
     assert len(traces) == 1
     assert int(state.step) == 4
@@ -154,23 +154,23 @@ def test_step_is_traced_once_and_devices_draw_different_noise():
 def test_eval_step_scores_each_example_with_prior_samples():
     cfg = _config("vkd")
     mesh, model, state, _ = _setup(cfg, 8, optax.sgd(0.1))
-    eval_step = train.make_eval_step(model, mesh, num_samples=4)
+    eval_step = inference.make_eval_step(model, mesh, num_samples=4)
     batch = _batch(2)
-    mean, std, _ = eval_step(state, train.shard_batch(batch, mesh), jax.random.key(5))
+    mean, std, _ = eval_step(state, sharding.shard_batch(batch, mesh), jax.random.key(5))
     assert mean.shape == std.shape == (BATCH, 14)
     assert np.all((0 < np.asarray(mean)) & (np.asarray(mean) < 1))
     assert np.all(np.asarray(std) > 0)  # samples of the prior differ
     # The prior path never reads the report.
     no_text = dict(batch, input_ids=np.zeros_like(batch["input_ids"]))
-    mean2, _, _ = eval_step(state, train.shard_batch(no_text, mesh), jax.random.key(5))
+    mean2, _, _ = eval_step(state, sharding.shard_batch(no_text, mesh), jax.random.key(5))
     np.testing.assert_allclose(mean2, mean, rtol=1e-6)
     # Same result on one device.
-    mesh1 = train.make_mesh(1)
+    mesh1 = sharding.make_mesh(1)
     state1 = train.create_train_state(
         model, optax.sgd(0.1), jax.random.key(0), mesh1, image_size=IMAGE, max_length=TOKENS
     )
-    mean1, _, _ = train.make_eval_step(model, mesh1, num_samples=4)(
-        state1, train.shard_batch(batch, mesh1), jax.random.key(5)
+    mean1, _, _ = inference.make_eval_step(model, mesh1, num_samples=4)(
+        state1, sharding.shard_batch(batch, mesh1), jax.random.key(5)
     )
     np.testing.assert_allclose(mean1, mean, rtol=1e-5, atol=1e-6)
 
@@ -185,13 +185,13 @@ def test_the_control_never_reads_the_report_and_distill_predicts_from_the_image(
         losses_seen = []
         for b in (batch, other_report):
             mesh, model, state, step = _setup(cfg, 1, optax.sgd(0.0))  # the step donates its state
-            eval_step = train.make_eval_step(model, mesh, num_samples=2)
-            mean = np.asarray(eval_step(state, train.shard_batch(b, mesh), jax.random.key(1))[0])
+            eval_step = inference.make_eval_step(model, mesh, num_samples=2)
+            mean = np.asarray(eval_step(state, sharding.shard_batch(b, mesh), jax.random.key(1))[0])
             if part is None:
                 assert "text_encoder" not in state.params
             else:
                 assert part in state.params
-            losses_seen.append(float(step(state, train.shard_batch(b, mesh))[1]["loss"]))
+            losses_seen.append(float(step(state, sharding.shard_batch(b, mesh))[1]["loss"]))
             if b is batch:
                 first_mean = mean
         np.testing.assert_allclose(mean, first_mean, rtol=1e-6)  # test time reads the image only
@@ -205,8 +205,8 @@ def test_eval_step_reports_each_examples_kl_on_request():
     cfg = _config("vkd")
     mesh, model, state, _ = _setup(cfg, 8, optax.sgd(0.1))
     batch = _batch(4)
-    _, _, kl = train.make_eval_step(model, mesh, num_samples=2, with_kl=True)(
-        state, train.shard_batch(batch, mesh), jax.random.key(0)
+    _, _, kl = inference.make_eval_step(model, mesh, num_samples=2, with_kl=True)(
+        state, sharding.shard_batch(batch, mesh), jax.random.key(0)
     )
     variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
     h = model.apply(variables, batch["image"], train=False, method=type(model).encode_image)
@@ -215,7 +215,7 @@ def test_eval_step_reports_each_examples_kl_on_request():
     p = model.apply(variables, h, train=False, method=lambda m, h, train: m.prior(h, train=train))
     np.testing.assert_allclose(kl, losses.kl_diag_gaussians(*q, *p), rtol=1e-4, atol=1e-6)
     assert np.all(np.asarray(kl) > 0)
-    _, _, no_kl = train.make_eval_step(model, mesh, num_samples=2)(
-        state, train.shard_batch(batch, mesh), jax.random.key(0)
+    _, _, no_kl = inference.make_eval_step(model, mesh, num_samples=2)(
+        state, sharding.shard_batch(batch, mesh), jax.random.key(0)
     )
     assert not np.any(np.asarray(no_kl))

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import transformers
 
-from vkd_jax import weights
 from vkd_jax.models.bert import Bert
 from vkd_jax.models.densenet import DenseNet121, torch_key
+from vkd_jax.pretrained import files as weights
 
 torch = pytest.importorskip("torch")
 

@@ -8,7 +8,7 @@ def __getattr__(name: str):
     """`vkd_jax.Predictor` and `vkd_jax.Prediction`, imported on first use (so `import vkd_jax`
     stays light: no JAX until a model is wanted)."""
     if name in ("Predictor", "Prediction"):
-        from vkd_jax import predictor
+        from vkd_jax.serving import predictor
 
         return getattr(predictor, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

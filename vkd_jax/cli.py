@@ -15,6 +15,8 @@ import sys
 
 import ml_collections
 
+from vkd_jax.errors import UsageError, one_line
+
 # Fields a saved config may have overridden by eval, predict or export: how a trained model is
 # evaluated, not what it is.
 EVAL_FIELDS = ("eval.", "model.eval_samples", "train.eval_batch_size", "data.data_dir", "num_devices")
@@ -36,24 +38,6 @@ COMMAND_USAGE = (
     + "".join(f"  {name:<8} {what}\n" for name, what in COMMANDS.items())
     + "\n`vkd-jax COMMAND --help` lists the flags; `vkd-jax-build --help`: the dataset build command."
 )
-
-
-class UsageError(ValueError):
-    """A command line that cannot run (bad flag combination, bad override)."""
-
-
-# How training can stop early; defined here, not in `experiment` (TensorFlow), so that every
-# command can tell them apart without importing what only train and eval need.
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or Inf loss; the last good checkpoint is left as it was."""
-
-
-class Preempted(Exception):
-    """SIGTERM (a cluster's preemption notice): a checkpoint was saved, training stopped."""
-
-
-def one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def fail(message: str) -> None:

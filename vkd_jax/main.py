@@ -14,7 +14,7 @@ checkpoint. Evaluation, prediction and export read the config the training saved
 (eval also takes `--config`); without `--config` they take overrides of the evaluation fields, e.g.
 `--config.eval.figures=false`. A failure is one `error:` line (exit status 2); `--debug` shows
 its traceback instead. Several processes (TPU pods, multi-node GPUs): see
-`vkd_jax/distributed.py` and the README.
+`vkd_jax/runs/distributed.py` and the README.
 """
 
 import os
@@ -28,7 +28,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import configs
-from vkd_jax import cli
+from vkd_jax import cli, errors
 
 FLAGS = flags.FLAGS
 _FLAGS = [
@@ -86,30 +86,30 @@ def _parse_flags(argv):
     try:
         argv, overrides = cli.split_overrides([_config_arg(a) for a in argv])
         rest = FLAGS(argv)  # loads the config file and applies its overrides
-    except (flags.Error, cli.UsageError) as e:
-        cli.fail(cli.one_line(e))
+    except (flags.Error, errors.UsageError) as e:
+        cli.fail(errors.one_line(e))
     except Exception as e:  # noqa: BLE001 - a config file, or an override of it, can raise anything
         if "--debug" in argv:
             raise
-        cli.fail(f"--config: {cli.one_line(e)}")
+        cli.fail(f"--config: {errors.one_line(e)}")
     _saved_config_overrides.extend(overrides)
     return rest
 
 
 def _config_for(mode: str):
-    from vkd_jax import config_checks, workdir as wd
+    from vkd_jax.runs import workdir as wd
 
     if mode == "train" and not FLAGS["config"].present:
-        raise cli.UsageError("--config is required to train (e.g. --config=configs/demo.py)")
+        raise errors.UsageError("--config is required to train (e.g. --config=configs/demo.py)")
     if mode in ("predict", "export") and FLAGS["config"].present:
-        raise cli.UsageError(f"{mode} mode uses the config saved in --workdir; leave out --config")
+        raise errors.UsageError(f"{mode} mode uses the config saved in --workdir; leave out --config")
     if FLAGS["config"].present:
         try:
             config = FLAGS.config
             config.keys()  # a file that failed to load raises on first use
             return config
         except Exception as e:  # noqa: BLE001 - a config file can raise anything
-            raise config_checks.ConfigError(f"--config: {cli.one_line(e)}") from e
+            raise errors.ConfigError(f"--config: {errors.one_line(e)}") from e
     config = wd.read_config(FLAGS.workdir)
     cli.apply_overrides(config, _saved_config_overrides)
     return config
@@ -125,58 +125,42 @@ def _absl_main(argv):
     except Exception as e:  # noqa: BLE001 - every failure becomes one line unless --debug
         if FLAGS.debug:
             raise
-        if isinstance(e, cli.Preempted):
+        if isinstance(e, errors.Preempted):
             logging.warning("%s", e)
             print(str(e), file=sys.stderr)
             sys.exit(cli.PREEMPTED_EXIT_CODE)
         logging.error("%s", e)
-        if not isinstance(e, _user_errors()):
-            cli.fail(f"unexpected {type(e).__name__}: {cli.one_line(e)} (rerun with --debug for the traceback)")
-        cli.fail(cli.one_line(e))
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """The failures a user can cause (their message says what to do)."""
-    from vkd_jax import checkpoint, config_checks, weights, workdir as wd
-
-    return (
-        FileNotFoundError,
-        cli.UsageError,
-        config_checks.ConfigError,
-        weights.WeightsError,
-        cli.NonFiniteLossError,
-        checkpoint.StorageError,
-        checkpoint.RestoreError,
-        wd.RunFileError,
-    )
+        if not isinstance(e, errors.USER_ERRORS):
+            cli.fail(f"unexpected {type(e).__name__}: {errors.one_line(e)} (rerun with --debug for the traceback)")
+        cli.fail(errors.one_line(e))
 
 
 def _main(argv):
     if len(argv) > 1:
-        raise cli.UsageError(f"unexpected arguments: {argv[1:]}")
+        raise errors.UsageError(f"unexpected arguments: {argv[1:]}")
     if FLAGS.mode == "predict" and not FLAGS.input:
-        raise cli.UsageError("--mode=predict needs --input=FILE_OR_DIR_OR_GLOB")
+        raise errors.UsageError("--mode=predict needs --input=FILE_OR_DIR_OR_GLOB")
     if FLAGS.mode == "export" and not FLAGS.output:
-        raise cli.UsageError("--mode=export needs --output=DIR (a new or empty directory)")
-    from vkd_jax import distributed  # after flag parsing: keeps --help fast
+        raise errors.UsageError("--mode=export needs --output=DIR (a new or empty directory)")
+    from vkd_jax.runs import distributed  # after flag parsing: keeps --help fast
 
     try:  # before any JAX computation
         distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     except ValueError as e:
-        raise cli.UsageError(str(e)) from None
-    from vkd_jax import log
+        raise errors.UsageError(str(e)) from None
+    from vkd_jax.runs import log
 
     log.quiet_library_logs()
     config = _config_for(FLAGS.mode)
     if FLAGS.mode in ("train", "eval"):
-        from vkd_jax import experiment  # TensorFlow (tf.data): only the modes that read a dataset
+        from vkd_jax.runs import training as experiment  # TensorFlow (tf.data): only the modes that read a dataset
 
         if FLAGS.mode == "train":
             experiment.train_and_evaluate(config, FLAGS.workdir)
         else:
             experiment.evaluate_checkpoint(config, FLAGS.workdir, FLAGS.split)
     elif FLAGS.mode == "export":
-        from vkd_jax import export
+        from vkd_jax.serving import export
 
         meta = export.export_model(config, FLAGS.workdir, FLAGS.output)
         print(
@@ -184,7 +168,7 @@ def _main(argv):
             f"({', '.join(meta['platforms'])}); load it with {FLAGS.output}/load.py (jax and numpy only)"
         )
     else:
-        from vkd_jax import predict
+        from vkd_jax.serving import predict
 
         output = FLAGS.output or os.path.join(FLAGS.workdir, "predictions.csv")
         done = predict.predict_files(config, FLAGS.workdir, FLAGS.input, output)
@@ -213,8 +197,8 @@ def command() -> None:
         return
     try:
         argv = cli.command_argv(sys.argv)
-    except cli.UsageError as e:
-        cli.fail(cli.one_line(e))
+    except errors.UsageError as e:
+        cli.fail(errors.one_line(e))
     if argv is None:
         print(cli.COMMAND_USAGE)
         return

@@ -1,4 +1,4 @@
-"""Train state, the data-parallel train step and the eval step.
+"""Train state and the data-parallel train step.
 
 One jit-compiled function per step: `jax.jit` over `jax.shard_map` on a one-axis mesh
 `('data',)`. Parameters, optimiser state and RNG are replicated (`P()`), the batch is
@@ -13,7 +13,8 @@ pmap recipe, would be a no-op at best, and taking the gradient of the unreduced 
 loss would give N times the gradient.
 
 `build_state` and `build_train_step` make the state and the step of a config, as training
-does; benchmarks/train_step.py times exactly these.
+does; benchmarks/train_step.py times exactly these. The device layer (mesh, sharded batches)
+is `vkd_jax.sharding`, prediction (the eval step, the export's prior path) `vkd_jax.inference`.
 """
 
 from __future__ import annotations
@@ -28,16 +29,12 @@ import optax
 import transformers
 from flax import struct
 from jax import lax
-from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from vkd_jax import losses, optim, schedules
 from vkd_jax.models import create_model
 from vkd_jax.models.vkd import VKDModel
-
-AXIS = "data"
-# Keys of a batch that go to the device; anything else (ids) stays on the host.
-DEVICE_KEYS = ("image", "input_ids", "attention_mask", "labels", "label_mask", "mask", "text_features")
+from vkd_jax.sharding import AXIS, example_ids
 
 
 class TrainState(struct.PyTreeNode):
@@ -56,21 +53,6 @@ class TrainState(struct.PyTreeNode):
             batch_stats=batch_stats,
             opt_state=opt_state,
         )
-
-
-def make_mesh(num_devices: int | None = None) -> Mesh:
-    """A one-axis `('data',)` mesh over the first `num_devices` devices (all by default)."""
-    devices = jax.devices()
-    n = num_devices or len(devices)
-    if n > len(devices):
-        raise ValueError(f"asked for {n} devices, only {len(devices)} are visible")
-    return Mesh(np.asarray(devices[:n]), (AXIS,))
-
-
-def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """Places this process's part of the global batch on the mesh, sharded over `'data'`."""
-    sharding = NamedSharding(mesh, P(AXIS))
-    return {k: jax.make_array_from_process_local_data(sharding, batch[k]) for k in DEVICE_KEYS if k in batch}
 
 
 def dummy_inputs(
@@ -114,11 +96,6 @@ def create_train_state(
     return jax.jit(init, out_shardings=shardings)(param_rng)
 
 
-def _example_ids(local_batch: int) -> jax.Array:
-    """Global indices of this device's examples within the global batch."""
-    return lax.axis_index(AXIS) * local_batch + jnp.arange(local_batch)
-
-
 def make_train_step(
     model: VKDModel,
     mesh: Mesh,
@@ -141,7 +118,7 @@ def make_train_step(
         dropout_rng, noise_rng = jax.random.split(rng)
         dropout_rng = jax.random.fold_in(dropout_rng, lax.axis_index(AXIS))
         local_batch = batch["image"].shape[0]
-        noise = losses.per_example_normal(noise_rng, _example_ids(local_batch), (num_samples, model.latent_dim))
+        noise = losses.per_example_normal(noise_rng, example_ids(local_batch), (num_samples, model.latent_dim))
         kl_scale = kl_schedule(state.step)
 
         def loss_fn(params):
@@ -244,70 +221,3 @@ def build_train_step(
         objective=losses.Objective.from_config(config.train),
         pos_weight=pos_weight,
     )
-
-
-def make_text_encode_step(model: VKDModel, mesh: Mesh) -> Callable:
-    """Returns `encode(state, batch) -> [B, H]`: pooled report features of a frozen encoder."""
-
-    def encode_fn(state: TrainState, batch):
-        return model.apply(
-            {"params": state.params},
-            batch["input_ids"],
-            batch["attention_mask"],
-            train=False,
-            method=VKDModel.encode_text,
-        )
-
-    mapped = jax.shard_map(encode_fn, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=P(AXIS))
-    return jax.jit(mapped)
-
-
-def shared_noise_draw(rng: jax.Array, num_samples: int, latent_dim: int) -> jax.Array:
-    """`[S, 1, D]` standard normal: the one latent draw every example shares under
-    `make_eval_step(shared_noise=True)` (predict mode, the Predictor, the exported model)."""
-    return jax.random.normal(rng, (num_samples, 1, latent_dim))
-
-
-def make_eval_step(
-    model: VKDModel, mesh: Mesh, *, num_samples: int, with_kl: bool = False, shared_noise: bool = False
-) -> Callable:
-    """Returns `eval_step(state, batch, rng) -> (prob_mean, prob_std, kl)`: `[B, K]`, `[B, K]`, `[B]`.
-
-    Probabilities are averaged over `num_samples` test-time latent samples (the prior for
-    `vkd`); their standard deviation over samples is a per-class uncertainty. `kl` is
-    KL(q(z|x,t) || p(z|x)) of each example with `with_kl` for `vkd` (it reads the report),
-    else zeros. The noise of the samples is keyed by each example's place in the batch;
-    with `shared_noise` every example gets the same `[S, D]` draw of `rng` instead, so an
-    example's prediction depends on it alone, not on its batch or place (predict mode).
-    """
-
-    def eval_fn(state: TrainState, batch, rng):
-        local_batch = batch["image"].shape[0]
-        if shared_noise:
-            draw = shared_noise_draw(rng, num_samples, model.latent_dim)
-            noise = jnp.broadcast_to(draw, (num_samples, local_batch, model.latent_dim))
-        else:
-            noise = losses.per_example_normal(rng, _example_ids(local_batch), (num_samples, model.latent_dim))
-        kl_wanted = with_kl and model.kind == "vkd"
-        out = model.apply(
-            {"params": state.params, "batch_stats": state.batch_stats},
-            batch["image"],
-            batch["input_ids"],
-            batch["attention_mask"],
-            noise,
-            text_features=batch.get("text_features"),
-            method=VKDModel.predict_with_kl if kl_wanted else VKDModel.predict,
-        )
-        logits, kl = out if kl_wanted else (out, jnp.zeros((local_batch,), jnp.float32))
-        probs = jax.nn.sigmoid(logits)
-        return probs.mean(axis=0), probs.std(axis=0), kl
-
-    mapped = jax.shard_map(eval_fn, mesh=mesh, in_specs=(P(), P(AXIS), P()), out_specs=(P(AXIS), P(AXIS), P(AXIS)))
-    return jax.jit(mapped)
-
-
-def to_host(x: jax.Array) -> np.ndarray:
-    """The whole (global) array on every process's host."""
-    if jax.process_count() == 1:
-        return np.asarray(x)
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))

@@ -140,7 +140,7 @@ class VKDModel(nn.Module):
 
     def encode_text(self, input_ids, attention_mask, *, train: bool, text_features=None):
         """Pooled report features `[B, H]`; `text_features` (a frozen encoder's cached
-        output, see `vkd_jax.text_cache`) skips the encoder."""
+        output, see `vkd_jax.runs.text_cache`) skips the encoder."""
         if text_features is not None:
             return text_features
         hidden = self.text_encoder(input_ids, attention_mask, deterministic=not train or self.freeze_text_encoder)

@@ -10,8 +10,9 @@ import transformers
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from vkd_jax import weights
+from vkd_jax import errors
 from vkd_jax.models.vkd import reads_report
+from vkd_jax.pretrained import files as weights
 
 
 @dataclasses.dataclass
@@ -38,7 +39,7 @@ def load(model_cfg, *, image_channels: int) -> PretrainedEncoders:
         )
         report.log("text encoder")
         if txt.max_length > out.text_config.max_position_embeddings:
-            raise weights.WeightsError(
+            raise errors.WeightsError(
                 f"config.model.text_encoder.max_length={txt.max_length} exceeds the {txt.init_from} checkpoint's "
                 f"max_position_embeddings={out.text_config.max_position_embeddings}"
             )
@@ -66,7 +67,7 @@ def load(model_cfg, *, image_channels: int) -> PretrainedEncoders:
 def check_vocabulary(pretrained: PretrainedEncoders, tokenizer_size: int, source: str) -> None:
     """Token ids past the embedding table would be clamped silently by XLA: refuse them."""
     if pretrained.text_config is not None and tokenizer_size > pretrained.text_config.vocab_size:
-        raise weights.WeightsError(
+        raise errors.WeightsError(
             f"the tokenizer ({source}) has {tokenizer_size} tokens, more than the text encoder's "
             f"{pretrained.text_config.vocab_size}-row embedding table: use the checkpoint's own tokenizer"
         )
@@ -89,4 +90,4 @@ def _check_structure(expected, got) -> None:
     want = jax.tree.map(lambda x: x.shape, expected)
     have = jax.tree.map(lambda x: x.shape, got)
     if jax.tree.structure(want) != jax.tree.structure(have) or want != have:
-        raise weights.WeightsError("pretrained weights do not fit the model built from the config")
+        raise errors.WeightsError("pretrained weights do not fit the model built from the config")

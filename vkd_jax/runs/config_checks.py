@@ -8,6 +8,7 @@ import os
 from data_pipelines import labels, preprocess  # numpy only, no TensorFlow
 from data_pipelines.table import options as table_options
 from vkd_jax import optim, schedules
+from vkd_jax.errors import ConfigError
 from vkd_jax.models import ATTENTION_IMPLS, DTYPES
 from vkd_jax.models.vkd import KINDS, POSTERIOR_INPUTS, TEXT_POOLING, reads_report
 
@@ -15,10 +16,6 @@ POS_WEIGHTS = ("none", "balanced", "reference")
 THRESHOLD_METHODS = ("youden", "f1")
 # data.augment: each range's upper limit (uniform draws in +- the value).
 AUGMENT_LIMITS = {"rotation": 45.0, "scale": 0.5, "translate": 0.5, "brightness": 1.0, "contrast": 0.9}
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work."""
 
 
 def _choice(config, path: str, choices) -> None:
@@ -119,7 +116,7 @@ def _without_reports(data) -> str | None:
 
 def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
     """Raises `ConfigError` for the first field that is out of range or inconsistent.
-    The one check of a config: run once, before any work (`vkd_jax.sessions`)."""
+    The one check of a config: run once, before any work (`vkd_jax.runs.sessions`)."""
     _finite(config)
     _check_data(config.data)
     _choice(config, "model.kind", KINDS)

@@ -6,12 +6,12 @@
 
 The model, class names, image size and thresholds come from the training workdir
 (`config.json`, `model_info.json`, `thresholds.json`, the best checkpoint restored by
-`checkpoint.restore_best`). An input is read as the dataset build reads a source image
+`restore.restore_best`). An input is read as the dataset build reads a source image
 (`data_pipelines.user_images`) and preprocessed by `data_pipelines.preprocess`, the numpy
 port of the eval pipeline. Batches are padded to the devices times a power of two, at most
 `batch_size`, so the model compiles for a handful of shapes at most. Every image gets the
 same latent noise (`make_eval_step(shared_noise=True)`): a prediction depends on the image
-alone. Predict mode (`vkd_jax.predict`) runs this class.
+alone. Predict mode (`vkd_jax.serving.predict`) runs this class.
 """
 
 from __future__ import annotations
@@ -24,18 +24,12 @@ import numpy as np
 from absl import logging
 
 from data_pipelines import image_checks, preprocess, user_images
-from vkd_jax import checkpoint, config_checks, train, workdir as wd
+from vkd_jax import errors, inference, sharding
 from vkd_jax.models.vkd import IMAGE_ONLY_AT_TEST
+from vkd_jax.runs import restore, workdir as wd
 
 DEFAULT_THRESHOLD = 0.5  # the calls of a run without saved thresholds
 CHUNK = 256  # inputs decoded at a time (bounds host memory on long lists)
-NOISE_FOLD = 1  # the prediction noise's key: fold_in(key(config.seed), NOISE_FOLD)
-
-
-def noise_rng(seed: int) -> jax.Array:
-    """The key of the one latent draw every prediction shares (`train.shared_noise_draw`);
-    the exported model closes over the same draw."""
-    return jax.random.fold_in(jax.random.key(seed), NOISE_FOLD)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,23 +58,23 @@ class Predictor:
         `batch_size`: images per model call (default `train.eval_batch_size` per process), a
         multiple of the devices used."""
         if config.model.kind not in IMAGE_ONLY_AT_TEST:
-            raise config_checks.ConfigError(
+            raise errors.ConfigError(
                 f"the model in {workdir} is `{config.model.kind}`, which needs the report: prediction runs "
                 f"image-only models ({', '.join(IMAGE_ONLY_AT_TEST)})"
             )
         self.info = wd.read_model_info(workdir)
         self.class_names = self.info.class_names
         self.data_config = config.data
-        self.mesh = train.make_mesh(config.num_devices or None)
+        self.mesh = sharding.make_mesh(config.num_devices or None)
         self.batch_size = batch_size or config.train.eval_batch_size // jax.process_count()
         if self.batch_size % self.mesh.size:
             raise ValueError(f"batch_size={self.batch_size} is not a multiple of the {self.mesh.size} devices")
-        model, self.state, _, manager = checkpoint.restore_best(config, workdir, self.info, self.mesh)
+        model, self.state, _, manager = restore.restore_best(config, workdir, self.info, self.mesh)
         manager.close()
         self.thresholds = thresholds(wd.read_thresholds(workdir), self.class_names, int(self.state.step), workdir)
         self.num_samples = config.model.eval_samples
-        self._eval_step = train.make_eval_step(model, self.mesh, num_samples=self.num_samples, shared_noise=True)
-        self._rng = noise_rng(config.seed)
+        self._eval_step = inference.make_eval_step(model, self.mesh, num_samples=self.num_samples, shared_noise=True)
+        self._rng = inference.noise_rng(config.seed)
         self._tokens = np.zeros((self.batch_size, config.model.text_encoder.max_length), np.int32)  # never read
 
     @classmethod
@@ -142,9 +136,9 @@ class Predictor:
             pad = np.zeros((size - n,) + images.shape[1:], np.float32)
             tokens = self._tokens[:size]
             batch = {"image": np.concatenate([images, pad]), "input_ids": tokens, "attention_mask": tokens}
-            mean, std, _ = self._eval_step(self.state, train.shard_batch(batch, self.mesh), self._rng)
-            means.append(train.to_host(mean)[:n])
-            stds.append(train.to_host(std)[:n])
+            mean, std, _ = self._eval_step(self.state, sharding.shard_batch(batch, self.mesh), self._rng)
+            means.append(sharding.to_host(mean)[:n])
+            stds.append(sharding.to_host(std)[:n])
         return np.concatenate(means).astype(np.float32), np.concatenate(stds).astype(np.float32)
 
     def padded_size(self, n: int) -> int:
@@ -175,7 +169,7 @@ def thresholds(saved: dict | None, class_names, step: int, workdir: str) -> np.n
         return np.full(len(class_names), DEFAULT_THRESHOLD)
     missing = [c for c in class_names if c not in saved["thresholds"]]
     if missing:
-        raise wd.RunFileError(
+        raise errors.RunFileError(
             f"{wd.path(workdir, wd.THRESHOLDS)} has no threshold for {', '.join(missing)}: "
             f"run `run.py --mode=eval --workdir={workdir}` again"
         )

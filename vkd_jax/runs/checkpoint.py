@@ -21,14 +21,10 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
-from vkd_jax import train, workdir as wd
+from vkd_jax.errors import RestoreError, StorageError
 
 BEST_METRIC = "val_macro_auc"
 KEEP_LATEST, KEEP_BEST = 2, 1
-
-
-class StorageError(RuntimeError):
-    """The workdir cannot hold the checkpoints (not writable, or too little free space)."""
 
 
 def _best_fn(metrics: dict) -> float:
@@ -62,10 +58,6 @@ def save(manager: ocp.CheckpointManager, state: Any, metrics: dict | None = None
     """Saves `state` at its step (asynchronously); `metrics` mark it for the best-N ranking."""
     step = int(jax.device_get(state.step))
     return manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=force)
-
-
-class RestoreError(RuntimeError):
-    """A checkpoint of the workdir does not restore into the state the config builds."""
 
 
 def restore(manager: ocp.CheckpointManager, target: Any, step: int) -> Any:
@@ -178,32 +170,3 @@ def check_storage(workdir: str, state: Any | None = None) -> None:
             f"{needed / 2**30:.2f} GiB ({KEEP_LATEST} latest + {KEEP_BEST} best + 1 being written, "
             f"{state_bytes / 2**20:.0f} MiB each)"
         )
-
-
-def restore_best(config, workdir: str, info: wd.ModelInfo, mesh: jax.sharding.Mesh):
-    """(model, state, eval_rng, manager): the best checkpoint of `workdir` (the latest if
-    none was validated), restored into the model that `config` and `info` describe. Needs
-    no dataset and no TensorFlow (evaluation, predict mode and `vkd_jax.Predictor` use it)."""
-    model, _, state, eval_rng = train.build_state(  # schedule_steps: shapes only, the schedule never runs
-        config,
-        mesh,
-        num_classes=len(info.class_names),
-        vocab_size=info.vocab_size,
-        text_config=info.text_config,
-        schedule_steps=1,
-    )
-    manager = create_manager(workdir)
-    step = best_or_latest_step(manager)
-    if step is None:
-        manager.close()
-        raise FileNotFoundError(
-            f"no checkpoint in {os.path.join(workdir, wd.CHECKPOINTS)}: train first "
-            f"(python run.py --config=... --workdir={workdir})"
-        )
-    try:
-        state = restore(manager, state, step)
-    except RestoreError:
-        manager.close()
-        raise
-    logging.info("restored the checkpoint of step %d from %s", step, workdir)
-    return model, state, eval_rng, manager

@@ -28,6 +28,7 @@ import transformers
 from absl import logging
 from flax import serialization, traverse_util
 
+from vkd_jax.errors import WeightsError
 from vkd_jax.models import bert as bert_lib, densenet as densenet_lib
 
 BERT_FILES = ("model.safetensors", "flax_model.msgpack", "pytorch_model.bin")
@@ -40,10 +41,6 @@ XRV_CONVERT_COMMAND = (
     "save_file(xrv.models.DenseNet(weights='densenet121-res224-all').state_dict(), "
     "'xrv_densenet121_all.safetensors')\""
 )
-
-
-class WeightsError(ValueError):
-    """A checkpoint that does not fit the model (missing key, wrong shape, bad format)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,7 +255,7 @@ def load_densenet121_with_report(path: str, *, allow_pickle: bool = False, in_ch
     if in_channels not in (1, 3):
         raise WeightsError(f"in_channels must be 1 or 3 for DenseNet-121 weights, got {in_channels}")
     if path.endswith(".h5"):
-        from vkd_jax import keras_densenet  # imports TensorFlow; never on the train-step path
+        from vkd_jax.pretrained import keras_densenet  # imports TensorFlow; never on the train-step path
 
         state = keras_densenet.read_keras_densenet121(path)
     else:

@@ -2,7 +2,7 @@
 
     <workdir>/config.json        the config of the training (eval and predict read it)
     <workdir>/model_info.json    what the model was built from besides the config
-    <workdir>/checkpoints/       orbax (`vkd_jax.checkpoint`)
+    <workdir>/checkpoints/       orbax (`vkd_jax.runs.checkpoint`)
     <workdir>/tokenizer/         the synthetic vocabulary, when the config asks for it
     <workdir>/text_features/     the frozen text encoder's cached features (default dir)
     <workdir>/tensorboard/       training summaries
@@ -25,15 +25,13 @@ import os
 import ml_collections
 import transformers
 
+from vkd_jax.errors import RunFileError
+
 CONFIG = "config.json"
 MODEL_INFO = "model_info.json"
 THRESHOLDS = "thresholds.json"
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
-
-
-class RunFileError(ValueError):
-    """A file of the workdir is missing, truncated or incomplete."""
 
 
 def path(workdir: str, name: str) -> str:

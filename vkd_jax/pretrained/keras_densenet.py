@@ -1,6 +1,6 @@
 """Keras `DenseNet121` weights (`.h5`) as a torchvision-keyed state dict.
 
-Imports Keras, hence TensorFlow: `vkd_jax.weights` imports this module only when a `.h5`
+Imports Keras, hence TensorFlow: `vkd_jax.pretrained.files` imports this module only when a `.h5`
 file is loaded, so the train step and the models never pull TensorFlow in.
 """
 

@@ -2,7 +2,7 @@
 
 `predict_split` is the one loop over eval batches; `evaluate` summarises a split for
 validation during training; `evaluate_best` writes the full evaluation of a run's best
-checkpoint, and the thresholds it chose on validation, through `vkd_jax.workdir`.
+checkpoint, and the thresholds it chose on validation, through `vkd_jax.runs.workdir`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from vkd_jax import checkpoint, metrics, train, workdir as wd
+from vkd_jax import metrics, sharding
+from vkd_jax.runs import checkpoint, workdir as wd
 
 if TYPE_CHECKING:
-    from vkd_jax.sessions import EvalRun
+    from vkd_jax.runs.sessions import EvalRun
 
 
 def predict_split(state, eval_step, batches: Iterator[dict], mesh, rng) -> dict[str, np.ndarray]:
@@ -32,14 +33,14 @@ def predict_split(state, eval_step, batches: Iterator[dict], mesh, rng) -> dict[
     out = {k: [] for k in ("probs", "spreads", "kl", "labels", "label_mask")}
     study_ids, kept = [], []
     for i, host_batch in enumerate(batches):
-        batch = train.shard_batch(host_batch, mesh)
+        batch = sharding.shard_batch(host_batch, mesh)
         mean, std, kl = eval_step(state, batch, jax.random.fold_in(rng, i))
-        keep = train.to_host(batch["mask"]).astype(bool)
-        out["probs"].append(train.to_host(mean)[keep])
-        out["spreads"].append(train.to_host(std)[keep])
-        out["kl"].append(train.to_host(kl)[keep])
-        out["labels"].append(train.to_host(batch["labels"])[keep])
-        out["label_mask"].append(train.to_host(batch["label_mask"])[keep])
+        keep = sharding.to_host(batch["mask"]).astype(bool)
+        out["probs"].append(sharding.to_host(mean)[keep])
+        out["spreads"].append(sharding.to_host(std)[keep])
+        out["kl"].append(sharding.to_host(kl)[keep])
+        out["labels"].append(sharding.to_host(batch["labels"])[keep])
+        out["label_mask"].append(sharding.to_host(batch["label_mask"])[keep])
         study_ids.append(host_batch["study_id"])
         kept.append(keep)
     out = {k: np.concatenate(v) for k, v in out.items()}
@@ -54,8 +55,8 @@ def _gather_ids(ids: np.ndarray, mesh) -> np.ndarray:
     as the batches are, so they line up with the gathered predictions. They travel as int32
     pairs (JAX without x64 would truncate int64)."""
     pairs = np.ascontiguousarray(ids, np.int64).view(np.int32).reshape(*ids.shape, 2)
-    sharded = jax.make_array_from_process_local_data(NamedSharding(mesh, P(None, train.AXIS)), pairs)
-    return np.ascontiguousarray(train.to_host(sharded)).view(np.int64).reshape(-1)
+    sharded = jax.make_array_from_process_local_data(NamedSharding(mesh, P(None, sharding.AXIS)), pairs)
+    return np.ascontiguousarray(sharding.to_host(sharded)).view(np.int64).reshape(-1)
 
 
 def evaluate(state, eval_step, batches: Iterator[dict], mesh, rng, class_names) -> dict:
@@ -138,7 +139,7 @@ def evaluate_best(run: EvalRun, split: str, start_time: float, final_train: dict
 
 
 def _write_outputs(run: EvalRun, split: str, results: dict, pred: dict) -> None:
-    from vkd_jax import report  # matplotlib, only where files are written
+    from vkd_jax.runs import report  # matplotlib, only where files are written
 
     results_name, report_name, figures_name = wd.output_names(split, run.config.data.test_split)
     figures = []

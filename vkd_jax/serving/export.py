@@ -4,7 +4,7 @@ artifact that needs jax and numpy only (no flax, TensorFlow or vkd_jax).
     DIR/model.jax    `jax.export`'s serialized `f(images) -> (probs, spreads)`
     DIR/model.json   class names, input shape, preprocessing, thresholds, the training
                      config's id (sha256 of the workdir's config.json), versions
-    DIR/load.py      the loader (`vkd_jax/export_loader.py`, which imports no project code)
+    DIR/load.py      the loader (`vkd_jax/serving/export_loader.py`, which imports no project code)
 
 `f` takes float32 `[b, H, W, 1]`, any batch size `b` (a symbolic dimension): gray pixel values
 0..255 at the model's image size, i.e. an image as predict mode reads it (square-cropped and
@@ -28,8 +28,10 @@ import numpy as np
 from absl import logging
 
 from data_pipelines.preprocess import normaliser
-from vkd_jax import __version__, checkpoint, cli, config_checks, export_loader, predictor, train, workdir as wd
-from vkd_jax.models.vkd import IMAGE_ONLY_AT_TEST, VKDModel
+from vkd_jax import __version__, errors, inference, sharding
+from vkd_jax.models.vkd import IMAGE_ONLY_AT_TEST
+from vkd_jax.runs import restore, workdir as wd
+from vkd_jax.serving import export_loader, predictor
 
 MODEL = "model.jax"
 INFO = "model.json"
@@ -42,18 +44,18 @@ def export_model(config, workdir: str, output_dir: str) -> dict:
     """Writes the artifact into `output_dir` (new, or an empty directory), atomically: a
     temporary directory beside it, renamed once complete. Returns model.json's object."""
     if config.model.kind not in IMAGE_ONLY_AT_TEST:
-        raise config_checks.ConfigError(
+        raise errors.ConfigError(
             f"the model in {workdir} is `{config.model.kind}`, which needs the report: export takes image-only "
             f"models ({', '.join(IMAGE_ONLY_AT_TEST)})"
         )
     _check_output(output_dir)
     info = wd.read_model_info(workdir)
     saved = wd.read_thresholds(workdir)
-    model, state, _, manager = checkpoint.restore_best(config, workdir, info, train.make_mesh(1))
+    model, state, _, manager = restore.restore_best(config, workdir, info, sharding.make_mesh(1))
     manager.close()
     step = int(state.step)
     size = config.data.image_size
-    fn = prior_path(config, model, jax.device_get(state.params), jax.device_get(state.batch_stats))
+    fn = inference.prior_path(config, model, jax.device_get({"params": state.params, "batch_stats": state.batch_stats}))
     spec = jax.ShapeDtypeStruct(jax.export.symbolic_shape(f"b, {size}, {size}, 1"), jnp.float32)
     exported = _export(fn, spec)
     meta = {
@@ -80,33 +82,14 @@ def export_model(config, workdir: str, output_dir: str) -> dict:
     return meta
 
 
-def prior_path(config, model: VKDModel, params, batch_stats):
-    """`f(images [b, H, W, 1] in 0..255) -> (probs, spreads) [b, K]`: `train.make_eval_step`'s
-    `shared_noise` prediction (predict mode's) with the normalisation in front."""
-    mean, std = normaliser(config.data)
-    channels = config.data.channels
-    draw = np.asarray(
-        train.shared_noise_draw(predictor.noise_rng(config.seed), config.model.eval_samples, model.latent_dim)
-    )
-    variables = {"params": params, "batch_stats": batch_stats}
-
-    def f(images):
-        x = jnp.repeat(images, channels, axis=-1) if channels != 1 else images
-        x = (x / 255.0 - mean) / std
-        noise = jnp.broadcast_to(draw, (draw.shape[0], x.shape[0], draw.shape[2]))
-        logits = model.apply(variables, x, None, None, noise, method=VKDModel.predict)
-        probs = jax.nn.sigmoid(logits)
-        return probs.mean(axis=0), probs.std(axis=0)
-
-    return f
-
-
 def _export(fn, spec):
     """Lowered for `PLATFORMS`; for the current backend's alone where that fails."""
     try:
         return jax.export.export(jax.jit(fn), platforms=PLATFORMS)(spec)
     except Exception as e:  # noqa: BLE001 - a jax without the cuda lowering rules raises anything
-        logging.warning("cannot lower for %s (%s): exporting for the default backend only", PLATFORMS, cli.one_line(e))
+        logging.warning(
+            "cannot lower for %s (%s): exporting for the default backend only", PLATFORMS, errors.one_line(e)
+        )
         return jax.export.export(jax.jit(fn))(spec)
 
 
@@ -151,16 +134,16 @@ def _check_output(output_dir: str) -> None:
     parent cannot be written, before the model loads."""
     if os.path.exists(output_dir):
         if not os.path.isdir(output_dir):
-            raise cli.UsageError(f"--output={output_dir} is a file: name a new (or empty) directory")
+            raise errors.UsageError(f"--output={output_dir} is a file: name a new (or empty) directory")
         if os.listdir(output_dir):
-            raise cli.UsageError(f"--output={output_dir} is not empty: name a new (or empty) directory")
+            raise errors.UsageError(f"--output={output_dir} is not empty: name a new (or empty) directory")
     parent = os.path.dirname(os.path.abspath(output_dir))
     try:
         os.makedirs(parent, exist_ok=True)
     except OSError as e:
-        raise cli.UsageError(f"--output={output_dir} cannot be written: {cli.one_line(e)}") from None
+        raise errors.UsageError(f"--output={output_dir} cannot be written: {errors.one_line(e)}") from None
     if not os.access(parent, os.W_OK):
-        raise cli.UsageError(f"--output={output_dir} cannot be written: {parent} is read-only")
+        raise errors.UsageError(f"--output={output_dir} cannot be written: {parent} is read-only")
 
 
 def _write(output_dir: str, blob: bytearray, meta: dict) -> None:
@@ -175,7 +158,7 @@ def _write(output_dir: str, blob: bytearray, meta: dict) -> None:
         os.chmod(tmp, 0o755)
         os.rename(tmp, output_dir)  # replaces an empty directory, refuses a non-empty one
     except OSError as e:
-        raise cli.UsageError(f"--output={output_dir} cannot be written: {cli.one_line(e)}") from None
+        raise errors.UsageError(f"--output={output_dir} cannot be written: {errors.one_line(e)}") from None
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)

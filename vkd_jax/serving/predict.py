@@ -21,7 +21,8 @@ import numpy as np
 from absl import logging
 
 from data_pipelines import user_images
-from vkd_jax import cli, predictor as predictor_lib
+from vkd_jax import errors
+from vkd_jax.serving import predictor as predictor_lib
 
 CHUNK = predictor_lib.CHUNK  # files decoded at a time (bounds host memory on large folders)
 PROGRESS_EVERY_S = 10.0  # at most one progress line per interval
@@ -58,19 +59,19 @@ def _writable_temp(output: str, paths: list[str]) -> str:
     """A new empty file beside `output`, proving it can be written there; refuses an
     `output` that is a directory, one of the input `paths` or read-only (UsageError)."""
     if os.path.isdir(output):
-        raise cli.UsageError(f"--output={output} is a directory: name the CSV file to write")
+        raise errors.UsageError(f"--output={output} is a directory: name the CSV file to write")
     if os.path.exists(output):
         target = os.stat(output)
         if any(_is_file(p, target) for p in paths):
-            raise cli.UsageError(f"--output={output} is one of the input images: write the CSV elsewhere")
+            raise errors.UsageError(f"--output={output} is one of the input images: write the CSV elsewhere")
         if not os.access(output, os.W_OK):
-            raise cli.UsageError(f"--output={output} is read-only")
+            raise errors.UsageError(f"--output={output} is read-only")
     folder = os.path.dirname(os.path.abspath(output))
     try:
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(output)}.", suffix=".tmp")
     except OSError as e:
-        raise cli.UsageError(f"--output={output} cannot be written: {cli.one_line(e)}") from None
+        raise errors.UsageError(f"--output={output} cannot be written: {errors.one_line(e)}") from None
     os.close(fd)
     return tmp
 

@@ -1,8 +1,8 @@
 """The library's two entry points: `train_and_evaluate` and `evaluate_checkpoint`.
 
-Config -> a run opened by `vkd_jax.sessions` (data, model, state in restore order) -> the
+Config -> a run opened by `vkd_jax.runs.sessions` (data, model, state in restore order) -> the
 training loop with validation, checkpoints and preemption -> the test report of the best
-checkpoint (`vkd_jax.evaluation`). This is where the input pipeline (tf.data) meets the
+checkpoint (`vkd_jax.runs.evaluation`). This is where the input pipeline (tf.data) meets the
 train step; the step itself lives in `vkd_jax.train`, which imports no TensorFlow.
 """
 
@@ -19,8 +19,9 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from data_pipelines import input_pipeline
-from vkd_jax import checkpoint, config_checks, evaluation, log, sessions, train, workdir as wd
-from vkd_jax.cli import NonFiniteLossError, Preempted  # raised here, caught by main
+from vkd_jax import errors, sharding, train
+from vkd_jax.errors import NonFiniteLossError, Preempted
+from vkd_jax.runs import checkpoint, evaluation, log, sessions, workdir as wd
 
 
 class _PreemptionNotice:
@@ -108,7 +109,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     final_train = None  # the last logged training metrics (means over the interval)
     notice = _PreemptionNotice()
     while step < last_step:
-        state, step_metrics = train_step(state, train.shard_batch(next(batches), mesh))
+        state, step_metrics = train_step(state, sharding.shard_batch(next(batches), mesh))
         step += 1
         history.append(step_metrics)
         if step % config.train.log_every_steps == 0 or step == last_step:
@@ -180,9 +181,7 @@ def evaluate_checkpoint(config, workdir: str, split: str | None = None) -> dict[
     run = sessions.open_evaluation(config, workdir)
     try:
         if split not in run.meta.num_examples:
-            raise config_checks.ConfigError(
-                f"--split={split}: {run.meta.name} has the splits {sorted(run.meta.num_examples)}"
-            )
+            raise errors.ConfigError(f"--split={split}: {run.meta.name} has the splits {sorted(run.meta.num_examples)}")
         return evaluation.evaluate_best(run, split, start_time)
     finally:
         run.manager.close()

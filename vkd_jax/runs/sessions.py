@@ -8,7 +8,7 @@ Training (`open_training`):
 
 Evaluation (`open_evaluation`):
   config checked -> `model_info.json` -> dataset -> tokenizer -> fresh state of that shape
-  -> the best checkpoint restored (`checkpoint.restore_best`, which prediction uses too) -> only then
+  -> the best checkpoint restored (`restore.restore_best`, which prediction uses too) -> only then
   is any parameter read (the text-feature cache included, which a frozen pretrained
   encoder would otherwise fill from random weights).
 
@@ -34,8 +34,10 @@ from jax.sharding import Mesh
 
 from data_pipelines import input_pipeline
 from data_pipelines.tokenizer import load_tokenizer
-from vkd_jax import checkpoint, config_checks, evaluation, pretrained, text_cache, train, workdir as wd
+from vkd_jax import errors, inference, sharding, train
 from vkd_jax.models import VKDModel, reads_report
+from vkd_jax.pretrained import encoders as pretrained
+from vkd_jax.runs import checkpoint, config_checks, evaluation, restore, text_cache, workdir as wd
 
 
 @dataclasses.dataclass
@@ -83,7 +85,7 @@ class TrainingRun(EvalRun):
 
 def _mesh_for(config) -> Mesh:
     """The device mesh, after the config is checked against it (before any other work)."""
-    mesh = train.make_mesh(config.num_devices or None)
+    mesh = sharding.make_mesh(config.num_devices or None)
     config_checks.validate(config, num_devices=mesh.size, num_processes=jax.process_count())
     return mesh
 
@@ -98,7 +100,7 @@ def _prepare_data(data_cfg) -> input_pipeline.DatasetMeta:
         multihost_utils.sync_global_devices("dataset prepared")
         return meta or input_pipeline.prepare(data_cfg)
     except ValueError as e:  # a data.* field the built dataset cannot serve
-        raise config_checks.ConfigError(str(e)) from e
+        raise errors.ConfigError(str(e)) from e
 
 
 def _tokenizer(config, workdir: str):
@@ -107,7 +109,7 @@ def _tokenizer(config, workdir: str):
 
 
 def _eval_step(config, model, mesh):
-    return train.make_eval_step(model, mesh, num_samples=config.model.eval_samples, with_kl=True)
+    return inference.make_eval_step(model, mesh, num_samples=config.model.eval_samples, with_kl=True)
 
 
 def open_training(config, workdir: str) -> TrainingRun:
@@ -124,7 +126,7 @@ def open_training(config, workdir: str) -> TrainingRun:
     global_batch = config.train.batch_size
     steps_per_epoch = meta.num_examples[config.data.train_split] // global_batch
     if steps_per_epoch == 0:
-        raise config_checks.ConfigError(
+        raise errors.ConfigError(
             f"config.train.batch_size={global_batch} exceeds the {meta.num_examples[config.data.train_split]} "
             "training examples"
         )
@@ -143,7 +145,7 @@ def open_training(config, workdir: str) -> TrainingRun:
     manager = checkpoint.create_manager(workdir)
     try:
         state, resumed = checkpoint.restore_latest_good(manager, state)
-    except checkpoint.RestoreError:  # the config no longer fits: the workdir stays as it was
+    except errors.RestoreError:  # the config no longer fits: the workdir stays as it was
         manager.close()
         raise
     if resumed is not None:
@@ -186,12 +188,12 @@ def open_evaluation(config, workdir: str) -> EvalRun:
     info = wd.read_model_info(workdir)
     meta = _prepare_data(config.data)
     if tuple(meta.class_names) != info.class_names:
-        raise config_checks.ConfigError(
+        raise errors.ConfigError(
             f"the dataset's classes {list(meta.class_names)} are not those the model in {workdir} was trained on "
             f"({list(info.class_names)}, {wd.MODEL_INFO})"
         )
     tokenizer = _tokenizer(config, workdir)
-    model, state, eval_rng, manager = checkpoint.restore_best(config, workdir, info, mesh)
+    model, state, eval_rng, manager = restore.restore_best(config, workdir, info, mesh)
     features = _text_feature_cache(config, workdir, meta, tokenizer, model, mesh, state)
     return EvalRun(
         config=config,
@@ -220,7 +222,7 @@ def _text_feature_cache(config, workdir: str, meta, tokenizer, model, mesh, stat
         return None
     name = text_cache.fingerprint(config, meta.num_examples, tokenizer) + ".npz"
     path = os.path.join(wd.text_features_dir(workdir, txt.cache_dir), name)
-    encode_step = train.make_text_encode_step(model, mesh)
+    encode_step = inference.make_text_encode_step(model, mesh)
     splits = (config.data.train_split, config.data.val_split, config.data.test_split)
     # Every process reads every report, so all build the same cache in the same steps.
     global_batch = config.train.eval_batch_size
@@ -235,6 +237,6 @@ def _text_feature_cache(config, workdir: str, meta, tokenizer, model, mesh, stat
     def encode(batch):  # a global batch of reports; this process encodes its slice
         lo = jax.process_index() * local_batch
         local = {k: v[lo : lo + local_batch] for k, v in batch.items()}
-        return encode_step(state, train.shard_batch(local, mesh))
+        return encode_step(state, sharding.shard_batch(local, mesh))
 
-    return text_cache.load_or_build(path, all_reports, encode, global_batch, train.to_host)
+    return text_cache.load_or_build(path, all_reports, encode, global_batch, sharding.to_host)
