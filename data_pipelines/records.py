@@ -1,4 +1,4 @@
-"""The record format every builder writes (see the README's Datasets section)."""
+"""The record format every builder writes (see docs/datasets.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The model and train step must import without TensorFlow (accelerator machines lack it)."""
+"""The model and train step must import without TensorFlow (accelerator machines lack it).
+
+`lint-imports` (pyproject.toml) checks the project's own imports; this runs the import, so it
+also catches a third-party package that would bring TensorFlow in."""
 
 import subprocess
 import sys

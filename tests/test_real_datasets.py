@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from data_pipelines import build, datasets, images, labels as L
+from data_pipelines import build, dataset_options, datasets, images, labels as L
 from tests.fabricate import chestxray14 as fab_nih, mimic_cxr as fab_mimic, openi as fab_openi
 
 SIZE = 32
@@ -243,6 +243,6 @@ def test_every_dataset_has_its_options_section():
     from configs import default
 
     config = default.get_config()
-    assert set(default.DATASET_OPTIONS) == set(datasets.NAMES)
-    for section in default.DATASET_OPTIONS.values():
+    assert set(dataset_options.DATASET_OPTIONS) == set(datasets.NAMES)
+    for section in dataset_options.DATASET_OPTIONS.values():
         assert isinstance(config.data[section], type(config.data)), section

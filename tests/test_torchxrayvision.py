@@ -40,7 +40,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def files(model, tmp_path_factory):
-    """The model as the README's conversion writes it (safetensors of `state_dict()`) and as
+    """The model as docs/pretrained.md's conversion writes it (safetensors of `state_dict()`) and as
     torchxrayvision ships it (`torch.save(model)`)."""
     from safetensors.torch import save_file
 

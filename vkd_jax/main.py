@@ -14,7 +14,7 @@ checkpoint. Evaluation, prediction and export read the config the training saved
 (eval also takes `--config`); without `--config` they take overrides of the evaluation fields, e.g.
 `--config.eval.figures=false`. A failure is one `error:` line (exit status 2); `--debug` shows
 its traceback instead. Several processes (TPU pods, multi-node GPUs): see
-`vkd_jax/runs/distributed.py` and the README.
+`vkd_jax/runs/distributed.py` and docs/scaling.md.
 """
 
 import os

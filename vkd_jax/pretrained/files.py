@@ -33,7 +33,7 @@ from vkd_jax.models import bert as bert_lib, densenet as densenet_lib
 
 BERT_FILES = ("model.safetensors", "flax_model.msgpack", "pytorch_model.bin")
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt")
-# The one conversion of a torchxrayvision checkpoint to safetensors (README, and the error
+# The one conversion of a torchxrayvision checkpoint to safetensors (docs/pretrained.md, and the error
 # for a pickle whose class cannot be imported). torchxrayvision reads the checkpoint from
 # ~/.torchxrayvision/models_data/ when it is there, and downloads it otherwise.
 XRV_CONVERT_COMMAND = (

@@ -22,6 +22,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from vkd_jax.errors import RestoreError, StorageError
+from vkd_jax.runs import workdir as wd
 
 BEST_METRIC = "val_macro_auc"
 KEEP_LATEST, KEEP_BEST = 2, 1
@@ -45,7 +46,13 @@ def create_manager(
         ]
     )
     options = ocp.CheckpointManagerOptions(best_fn=_best_fn, best_mode="max", preservation_policy=policy)
-    return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")), options=options)
+    return ocp.CheckpointManager(os.path.abspath(wd.path(workdir, wd.CHECKPOINTS)), options=options)
+
+
+def has_checkpoints(workdir: str) -> bool:
+    """Whether `workdir` holds a step directory of the manager's (a run to resume)."""
+    directory = wd.path(workdir, wd.CHECKPOINTS)
+    return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
 
 
 def best_or_latest_step(manager: ocp.CheckpointManager) -> int | None:

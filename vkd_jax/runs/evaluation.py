@@ -22,7 +22,7 @@ from vkd_jax import metrics, sharding
 from vkd_jax.runs import checkpoint, workdir as wd
 
 if TYPE_CHECKING:
-    from vkd_jax.runs.sessions import EvalRun
+    from vkd_jax.runs.sessions import Run
 
 
 def predict_split(state, eval_step, batches: Iterator[dict], mesh, rng) -> dict[str, np.ndarray]:
@@ -78,16 +78,16 @@ def log_undefined(summary: dict, split: str) -> None:
         )
 
 
-def evaluate_best(run: EvalRun, split: str, start_time: float, final_train: dict | None = None) -> dict[str, Any]:
-    """The best checkpoint of `run` (restored into `run.state` unless it is there) on
-    `split`, with thresholds chosen on the validation split; writes the results, report,
-    figures and the thresholds (`thresholds.json`, which predict mode reads) (process 0).
-    Returns the results."""
+def evaluate_best(run: Run, state, split: str, start_time: float, final_train: dict | None = None) -> dict[str, Any]:
+    """The best checkpoint of `run` on `split` (`state` when it is that checkpoint, else the
+    checkpoint restored into `state`'s structure), with thresholds chosen on the validation
+    split; writes the results, report, figures and the thresholds (`thresholds.json`, which
+    predict mode reads) (process 0). Returns the results; `run` is left as it was."""
     config, manager = run.config, run.manager
     best_step = manager.best_step()
     step = checkpoint.best_or_latest_step(manager)
-    if step is not None and step != int(run.state.step):
-        run.state = checkpoint.restore(manager, run.state, step)
+    if step is not None and step != int(state.step):
+        state = checkpoint.restore(manager, state, step)
     evl = config.eval
     logging.info(
         "evaluating the checkpoint of step %s on %s (thresholds: %s on %s)",
@@ -96,9 +96,13 @@ def evaluate_best(run: EvalRun, split: str, start_time: float, final_train: dict
         evl.threshold_method,
         config.data.val_split,
     )
-    val = run.predict(config.data.val_split)
+    val = predict_split(state, run.eval_step, run.eval_batches(config.data.val_split), run.mesh, run.eval_rng)
     thresholds = metrics.choose_thresholds(val["labels"], val["probs"], val["label_mask"], method=evl.threshold_method)
-    pred = val if split == config.data.val_split else run.predict(split)
+    pred = (
+        val
+        if split == config.data.val_split
+        else predict_split(state, run.eval_step, run.eval_batches(split), run.mesh, run.eval_rng)
+    )
     report = metrics.classification_report(
         pred["labels"],
         pred["probs"],
@@ -138,7 +142,7 @@ def evaluate_best(run: EvalRun, split: str, start_time: float, final_train: dict
     return results
 
 
-def _write_outputs(run: EvalRun, split: str, results: dict, pred: dict) -> None:
+def _write_outputs(run: Run, split: str, results: dict, pred: dict) -> None:
     from vkd_jax.runs import report  # matplotlib, only where files are written
 
     results_name, report_name, figures_name = wd.output_names(split, run.config.data.test_split)

@@ -1,19 +1,20 @@
-"""What a command opens before it works, one constructor per purpose, each in restore order.
+"""What a command opens before it works, each in restore order, as one straight line.
 
 Training (`open_training`):
-  config checked -> dataset -> pretrained files (they set the text encoder's shape) ->
-  tokenizer -> fresh state with the pretrained weights -> the newest good checkpoint of the
-  workdir, if any -> only then `config.json` and `model_info.json` are written -> the
-  text-feature cache, from the state training starts with.
+  config checked against the devices -> dataset -> tokenizer -> the schedule -> the model
+  (its text encoder's shape from the workdir's `model_info.json` when resuming, else from the
+  pretrained files, which are read only for a fresh start) -> one storage check -> the newest
+  good checkpoint of the workdir, else the pretrained weights -> only then `config.json` and
+  `model_info.json` are written -> the text-feature cache, from the state training starts with.
 
 Evaluation (`open_evaluation`):
-  config checked -> `model_info.json` -> dataset -> tokenizer -> fresh state of that shape
-  -> the best checkpoint restored (`restore.restore_best`, which prediction uses too) -> only then
-  is any parameter read (the text-feature cache included, which a frozen pretrained
-  encoder would otherwise fill from random weights).
+  config checked -> `model_info.json` -> dataset -> tokenizer -> the best checkpoint restored
+  (`restore.restore_best`, which prediction uses too) -> only then is any parameter read (the
+  text-feature cache included, which a frozen pretrained encoder would otherwise fill from
+  random weights).
 
-The state is built by one function, `vkd_jax.train.build_state`, for all three (and the
-step benchmark, benchmarks/train_step.py).
+Both end in `_run`, the one builder of a `Run`'s fields. The state is built by one function,
+`vkd_jax.train.build_state`, for both (and the step benchmark, benchmarks/train_step.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from collections.abc import Callable, Iterator
 
 import jax
 import ml_collections
-import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import transformers
@@ -37,12 +37,12 @@ from data_pipelines.tokenizer import load_tokenizer
 from vkd_jax import errors, inference, sharding, train
 from vkd_jax.models import VKDModel, reads_report
 from vkd_jax.pretrained import encoders as pretrained
-from vkd_jax.runs import checkpoint, config_checks, evaluation, restore, text_cache, workdir as wd
+from vkd_jax.runs import checkpoint, config_checks, restore, text_cache, workdir as wd
 
 
 @dataclasses.dataclass
-class EvalRun:
-    """A dataset, a model and a restored (or, for training, initialised) state, ready to score splits."""
+class Run:
+    """A dataset, a model and a state (restored, or where training starts), ready to score splits."""
 
     config: ml_collections.ConfigDict
     workdir: str
@@ -69,13 +69,10 @@ class EvalRun:
         )
         return self.text_features.wrap(batches) if self.text_features is not None else batches
 
-    def predict(self, split: str) -> dict[str, np.ndarray]:
-        return evaluation.predict_split(self.state, self.eval_step, self.eval_batches(split), self.mesh, self.eval_rng)
 
-
-@dataclasses.dataclass
-class TrainingRun(EvalRun):
-    """An `EvalRun` whose state is where training starts (resumed or pretrained), plus its schedule."""
+@dataclasses.dataclass(frozen=True)
+class TrainingPlan:
+    """How long a training runs and where it starts."""
 
     lr_fn: optax.Schedule
     steps_per_epoch: int
@@ -108,38 +105,43 @@ def _tokenizer(config, workdir: str):
     return load_tokenizer(txt.tokenizer or txt.init_from, wd.tokenizer_dir(workdir))
 
 
-def _eval_step(config, model, mesh):
-    return inference.make_eval_step(model, mesh, num_samples=config.model.eval_samples, with_kl=True)
+def _steps(config, meta) -> tuple[int, int]:
+    """(steps per epoch, steps of the whole schedule)."""
+    global_batch = config.train.batch_size
+    num_train = meta.num_examples[config.data.train_split]
+    steps_per_epoch = num_train // global_batch
+    if steps_per_epoch == 0:
+        raise errors.ConfigError(f"config.train.batch_size={global_batch} exceeds the {num_train} training examples")
+    return steps_per_epoch, steps_per_epoch * config.train.num_epochs
 
 
-def open_training(config, workdir: str) -> TrainingRun:
+def _pretrained(config, tokenizer) -> pretrained.PretrainedEncoders:
+    """The pretrained encoders' files (`init_from`), checked against the tokenizer."""
+    txt = config.model.text_encoder
+    encoders = pretrained.load(config.model, image_channels=config.data.channels)
+    pretrained.check_vocabulary(encoders, len(tokenizer), txt.tokenizer or txt.init_from)
+    return encoders
+
+
+def open_training(config, workdir: str) -> tuple[Run, TrainingPlan]:
     """The run `train_and_evaluate` trains: resumed from the workdir's newest good
     checkpoint, else started from the pretrained encoders (else from scratch)."""
     mesh = _mesh_for(config)
-    checkpoint.check_storage(workdir)
     meta = _prepare_data(config.data)
-    txt = config.model.text_encoder
-    encoders = pretrained.load(config.model, image_channels=config.data.channels)
     tokenizer = _tokenizer(config, workdir)
-    pretrained.check_vocabulary(encoders, len(tokenizer), txt.tokenizer or txt.init_from)
-
-    global_batch = config.train.batch_size
-    steps_per_epoch = meta.num_examples[config.data.train_split] // global_batch
-    if steps_per_epoch == 0:
-        raise errors.ConfigError(
-            f"config.train.batch_size={global_batch} exceeds the {meta.num_examples[config.data.train_split]} "
-            "training examples"
-        )
-    schedule_steps = steps_per_epoch * config.train.num_epochs
+    steps_per_epoch, schedule_steps = _steps(config, meta)
+    resuming = checkpoint.has_checkpoints(workdir)
+    encoders = None if resuming else _pretrained(config, tokenizer)
+    # A pretrained text encoder's shape comes from its files, or from the run being resumed.
+    text_config = wd.read_model_info(workdir).text_config if resuming else encoders.text_config
     model, lr_fn, state, eval_rng = train.build_state(
         config,
         mesh,
         num_classes=len(meta.class_names),
         vocab_size=len(tokenizer),
-        text_config=encoders.text_config,
+        text_config=text_config,
         schedule_steps=schedule_steps,
     )
-    state = pretrained.apply(state, encoders, mesh)
     logging.info("parameters: %s", {k: sum(x.size for x in jax.tree.leaves(v)) for k, v in state.params.items()})
     checkpoint.check_storage(workdir, state)
     manager = checkpoint.create_manager(workdir)
@@ -148,7 +150,10 @@ def open_training(config, workdir: str) -> TrainingRun:
     except errors.RestoreError:  # the config no longer fits: the workdir stays as it was
         manager.close()
         raise
-    if resumed is not None:
+    if resumed is None:  # a fresh start (also when every checkpoint there was incomplete)
+        encoders = encoders or _pretrained(config, tokenizer)
+        state = pretrained.apply(state, encoders, mesh)
+    else:
         logging.info("resumed from the checkpoint at step %d", resumed)
     # The command can proceed: only now is the workdir's description of the run replaced.
     if jax.process_index() == 0:
@@ -159,30 +164,14 @@ def open_training(config, workdir: str) -> TrainingRun:
                 class_names=tuple(meta.class_names),
                 stored_image_size=meta.stored_image_size,
                 vocab_size=len(tokenizer),
-                text_config=encoders.text_config,
+                text_config=text_config,
             ),
         )
-    features = _text_feature_cache(config, workdir, meta, tokenizer, model, mesh, state)
-    return TrainingRun(
-        config=config,
-        workdir=workdir,
-        meta=meta,
-        mesh=mesh,
-        tokenizer=tokenizer,
-        model=model,
-        state=state,
-        manager=manager,
-        eval_step=_eval_step(config, model, mesh),
-        eval_rng=eval_rng,
-        text_features=features,
-        lr_fn=lr_fn,
-        steps_per_epoch=steps_per_epoch,
-        schedule_steps=schedule_steps,
-        resumed_step=resumed,
-    )
+    run = _run(config, workdir, meta, mesh, tokenizer, model, state, manager, eval_rng)
+    return run, TrainingPlan(lr_fn, steps_per_epoch, schedule_steps, resumed)
 
 
-def open_evaluation(config, workdir: str) -> EvalRun:
+def open_evaluation(config, workdir: str) -> Run:
     """The best checkpoint of `workdir`, restored before anything reads its parameters."""
     mesh = _mesh_for(config)
     info = wd.read_model_info(workdir)
@@ -194,8 +183,12 @@ def open_evaluation(config, workdir: str) -> EvalRun:
         )
     tokenizer = _tokenizer(config, workdir)
     model, state, eval_rng, manager = restore.restore_best(config, workdir, info, mesh)
-    features = _text_feature_cache(config, workdir, meta, tokenizer, model, mesh, state)
-    return EvalRun(
+    return _run(config, workdir, meta, mesh, tokenizer, model, state, manager, eval_rng)
+
+
+def _run(config, workdir, meta, mesh, tokenizer, model, state, manager, eval_rng) -> Run:
+    """The one builder of a `Run`: the eval step and the text-feature cache of `state`."""
+    return Run(
         config=config,
         workdir=workdir,
         meta=meta,
@@ -204,9 +197,9 @@ def open_evaluation(config, workdir: str) -> EvalRun:
         model=model,
         state=state,
         manager=manager,
-        eval_step=_eval_step(config, model, mesh),
+        eval_step=inference.make_eval_step(model, mesh, num_samples=config.model.eval_samples, with_kl=True),
         eval_rng=eval_rng,
-        text_features=features,
+        text_features=_text_feature_cache(config, workdir, meta, tokenizer, model, mesh, state),
     )
 
 

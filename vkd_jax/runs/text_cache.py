@@ -21,6 +21,8 @@ import jax
 import numpy as np
 from absl import logging
 
+from data_pipelines.dataset_options import active_data
+
 # 1: keyed by token-row digests (no "format" entry in the file); 2: keyed by study keys.
 FORMAT = 2
 
@@ -38,8 +40,6 @@ def _file_stamp(path: str) -> list:
 
 def fingerprint(config, num_examples: dict, tokenizer) -> str:
     """A short hash of what the cached features depend on (the cache file's name)."""
-    from configs.default import active_data
-
     txt = config.model.text_encoder
     data = active_data(config.data.to_dict())  # another dataset's build options change nothing
     data.pop("augment", None)  # image-only settings do not change report features

@@ -68,23 +68,23 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     checkpoint on the test split and writes `<workdir>/results.json`, `report.md` and
     `figures/`. Returns the results."""
     start_time = time.time()
-    run = sessions.open_training(config, workdir)
+    run, plan = sessions.open_training(config, workdir)
     mesh, manager, meta, state = run.mesh, run.manager, run.meta, run.state
     global_batch = config.train.batch_size
-    last_step = min(run.schedule_steps, config.train.max_steps) if config.train.max_steps > 0 else run.schedule_steps
-    eval_every = config.train.eval_every_steps or run.steps_per_epoch
+    last_step = min(plan.schedule_steps, config.train.max_steps) if config.train.max_steps > 0 else plan.schedule_steps
+    eval_every = config.train.eval_every_steps or plan.steps_per_epoch
     logging.info(
         "%s: %s; %d devices, global batch %d, %d steps/epoch, training to step %d",
         meta.name,
         meta.num_examples,
         mesh.size,
         global_batch,
-        run.steps_per_epoch,
+        plan.steps_per_epoch,
         last_step,
     )
 
     train_step = train.build_train_step(
-        config, run.model, mesh, run.lr_fn, steps_per_epoch=run.steps_per_epoch, pos_weight=_pos_weight(config)
+        config, run.model, mesh, plan.lr_fn, steps_per_epoch=plan.steps_per_epoch, pos_weight=_pos_weight(config)
     )
 
     def run_eval(split, state):
@@ -167,8 +167,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     manager.wait_until_finished()
     if writer is not None:
         writer.flush()
-    run.state = state
-    results = evaluation.evaluate_best(run, config.data.test_split, start_time, final_train)
+    results = evaluation.evaluate_best(run, state, config.data.test_split, start_time, final_train)
     manager.close()
     return results
 
@@ -182,7 +181,7 @@ def evaluate_checkpoint(config, workdir: str, split: str | None = None) -> dict[
     try:
         if split not in run.meta.num_examples:
             raise errors.ConfigError(f"--split={split}: {run.meta.name} has the splits {sorted(run.meta.num_examples)}")
-        return evaluation.evaluate_best(run, split, start_time)
+        return evaluation.evaluate_best(run, run.state, split, start_time)
     finally:
         run.manager.close()
 
