@@ -152,8 +152,8 @@ def test_unwritable_workdir_is_reported_before_any_work(data_dir, tmp_path):
 
 def test_full_disk_is_reported_before_training(tmp_path, monkeypatch):
     state = {"params": np.zeros((1024, 1024), np.float32)}  # 4 MiB
-    checkpoint.check_storage(str(tmp_path), state)  # plenty of space here
+    checkpoint.check_space(str(tmp_path), state)  # plenty of space here
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda _: usage._replace(free=10 * 2**20))
     with pytest.raises(checkpoint.StorageError, match="GiB free"):
-        checkpoint.check_storage(str(tmp_path), state)
+        checkpoint.check_space(str(tmp_path), state)

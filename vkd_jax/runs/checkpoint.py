@@ -155,9 +155,8 @@ def _set_aside(manager: ocp.CheckpointManager, step: int) -> None:
     manager.reload()
 
 
-def check_storage(workdir: str, state: Any | None = None) -> None:
-    """Raises `StorageError` if `workdir` cannot be written, or (given the `state`) has less
-    free space than the checkpoints kept at once need (plus one being written)."""
+def check_writable(workdir: str) -> None:
+    """Raises `StorageError` if `workdir` cannot be created or written (before any work)."""
     try:
         os.makedirs(workdir, exist_ok=True)
         probe = os.path.join(workdir, f".write-test-{jax.process_index()}")
@@ -166,8 +165,11 @@ def check_storage(workdir: str, state: Any | None = None) -> None:
         os.remove(probe)
     except OSError as e:
         raise StorageError(f"workdir {workdir} is not writable ({e.strerror or e}); choose another --workdir") from None
-    if state is None:
-        return
+
+
+def check_space(workdir: str, state: Any) -> None:
+    """Raises `StorageError` if `workdir` has less free space than the checkpoints of `state`
+    kept at once need (plus one being written)."""
     state_bytes = sum(x.nbytes for x in jax.tree.leaves(state) if hasattr(x, "nbytes"))
     needed = state_bytes * (KEEP_LATEST + KEEP_BEST + 1)
     free = shutil.disk_usage(workdir).free

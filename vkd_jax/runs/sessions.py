@@ -1,11 +1,12 @@
 """What a command opens before it works, each in restore order, as one straight line.
 
 Training (`open_training`):
-  config checked against the devices -> dataset -> tokenizer -> the schedule -> the model
-  (its text encoder's shape from the workdir's `model_info.json` when resuming, else from the
-  pretrained files, which are read only for a fresh start) -> one storage check -> the newest
-  good checkpoint of the workdir, else the pretrained weights -> only then `config.json` and
-  `model_info.json` are written -> the text-feature cache, from the state training starts with.
+  config checked against the devices -> the workdir writable -> dataset -> tokenizer -> the
+  schedule -> the model (its text encoder's shape from the workdir's `model_info.json` when
+  resuming, else from the pretrained files, which are read only for a fresh start) -> room
+  for its checkpoints -> the newest good checkpoint of the workdir, else the pretrained
+  weights -> only then `config.json` and `model_info.json` are written -> the text-feature
+  cache, from the state training starts with.
 
 Evaluation (`open_evaluation`):
   config checked -> `model_info.json` -> dataset -> tokenizer -> the best checkpoint restored
@@ -127,6 +128,7 @@ def open_training(config, workdir: str) -> tuple[Run, TrainingPlan]:
     """The run `train_and_evaluate` trains: resumed from the workdir's newest good
     checkpoint, else started from the pretrained encoders (else from scratch)."""
     mesh = _mesh_for(config)
+    checkpoint.check_writable(workdir)
     meta = _prepare_data(config.data)
     tokenizer = _tokenizer(config, workdir)
     steps_per_epoch, schedule_steps = _steps(config, meta)
@@ -143,7 +145,7 @@ def open_training(config, workdir: str) -> tuple[Run, TrainingPlan]:
         schedule_steps=schedule_steps,
     )
     logging.info("parameters: %s", {k: sum(x.size for x in jax.tree.leaves(v)) for k, v in state.params.items()})
-    checkpoint.check_storage(workdir, state)
+    checkpoint.check_space(workdir, state)
     manager = checkpoint.create_manager(workdir)
     try:
         state, resumed = checkpoint.restore_latest_good(manager, state)
