@@ -1,7 +1,7 @@
 """The synthetic benchmark of the pre-registered comparison (README, "Does VKD work?").
 
-    python -m benchmarks.compare --study=prereg --config=configs/synthetic_bench.py \
-        --workdir=/tmp/vkd-prereg --record=benchmarks/results/prereg
+    python -m studies.compare --study=prereg --config=configs/synthetic_bench.py \
+        --workdir=/tmp/vkd-prereg --record=studies/results/prereg
 
 `configs/demo.py` (synthetic_cxr, the frozen pretrained MiniLM report encoder) with the
 image-only recipe tuned on the validation split (README, "The baseline recipe") and larger

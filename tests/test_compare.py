@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks import compare
+from studies import compare
 from vkd_jax import metrics
 
 NAMES = [f"c{k}" for k in range(3)]
@@ -41,7 +41,7 @@ def _rec(auc, ap=0.3, kl=1.0, val=0.7):
 def test_paired_interval_is_the_paired_t_interval():
     from scipy import stats
 
-    from benchmarks import prereg
+    from studies import prereg
 
     a, b = [0.71, 0.73, 0.70, 0.74, 0.72], [0.70, 0.70, 0.69, 0.71, 0.70]
     mean, low, high = prereg.paired_interval(a, b)
@@ -50,7 +50,7 @@ def test_paired_interval_is_the_paired_t_interval():
 
 
 def test_decision_rule():
-    from benchmarks import prereg
+    from studies import prereg
 
     base = [_rec(a) for a in (0.70, 0.71, 0.69, 0.70, 0.72)]
     gain = [_rec(r["macro_auc"] + d) for r, d in zip(base, (0.02, 0.025, 0.018, 0.022, 0.03))]
@@ -77,7 +77,7 @@ def test_decision_rule():
 def test_the_decision_is_the_whole_grids_whatever_part_is_selected():
     """With two cells recorded, no gain in either, the decision stays open: a report of
     `--cells=base,noisy` once called this "not reproduced" for the whole study."""
-    from benchmarks import prereg
+    from studies import prereg
 
     chosen = {"vkd": "beta0.3", "distill": "w0.5_t2", "report_aux": "w0.01"}
     grid = prereg.cells_plan(chosen, prereg.CELLS, prereg.METHODS)
@@ -119,7 +119,7 @@ def test_the_decision_is_the_whole_grids_whatever_part_is_selected():
 
 
 def test_the_expected_time_counts_the_grid_and_scales_recorded_runs_to_4000_images(tmp_path):
-    from benchmarks import prereg
+    from studies import prereg
 
     def record(name, num_train, elapsed_s):
         config = {"data": {"synthetic": {"num_train": num_train}}}
@@ -135,7 +135,7 @@ def test_the_expected_time_counts_the_grid_and_scales_recorded_runs_to_4000_imag
 
 
 def test_runs_are_paired_by_seed_in_an_interim_report():
-    from benchmarks import prereg
+    from studies import prereg
 
     base = [dict(_rec(0.80 + 0.01 * s), seed=s) for s in range(5)]
     vkd = [dict(_rec(0.82 + 0.01 * s), seed=s) for s in (3, 0, 1)]  # three seeds so far, any order
@@ -147,8 +147,8 @@ def test_runs_are_paired_by_seed_in_an_interim_report():
 
 
 def test_records_are_reused_only_for_the_same_config(tmp_path):
-    from benchmarks import prereg
     from configs import demo_scratch
+    from studies import prereg
 
     config = demo_scratch.get_config()
     path = prereg.record_path(str(tmp_path), "base", "vkd", "seed0")
@@ -171,8 +171,8 @@ def test_records_are_reused_only_for_the_same_config(tmp_path):
 def test_prereg_plan_runs_the_later_methods_last_and_every_config_validates():
     """The paper's settings (`prereg.LATER`) run after every cell's other methods, with their
     own changes and no tuned setting; every planned config passes the config checks."""
-    from benchmarks import prereg
     from configs import synthetic_bench
+    from studies import prereg
     from vkd_jax import config_checks
 
     chosen = {"vkd": "beta0.3", "distill": "w0.5_t2", "report_aux": "w0.01"}
@@ -198,10 +198,10 @@ def test_committed_prereg_records_are_of_the_current_plan():
     import glob
     import os
 
-    from benchmarks import compare, prereg
     from configs import synthetic_bench
+    from studies import compare, prereg
 
-    record = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks/results/prereg")
+    record = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "studies/results/prereg")
     with open(os.path.join(record, "chosen.json")) as f:
         chosen = json.load(f)
     plan = [run for *_, run in prereg.tuning_plan()]
@@ -224,14 +224,14 @@ def test_recorded_only_reports_the_committed_runs_and_trains_nothing(tmp_path):
     import sys
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    record = os.path.join(root, "benchmarks/results/prereg")
+    record = os.path.join(root, "studies/results/prereg")
     before = {p: os.path.getmtime(os.path.join(record, p)) for p in os.listdir(record) if p.endswith(".json")}
-    cmd = [sys.executable, "-m", "benchmarks.compare", "--config=configs/synthetic_bench.py"]
+    cmd = [sys.executable, "-m", "studies.compare", "--config=configs/synthetic_bench.py"]
     cmd += [f"--workdir={tmp_path}", f"--record={record}", "--study=prereg", "--recorded_only", "--cells=base,noisy"]
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| vkd | beta0.3 |" in proc.stdout and "| base | image_only | 5 |" in proc.stdout
-    from benchmarks import prereg
+    from studies import prereg
 
     with open(os.path.join(record, "chosen.json")) as f:
         grid = prereg.cells_plan(json.load(f), prereg.CELLS, prereg.METHODS)
@@ -266,7 +266,7 @@ def test_a_preempted_study_says_how_to_resume_and_exits_with_the_preempted_statu
 
 
 def test_a_changed_record_stops_the_study_with_one_error_line(monkeypatch, capsys):
-    from benchmarks import prereg
+    from studies import prereg
 
     def changed():
         raise prereg.ChangedRun("base/vkd/seed0: its config has changed since it was recorded (train.beta: 0.3 -> 1)")

@@ -2,13 +2,13 @@
 
 `--study=kinds` (the default): every model kind over several seeds, plus vkd ablations:
 
-    python -m benchmarks.compare --config=configs/demo_scratch.py --workdir=/tmp/vkd-compare
+    python -m studies.compare --config=configs/demo_scratch.py --workdir=/tmp/vkd-compare
 
-`--study=prereg`: the pre-registered comparison of `benchmarks/prereg.py` (tuning on
+`--study=prereg`: the pre-registered comparison of `studies/prereg.py` (tuning on
 validation, then every cell x method x seed), with its decision rule:
 
-    python -m benchmarks.compare --study=prereg --config=configs/synthetic_bench.py \
-        --workdir=/tmp/vkd-prereg --record=benchmarks/results/prereg
+    python -m studies.compare --study=prereg --config=configs/synthetic_bench.py \
+        --workdir=/tmp/vkd-prereg --record=studies/results/prereg
 
 `--cells`, `--methods` and `--seeds` pick which runs it trains and tabulates; the decision is
 always the whole grid's, from every recorded run ("not yet decided" until every run of the
@@ -30,7 +30,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from benchmarks.prereg import mean_sd
+from studies.prereg import mean_sd
 
 KINDS = ("image_only", "vkd", "multimodal", "text_only")
 # One changed field per row, applied to `vkd`: beta, samples S, posterior inputs,
@@ -52,7 +52,7 @@ flags.DEFINE_list("ablations", list(ABLATIONS), f"vkd ablations to run (of {', '
 flags.DEFINE_enum("study", "kinds", ["kinds", "prereg"], "Which comparison (see the module docstring).")
 flags.DEFINE_string(
     "record",
-    "benchmarks/results/prereg",
+    "studies/results/prereg",
     "prereg: directory of the per-run summaries (commit it: finished runs are reused from it)",
 )
 flags.DEFINE_list(
@@ -179,7 +179,7 @@ def _prereg_runs(runs: list[tuple[tuple[str, ...], dict, int]], train: bool = Tr
 
     Every record is checked before any training starts, so a changed config stops the study
     at once (`prereg.ChangedRun`), not hours later, and never overwrites the evidence."""
-    from benchmarks import prereg
+    from studies import prereg
 
     planned = []
     for name_parts, changes, seed in runs:
@@ -202,7 +202,7 @@ def estimate(record: str, cells, methods, seeds) -> str:
     """The expected time of `cells` x `methods` x `seeds` (None: each cell's grid seeds) and
     the tuning runs, from nothing, from the times of the runs recorded under `record`, each
     scaled to a 4,000-image run."""
-    from benchmarks import prereg
+    from studies import prereg
 
     def size(num_train):  # a run's time in 4,000-image runs
         return max(num_train / 4000, 0.25)
@@ -228,7 +228,7 @@ def estimate(record: str, cells, methods, seeds) -> str:
 
 
 def prereg_study() -> str:
-    from benchmarks import prereg
+    from studies import prereg
 
     cells = FLAGS.cells or list(prereg.CELLS)
     methods = FLAGS.methods or list(prereg.METHODS)
@@ -283,7 +283,7 @@ def prereg_report() -> str:
     """`prereg_study`, its ways of stopping as a command's: a changed record is one `error:`
     line (exit status 2); a SIGTERM (the run in progress saved a checkpoint) says how to
     resume and exits with the preempted status, like `run.py`."""
-    from benchmarks import prereg
+    from studies import prereg
     from vkd_jax import cli
 
     try:

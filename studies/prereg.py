@@ -1,5 +1,5 @@
 """The pre-registered comparison of VKD against a tuned image-only baseline (README, "Does VKD
-work?"): its design, its statistics and its tables. `python -m benchmarks.compare --study=prereg` runs it.
+work?"): its design, its statistics and its tables. `python -m studies.compare --study=prereg` runs it.
 
 Design (fixed before any comparison run; the README states it with the decision rule):
 - cells: `base` (4,000 training images), `low` (1,000), `noisy` (4,000, label noise 0.2),
