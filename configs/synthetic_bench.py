@@ -7,6 +7,7 @@
 image-only recipe tuned on the validation split (README, "The baseline recipe") and larger
 validation and test splits, so that selection and scoring are not the noise they were at
 500 and 1,000 images. Every method of the comparison uses this recipe unchanged.
+Each run of the comparison is this config with its own changes: `studies/configs/prereg.py`.
 """
 
 from configs import demo
@@ -25,7 +26,7 @@ def get_config():
     config.train.kl_schedule = "linear"
     config.train.kl_warmup_steps = 250
     # The base value of beta when the comparison's runs were first recorded. Each vkd setting
-    # sets its own (`prereg.TUNING`) and the other methods do not read it, but the recorded
-    # runs are keyed by a fingerprint of the whole config, so it stays what it was.
+    # sets its own (`TUNING`, studies/configs/prereg.py) and the other methods do not read it,
+    # but the recorded runs are keyed by a fingerprint of the whole config, so it stays what it was.
     config.train.beta = 14.0
     return config
