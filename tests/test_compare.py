@@ -1,11 +1,15 @@
 """The comparison script's tables, on results built by the real metrics from random scores."""
 
+import glob
 import json
+import os
+import re
 
 import numpy as np
 import pytest
 
-from benchmarks import compare
+from studies import compare
+from studies.configs import prereg as design
 from vkd_jax import metrics
 
 NAMES = [f"c{k}" for k in range(3)]
@@ -41,7 +45,7 @@ def _rec(auc, ap=0.3, kl=1.0, val=0.7):
 def test_paired_interval_is_the_paired_t_interval():
     from scipy import stats
 
-    from benchmarks import prereg
+    from studies import prereg
 
     a, b = [0.71, 0.73, 0.70, 0.74, 0.72], [0.70, 0.70, 0.69, 0.71, 0.70]
     mean, low, high = prereg.paired_interval(a, b)
@@ -50,7 +54,7 @@ def test_paired_interval_is_the_paired_t_interval():
 
 
 def test_decision_rule():
-    from benchmarks import prereg
+    from studies import prereg
 
     base = [_rec(a) for a in (0.70, 0.71, 0.69, 0.70, 0.72)]
     gain = [_rec(r["macro_auc"] + d) for r, d in zip(base, (0.02, 0.025, 0.018, 0.022, 0.03))]
@@ -77,14 +81,14 @@ def test_decision_rule():
 def test_the_decision_is_the_whole_grids_whatever_part_is_selected():
     """With two cells recorded, no gain in either, the decision stays open: a report of
     `--cells=base,noisy` once called this "not reproduced" for the whole study."""
-    from benchmarks import prereg
+    from studies import prereg
 
     chosen = {"vkd": "beta0.3", "distill": "w0.5_t2", "report_aux": "w0.01"}
-    grid = prereg.cells_plan(chosen, prereg.CELLS, prereg.METHODS)
+    grid = prereg.cells_plan(chosen, design.CELLS, design.METHODS)
     # The budget clause: 3 seeds in the large cell, 5 in the others, every method alike.
-    per_cell = {c: sorted({s for cell, _, (_, _, s) in grid if cell == c}) for c in prereg.CELLS}
-    assert per_cell == {c: [0, 1, 2] if c == "large" else [0, 1, 2, 3, 4] for c in prereg.CELLS}
-    assert len(grid) == (4 * 5 + 3) * len(prereg.METHODS)
+    per_cell = {c: sorted({s for cell, _, (_, _, s) in grid if cell == c}) for c in design.CELLS}
+    assert per_cell == {c: [0, 1, 2] if c == "large" else [0, 1, 2, 3, 4] for c in design.CELLS}
+    assert len(grid) == (4 * 5 + 3) * len(design.METHODS)
     assert len(prereg.cells_plan(chosen, ["large"], ["vkd"], [0, 1, 2, 3, 4])) == 5  # `--seeds` overrides
     noise = (0.001, -0.002, 0.0, 0.002, -0.001)  # VKD - image-only per seed: no gain
 
@@ -97,7 +101,7 @@ def test_the_decision_is_the_whole_grids_whatever_part_is_selected():
         f"not yet decided ({len(two)} of {len(grid)} runs of the grid recorded; if it ended here: inconclusive)"
     )
     assert [r.split(":")[0] for r in reasons] == ["base", "noisy"]
-    alone = {c: {m: [rec(m, s) for s in prereg.SEEDS] for m in ("image_only", "vkd")} for c in ("base", "noisy")}
+    alone = {c: {m: [rec(m, s) for s in design.SEEDS] for m in ("image_only", "vkd")} for c in ("base", "noisy")}
     assert prereg.decide(alone)[0] == "not reproduced"  # what those two cells alone would say
     every = {parts: rec(m, s) for _, m, (parts, _, s) in grid}
     every[("base", "vkd", "seed9")] = _rec(0.99, kl=5.0)  # a run outside the grid counts for nothing
@@ -108,7 +112,7 @@ def test_the_decision_is_the_whole_grids_whatever_part_is_selected():
     assert prereg.grid_decision(chosen, every)[0].startswith(f"not yet decided ({len(grid) - 1} of {len(grid)} runs")
     every[("low", "vkd", "seed2")] = rec("vkd", 2)
     others = [parts for _, m, (parts, _, _) in grid if m not in prereg.DECIDING]
-    assert others and set(prereg.DECIDING) < set(prereg.METHODS)
+    assert others and set(prereg.DECIDING) < set(design.METHODS)
     for parts in others:  # every run the rule reads recorded, none of the others: final
         every[parts] = None
     done = len(grid) - len(others)
@@ -119,7 +123,7 @@ def test_the_decision_is_the_whole_grids_whatever_part_is_selected():
 
 
 def test_the_expected_time_counts_the_grid_and_scales_recorded_runs_to_4000_images(tmp_path):
-    from benchmarks import prereg
+    from studies import prereg
 
     def record(name, num_train, elapsed_s):
         config = {"data": {"synthetic": {"num_train": num_train}}}
@@ -135,7 +139,7 @@ def test_the_expected_time_counts_the_grid_and_scales_recorded_runs_to_4000_imag
 
 
 def test_runs_are_paired_by_seed_in_an_interim_report():
-    from benchmarks import prereg
+    from studies import prereg
 
     base = [dict(_rec(0.80 + 0.01 * s), seed=s) for s in range(5)]
     vkd = [dict(_rec(0.82 + 0.01 * s), seed=s) for s in (3, 0, 1)]  # three seeds so far, any order
@@ -147,8 +151,8 @@ def test_runs_are_paired_by_seed_in_an_interim_report():
 
 
 def test_records_are_reused_only_for_the_same_config(tmp_path):
-    from benchmarks import prereg
     from configs import demo_scratch
+    from studies import prereg
 
     config = demo_scratch.get_config()
     path = prereg.record_path(str(tmp_path), "base", "vkd", "seed0")
@@ -171,70 +175,114 @@ def test_records_are_reused_only_for_the_same_config(tmp_path):
 def test_prereg_plan_runs_the_later_methods_last_and_every_config_validates():
     """The paper's settings (`prereg.LATER`) run after every cell's other methods, with their
     own changes and no tuned setting; every planned config passes the config checks."""
-    from benchmarks import prereg
-    from configs import synthetic_bench
+    from studies import prereg
     from vkd_jax.runs import config_checks
 
-    chosen = {"vkd": "beta0.3", "distill": "w0.5_t2", "report_aux": "w0.01"}
-    plan = prereg.cells_plan(chosen, ["base", "noisy"], list(prereg.METHODS), [0, 1])
+    chosen = {"vkd": "beta0.3", "distill": "w0.5_t2", "report_aux": "w0.1"}
+    plan = prereg.cells_plan(chosen, ["base", "noisy"], list(design.METHODS), [0, 1])
     order = [(cell, method) for cell, method, _ in plan]
     later = [i for i, (_, m) in enumerate(order) if m in prereg.LATER]
     assert later and min(later) > max(i for i, (_, m) in enumerate(order) if m not in prereg.LATER)
-    assert order[-1] == ("noisy", "vkd_paper") and len(plan) == 2 * 2 * len(prereg.METHODS)
-    base = synthetic_bench.get_config()
-    for _, method, (_, changes, seed) in plan:
-        config = compare.make_config(base, "/any/workdir", changes["model.kind"], seed, changes)
+    assert order[-1] == ("noisy", "vkd_paper") and len(plan) == 2 * 2 * len(design.METHODS)
+    for cell, method, (parts, arg, seed) in plan:
+        assert parts == (cell, method, f"seed{seed}")
+        config = design.get_config(arg)
+        assert config.seed == seed and config.data.synthetic.label_noise == (0.2 if cell == "noisy" else 0.0)
         config_checks.validate(config, num_devices=1)
+        if method == "report_aux":  # the plan's `chosen`, not the study's recorded choice
+            assert config.train.report_aux_weight == 0.1
         if method == "vkd_paper":
             assert (config.train.beta, config.train.kl_schedule, config.model.latent_dim) == (0.014, "cyclical", 512)
         if method == "vkd_control":  # the chosen vkd setting, without the report
             assert (config.train.beta, config.model.posterior_inputs) == (0.3, "none")
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECORD = os.path.join(ROOT, "studies", "results", "prereg")
+
+
+def _committed_records() -> list[str]:
+    paths = glob.glob(os.path.join(RECORD, "**", "*.json"), recursive=True)
+    paths = sorted(os.path.relpath(p, RECORD) for p in paths if os.path.basename(p) != "chosen.json")
+    assert len(paths) == 147, "the committed records: 138 runs of the grid and 9 tuning runs"
+    return paths
+
+
 def test_committed_prereg_records_are_of_the_current_plan():
-    """Every committed record is of the config the study would run now. A new config field
-    that changed the fingerprints would otherwise make the study stop (or, before, silently
-    train its finished runs again)."""
-    import glob
-    import os
+    """Every committed record is of the config the study would run now, and is where the plan
+    records it: a new config field that changed the fingerprints would otherwise make the study
+    stop (or, before, silently train its finished runs again)."""
+    from studies import prereg
 
-    from benchmarks import compare, prereg
-    from configs import synthetic_bench
-
-    record = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks/results/prereg")
-    with open(os.path.join(record, "chosen.json")) as f:
+    with open(os.path.join(RECORD, "chosen.json")) as f:
         chosen = json.load(f)
     plan = [run for *_, run in prereg.tuning_plan()]
-    plan += [run for *_, run in prereg.cells_plan(chosen, prereg.CELLS, prereg.METHODS)]
-    by_path = {prereg.record_path(record, *parts): (changes, seed) for parts, changes, seed in plan}
-    paths = [p for p in glob.glob(os.path.join(record, "**", "*.json"), recursive=True) if "chosen" not in p]
-    assert paths, "no committed records"
-    base = synthetic_bench.get_config()
-    for path in paths:
-        changes, seed = by_path[path]
-        config = compare.make_config(base, "/any/workdir", changes["model.kind"], seed, changes)
-        assert prereg.load_record(path, config) is not None, path
+    plan += [run for *_, run in prereg.cells_plan(chosen, design.CELLS, design.METHODS)]
+    by_path = {os.path.relpath(prereg.record_path(RECORD, *run.parts), RECORD): run.arg for run in plan}
+    assert sorted(by_path) == _committed_records()  # the whole plan is recorded, nothing else
+    for path, arg in by_path.items():
+        assert prereg.load_record(os.path.join(RECORD, path), design.get_config(arg)) is not None, path
+
+
+@pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # config_flags loads the file so
+def test_each_record_is_the_run_its_config_file_argument_names():
+    """`run.py --config=studies/configs/prereg.py:cell=C,method=M,seed=N` (the config file read
+    as run.py reads it, the setting left to the tuning's recorded choice) trains the run of
+    `C/M/seedN.json`, fingerprint for fingerprint; a tuning record's run names its setting."""
+    from ml_collections.config_flags import config_flags
+
+    from studies import prereg
+
+    parser = config_flags.ConfigFileFlagParser("config")
+    for path in _committed_records():
+        parts = path[: -len(".json")].split(os.sep)
+        if parts[0] == "tuning":
+            method, setting = parts[1:]
+            arg = f"cell=base,method={method},setting={setting},seed=0"
+        else:
+            cell, method, seed = parts
+            arg = f"cell={cell},method={method},seed={seed.removeprefix('seed')}"
+        config = parser.parse(f"{ROOT}/studies/configs/prereg.py:{arg}")
+        with open(os.path.join(RECORD, path)) as f:
+            rec = json.load(f)
+        assert prereg.fingerprint(config) == rec["fingerprint"], (path, arg)
+        assert prereg.fingerprinted(config) == rec["config"], path
+
+
+def test_a_study_config_names_its_run_or_says_what_it_takes():
+    config = design.get_config("seed=2,method=vkd_control,cell=noisy")  # any order; the chosen setting
+    assert (config.seed, config.model.posterior_inputs, config.data.synthetic.label_noise) == (2, "none", 0.2)
+    assert config.train.beta == 0.3
+    paper = design.get_config(design.arg("large", "vkd_paper", 1))
+    assert (paper.model.latent_dim, paper.train.kl_schedule, paper.data.synthetic.num_train) == (512, "cyclical", 16000)
+    for bad, says in [
+        (None, "missing ['cell', 'method', 'seed']"),
+        ("cell=base,method=vkd,seed=0,beta=1", "unknown ['beta']"),
+        ("cell=huge,method=vkd,seed=0", "cells ['base', 'noisy', 'low', 'large', 'base_data1']"),
+        ("cell=base,method=image_only,seed=0,setting=beta0.3", "the settings of image_only are none"),
+        ("cell=base,method=vkd_control,seed=0,setting=w0.1", "the settings of vkd_control are ['beta0.3'"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(says)):
+            design.get_config(bad)
 
 
 def test_recorded_only_reports_the_committed_runs_and_trains_nothing(tmp_path):
     """The interim report, as a command (a subprocess: this session's absl flags include every
     imported benchmark's)."""
-    import os
     import subprocess
     import sys
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    record = os.path.join(root, "benchmarks/results/prereg")
+    root, record = ROOT, RECORD
     before = {p: os.path.getmtime(os.path.join(record, p)) for p in os.listdir(record) if p.endswith(".json")}
-    cmd = [sys.executable, "-m", "benchmarks.compare", "--config=configs/synthetic_bench.py"]
+    cmd = [sys.executable, "-m", "studies.compare", "--config=configs/synthetic_bench.py"]
     cmd += [f"--workdir={tmp_path}", f"--record={record}", "--study=prereg", "--recorded_only", "--cells=base,noisy"]
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| vkd | beta0.3 |" in proc.stdout and "| base | image_only | 5 |" in proc.stdout
-    from benchmarks import prereg
+    from studies import prereg
 
     with open(os.path.join(record, "chosen.json")) as f:
-        grid = prereg.cells_plan(json.load(f), prereg.CELLS, prereg.METHODS)
+        grid = prereg.cells_plan(json.load(f), design.CELLS, design.METHODS)
     exists = {parts: os.path.exists(prereg.record_path(record, *parts)) for *_, (parts, _, _) in grid}
     done = sum(exists.values())
     deciding = all(exists[parts] for _, m, (parts, _, _) in grid if m in prereg.DECIDING)
@@ -252,10 +300,10 @@ def test_recorded_only_reports_the_committed_runs_and_trains_nothing(tmp_path):
 
 
 def test_a_preempted_study_says_how_to_resume_and_exits_with_the_preempted_status(monkeypatch, capsys):
-    from vkd_jax import cli
+    from vkd_jax import cli, errors
 
     def preempted():
-        raise cli.Preempted("preempted (SIGTERM): saved the checkpoint of step 480 in W/checkpoints")
+        raise errors.Preempted("preempted (SIGTERM): saved the checkpoint of step 480 in W/checkpoints")
 
     monkeypatch.setattr(compare, "prereg_study", preempted)
     with pytest.raises(SystemExit) as stop:
@@ -266,7 +314,7 @@ def test_a_preempted_study_says_how_to_resume_and_exits_with_the_preempted_statu
 
 
 def test_a_changed_record_stops_the_study_with_one_error_line(monkeypatch, capsys):
-    from benchmarks import prereg
+    from studies import prereg
 
     def changed():
         raise prereg.ChangedRun("base/vkd/seed0: its config has changed since it was recorded (train.beta: 0.3 -> 1)")

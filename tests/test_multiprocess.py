@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from tests.e2e import ROOT, TRAINED_ARGS, load_json, run_py, subprocess_env
-from vkd_jax.runs import report, training as experiment, workdir as wd
+from vkd_jax.runs import report, training, workdir as wd
 
 TIMEOUT_S = 420
 
@@ -99,7 +99,7 @@ def test_two_processes_train_like_one(trained, data_dir, tmp_path):
     assert res_two["macro_auc"] == pytest.approx(res_one["macro_auc"], abs=1e-3)
 
     # One process (this one: 8 devices) restores what the two wrote and evaluates it.
-    val = experiment.evaluate_checkpoint(wd.read_config(str(two)), str(two), "validation")
+    val = training.evaluate_checkpoint(wd.read_config(str(two)), str(two), "validation")
     assert val["checkpoint_step"] == res_two["checkpoint_step"]
     assert val["macro_auc"] == pytest.approx(val["val_macro_auc"], abs=1e-5)
 

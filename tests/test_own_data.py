@@ -1,16 +1,16 @@
-"""`benchmarks.own_data`: synthetic examples exported to PNG + CSV build with `--dataset=csv`
+"""`examples.own_data`: synthetic examples exported to PNG + CSV build with `--dataset=csv`
 into the records the generator made, and the training config reads that build. (The
-benchmark command then trains and evaluates; `tests/test_real_configs_run.py` trains on a
+example command then trains and evaluates; `tests/test_real_configs_run.py` trains on a
 `csv` build, CheXpert Plus's.)"""
 
 import csv
 
 import numpy as np
 
-from benchmarks import own_data
 from configs import demo_scratch
 from data_pipelines import datasets, labels as L
 from data_pipelines.synthetic_cxr import generator
+from examples import own_data
 from tests.test_real_datasets import _records
 from vkd_jax.runs import config_checks
 

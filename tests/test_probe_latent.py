@@ -4,9 +4,9 @@ against the synthetic generator's own studies."""
 import numpy as np
 from sklearn.linear_model import Ridge
 
-from benchmarks import probe_latent
 from data_pipelines import labels as L
 from data_pipelines.synthetic_cxr import findings, generator
+from studies import probe_latent
 
 
 def test_ridge_readout_matches_sklearn():

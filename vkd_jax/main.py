@@ -153,12 +153,12 @@ def _main(argv):
     log.quiet_library_logs()
     config = _config_for(FLAGS.mode)
     if FLAGS.mode in ("train", "eval"):
-        from vkd_jax.runs import training as experiment  # TensorFlow (tf.data): only the modes that read a dataset
+        from vkd_jax.runs import training  # TensorFlow (tf.data): only the modes that read a dataset
 
         if FLAGS.mode == "train":
-            experiment.train_and_evaluate(config, FLAGS.workdir)
+            training.train_and_evaluate(config, FLAGS.workdir)
         else:
-            experiment.evaluate_checkpoint(config, FLAGS.workdir, FLAGS.split)
+            training.evaluate_checkpoint(config, FLAGS.workdir, FLAGS.split)
     elif FLAGS.mode == "export":
         from vkd_jax.serving import export
 

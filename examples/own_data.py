@@ -1,7 +1,7 @@
 r"""Your own data, end to end: synthetic_cxr examples exported as PNG files and a CSV table
 (as a hospital export would come), built with `--dataset=csv`, trained and evaluated.
 
-    python -m benchmarks.own_data --workdir=/tmp/own-data [--num_examples=2000] \
+    python -m examples.own_data --workdir=/tmp/own-data [--num_examples=2000] \
         [--config=configs/demo.py] [--config.train.num_epochs=3]
 
 Writes <workdir>/export/{images/,table.csv}, the build in <workdir>/tfds and the run in
@@ -103,10 +103,10 @@ def main(argv) -> int:
     if build_export(manual_dir, data_dir, config.data.image_size, FLAGS.workers) != 0:
         return 2
 
-    from vkd_jax.runs import log, training as experiment
+    from vkd_jax.runs import log, training
 
     log.quiet_library_logs()
-    results = experiment.train_and_evaluate(config, os.path.join(FLAGS.workdir, "run"))
+    results = training.train_and_evaluate(config, os.path.join(FLAGS.workdir, "run"))
     summary = {
         "examples": results["num_examples"],
         "model": results["model"],

@@ -2,13 +2,18 @@
 
 `--study=kinds` (the default): every model kind over several seeds, plus vkd ablations:
 
-    python -m benchmarks.compare --config=configs/demo_scratch.py --workdir=/tmp/vkd-compare
+    python -m studies.compare --config=configs/demo_scratch.py --workdir=/tmp/vkd-compare
 
-`--study=prereg`: the pre-registered comparison of `benchmarks/prereg.py` (tuning on
+`--study=prereg`: the pre-registered comparison of `studies/prereg.py` (tuning on
 validation, then every cell x method x seed), with its decision rule:
 
-    python -m benchmarks.compare --study=prereg --config=configs/synthetic_bench.py \
-        --workdir=/tmp/vkd-prereg --record=benchmarks/results/prereg
+    python -m studies.compare --study=prereg --config=configs/synthetic_bench.py \
+        --workdir=/tmp/vkd-prereg --record=studies/results/prereg
+
+Its runs are the configs of `studies/configs/prereg.py` (each one `run.py
+--config=studies/configs/prereg.py:cell=...,method=...,seed=...`), all built on
+`configs/synthetic_bench.py`: `--config` names that file or is left out, and its `--config.*`
+overrides apply to every run (after the run's own changes, as run.py applies them).
 
 `--cells`, `--methods` and `--seeds` pick which runs it trains and tabulates; the decision is
 always the whole grid's, from every recorded run ("not yet decided" until every run of the
@@ -30,7 +35,9 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from benchmarks.prereg import mean_sd
+from studies import prereg
+from studies.configs import prereg as design
+from studies.prereg import mean_sd
 
 KINDS = ("image_only", "vkd", "multimodal", "text_only")
 # One changed field per row, applied to `vkd`: beta, samples S, posterior inputs,
@@ -44,7 +51,12 @@ ABLATIONS = {
 }
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", "configs/demo_scratch.py", "Config file.", lock_config=False)
+config_flags.DEFINE_config_file(
+    "config",
+    "configs/demo_scratch.py",
+    "Config file (prereg: the base of studies/configs/prereg.py, configs/synthetic_bench.py).",
+    lock_config=False,
+)
 flags.DEFINE_string("workdir", "/tmp/vkd-compare", "Root directory of the runs.")
 flags.DEFINE_list("kinds", list(KINDS), "Model kinds to compare.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds (the synthetic data stays the same).")
@@ -52,16 +64,18 @@ flags.DEFINE_list("ablations", list(ABLATIONS), f"vkd ablations to run (of {', '
 flags.DEFINE_enum("study", "kinds", ["kinds", "prereg"], "Which comparison (see the module docstring).")
 flags.DEFINE_string(
     "record",
-    "benchmarks/results/prereg",
+    "studies/results/prereg",
     "prereg: directory of the per-run summaries (commit it: finished runs are reused from it)",
 )
 flags.DEFINE_list(
     "cells",
     None,
-    "prereg: cells to run and tabulate (default: all, in the order of prereg.CELLS; "
+    "prereg: cells to run and tabulate (default: all, in the order of studies/configs/prereg.py's CELLS; "
     "the decision always covers them all)",
 )
-flags.DEFINE_list("methods", None, "prereg: methods to run and tabulate (default: all of prereg.METHODS)")
+flags.DEFINE_list(
+    "methods", None, "prereg: methods to run and tabulate (default: all of studies/configs/prereg.py's METHODS)"
+)
 flags.DEFINE_bool(
     "recorded_only",
     False,
@@ -89,8 +103,33 @@ def run_config(kind: str, seed: int, changes: dict | None = None):
     return make_config(FLAGS.config, FLAGS.workdir, kind, seed, changes)
 
 
+def study_config(arg: str):
+    """One run of the pre-registered study: `studies/configs/prereg.py:<arg>`, with the command
+    line's `--config.*` overrides, sharing the frozen encoder's report features like `make_config`."""
+    config = design.get_config(arg)
+    config.update_from_flattened_dict(config_flags.get_override_values(FLAGS["config"]))
+    config.model.text_encoder.cache_dir = config.model.text_encoder.cache_dir or os.path.join(
+        FLAGS.workdir, "text_features"
+    )
+    return config
+
+
+def check_study_base() -> None:
+    """The study's configs are built on configs/synthetic_bench.py: a `--config` naming another
+    file would be silently ignored, so it is a usage error."""
+    from configs import synthetic_bench
+
+    if FLAGS["config"].present:
+        path = config_flags.get_config_filename(FLAGS["config"])
+        if not (os.path.exists(path) and os.path.samefile(path, synthetic_bench.__file__)):
+            raise app.UsageError(
+                f"--study=prereg runs the configs of studies/configs/prereg.py, built on configs/synthetic_bench.py: "
+                f"--config names that file (with any --config.* overrides) or is left out, not {path}"
+            )
+
+
 def run_one(workdir: str, config) -> dict:
-    from vkd_jax.runs import training as experiment
+    from vkd_jax.runs import training
 
     done = os.path.join(workdir, "results.json")
     if os.path.exists(done):
@@ -99,9 +138,9 @@ def run_one(workdir: str, config) -> dict:
         if "probability_error_auroc" in (results.get("uncertainty") or {}):
             return results
         logging.info("evaluating %s again (its results.json predates the full metrics)", workdir)
-        return experiment.evaluate_checkpoint(config, workdir)
+        return training.evaluate_checkpoint(config, workdir)
     logging.info("training %s, seed %d, in %s", config.model.kind, config.seed, workdir)
-    return experiment.train_and_evaluate(config, workdir)
+    return training.train_and_evaluate(config, workdir)
 
 
 def _seeds(values) -> str:
@@ -172,18 +211,16 @@ def uncertainty_table(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def _prereg_runs(runs: list[tuple[tuple[str, ...], dict, int]], train: bool = True) -> list[dict | None]:
-    """The study's runs (name parts, config changes, training seed): each one's recorded
+def _prereg_runs(runs: list[prereg.Run], train: bool = True) -> list[dict | None]:
+    """The study's runs (record name parts, config argument, training seed): each one's recorded
     summary if this config already ran, else trained and recorded (None with `train=False`
     or `--recorded_only`).
 
     Every record is checked before any training starts, so a changed config stops the study
     at once (`prereg.ChangedRun`), not hours later, and never overwrites the evidence."""
-    from benchmarks import prereg
-
     planned = []
-    for name_parts, changes, seed in runs:
-        config = run_config(changes.get("model.kind", "vkd"), seed, changes)
+    for name_parts, arg, _ in runs:
+        config = study_config(arg)
         path = prereg.record_path(FLAGS.record, *name_parts)
         planned.append((name_parts, config, path, prereg.load_record(path, config, FLAGS.rerun_changed)))
     out = []
@@ -202,7 +239,6 @@ def estimate(record: str, cells, methods, seeds) -> str:
     """The expected time of `cells` x `methods` x `seeds` (None: each cell's grid seeds) and
     the tuning runs, from nothing, from the times of the runs recorded under `record`, each
     scaled to a 4,000-image run."""
-    from benchmarks import prereg
 
     def size(num_train):  # a run's time in 4,000-image runs
         return max(num_train / 4000, 0.25)
@@ -215,10 +251,11 @@ def estimate(record: str, cells, methods, seeds) -> str:
                     rec = json.load(f)
                 done.append(rec["elapsed_s"] / size(rec["config"]["data"]["synthetic"]["num_train"]))
     per_run = float(np.median(done)) if done else 820.0  # the tuned recipe's 4,000-image run, 2 cores
-    # The plan owns which seeds each cell runs; its settings (`chosen`) do not change the count.
-    plan = prereg.cells_plan({}, cells, methods, seeds)
-    todo = sum(size(changes["data.synthetic.num_train"]) for *_, (_, changes, _) in plan)
-    tuning = sum(len(v) for v in prereg.TUNING.values())
+    # The plan owns which seeds each cell runs; the settings change neither the count of the
+    # runs nor their sizes, so any candidate stands in for the one the tuning chooses.
+    plan = prereg.cells_plan({m: next(iter(c)) for m, c in design.TUNING.items()}, cells, methods, seeds)
+    todo = sum(size(design.get_config(run.arg).data.synthetic.num_train) for *_, run in plan)
+    tuning = len(prereg.tuning_plan())
     hours = (todo + tuning) * per_run / 3600
     runs = len(plan)
     return (
@@ -228,19 +265,18 @@ def estimate(record: str, cells, methods, seeds) -> str:
 
 
 def prereg_study() -> str:
-    from benchmarks import prereg
-
-    cells = FLAGS.cells or list(prereg.CELLS)
-    methods = FLAGS.methods or list(prereg.METHODS)
+    check_study_base()
+    cells = FLAGS.cells or list(design.CELLS)
+    methods = FLAGS.methods or list(design.METHODS)
     seeds = [int(s) for s in FLAGS.seeds] if FLAGS["seeds"].present else None  # None: the grid's
-    unknown = [c for c in cells if c not in prereg.CELLS] + [m for m in methods if m not in prereg.METHODS]
+    unknown = [c for c in cells if c not in design.CELLS] + [m for m in methods if m not in design.METHODS]
     if unknown:
         raise app.UsageError(
-            f"unknown cells or methods {unknown}; cells: {list(prereg.CELLS)}, methods: {list(prereg.METHODS)}"
+            f"unknown cells or methods {unknown}; cells: {list(design.CELLS)}, methods: {list(design.METHODS)}"
         )
     print(estimate(FLAGS.record, cells, methods, seeds), flush=True)
     tuning = prereg.tuning_plan()
-    trials = {method: {} for method in prereg.TUNING}
+    trials = {method: {} for method in design.TUNING}
     for (method, name, _), rec in zip(tuning, _prereg_runs([run for *_, run in tuning])):
         if rec is None:
             raise app.UsageError(f"--recorded_only: tuning run {method}/{name} is not recorded yet")
@@ -251,13 +287,13 @@ def prereg_study() -> str:
     planned = prereg.cells_plan(chosen, cells, methods, seeds)
     # The decision is the whole grid's, whatever part of it `--cells`, `--methods` and
     # `--seeds` select: the grid's other records are read (and checked, before any training).
-    selected = {run[0] for *_, run in planned}
-    others = [run for *_, run in prereg.cells_plan(chosen, prereg.CELLS, prereg.METHODS)]
-    others = [run for run in others if run[0] not in selected]
-    recorded = dict(zip([run[0] for run in others], _prereg_runs(others, train=False)))
+    selected = {run.parts for *_, run in planned}
+    others = [run for *_, run in prereg.cells_plan(chosen, design.CELLS, design.METHODS)]
+    others = [run for run in others if run.parts not in selected]
+    recorded = dict(zip([run.parts for run in others], _prereg_runs(others, train=False)))
     results = {cell: {method: [] for method in methods} for cell in cells}
     for (cell, method, run), rec in zip(planned, _prereg_runs([run for *_, run in planned])):
-        recorded[run[0]] = rec
+        recorded[run.parts] = rec
         if rec is not None:
             results[cell][method].append(rec)
     results = {cell: {m: rs for m, rs in runs.items() if rs} for cell, runs in results.items()}
@@ -283,14 +319,13 @@ def prereg_report() -> str:
     """`prereg_study`, its ways of stopping as a command's: a changed record is one `error:`
     line (exit status 2); a SIGTERM (the run in progress saved a checkpoint) says how to
     resume and exits with the preempted status, like `run.py`."""
-    from benchmarks import prereg
-    from vkd_jax import cli
+    from vkd_jax import cli, errors
 
     try:
         return prereg_study()
     except prereg.ChangedRun as e:
         cli.fail(str(e))
-    except cli.Preempted as e:
+    except errors.Preempted as e:
         print(f"{e}; the study's command, run again, resumes it and reuses every recorded run", file=sys.stderr)
         sys.exit(cli.PREEMPTED_EXIT_CODE)
 

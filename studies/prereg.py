@@ -1,7 +1,9 @@
 """The pre-registered comparison of VKD against a tuned image-only baseline (README, "Does VKD
-work?"): its design, its statistics and its tables. `python -m benchmarks.compare --study=prereg` runs it.
+work?"): its design, its statistics and its tables. `python -m studies.compare --study=prereg` runs it.
 
-Design (fixed before any comparison run; the README states it with the decision rule):
+Design (fixed before any comparison run; the README states it with the decision rule). Its
+grid (the cells, methods, candidate settings and seeds) is owned by `studies/configs/prereg.py`,
+where every run is a config (`run.py --config=studies/configs/prereg.py:cell=noisy,method=vkd,seed=2`):
 - cells: `base` (4,000 training images), `low` (1,000), `noisy` (4,000, label noise 0.2),
   `large` (16,000), and `base_data1` (the base cell on a second data seed); validation 2,000
   and test 10,000 images in every cell (`configs/synthetic_bench.py`).
@@ -25,72 +27,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from typing import NamedTuple
 
 import numpy as np
 from scipy import stats
 
-CELLS = {
-    "base": {"data.synthetic.num_train": 4000},
-    "noisy": {"data.synthetic.num_train": 4000, "data.synthetic.label_noise": 0.2},
-    "low": {"data.synthetic.num_train": 1000},
-    "large": {"data.synthetic.num_train": 16000},
-    "base_data1": {"data.synthetic.num_train": 4000, "data.synthetic.seed": 1},
-}
-TUNING_CELL = "base"
-TUNING_SEED = 0
-METHODS = {
-    "image_only": {"model.kind": "image_only"},
-    "vkd": {"model.kind": "vkd"},
-    "vkd_control": {"model.kind": "vkd", "model.posterior_inputs": "none"},
-    "distill": {"model.kind": "distill"},
-    "report_aux": {"model.kind": "image_only"},
-    # The paper's own VKD settings (the reference code's), untuned, on the shared recipe:
-    # KL weight 1e-3 on the label-mean BCE (beta 0.014) on a cyclical schedule (4 cycles per
-    # epoch, ratio 0.5), latent dimension 512. Reported beside the chosen vkd setting; the
-    # decision rule is about the chosen one.
-    "vkd_paper": {
-        "model.kind": "vkd",
-        "model.latent_dim": 512,
-        "train.beta": 0.014,
-        "train.kl_schedule": "cyclical",
-        "train.kl_cycles_per_epoch": 4.0,
-        "train.kl_cycle_ratio": 0.5,
-    },
-}
+from studies.configs import prereg as design
+
 # Methods whose runs come after every cell's runs of the others: the issue asks for the
 # paper's settings once the chosen setting has been compared, so they do not delay it.
 LATER = ("vkd_paper",)
-# The candidate settings of each method, chosen between on validation (base cell, seed 0).
-# The control uses the setting chosen for vkd. image_only's recipe is the config's own,
-# tuned on the same validation split beforehand (README, "The baseline recipe").
-TUNING = {
-    # At beta >= 1 (plain KL) a posterior that encodes the labels saves at most a nat of
-    # log-loss per nat of KL, so collapse is optimal; the candidates lower the posterior's
-    # cost (beta < 1, or balancing: (1 - alpha) * beta) and keep a strong pull on the prior.
-    "vkd": {
-        "beta0.3": {"train.beta": 0.3},
-        "beta0.1": {"train.beta": 0.1},
-        "beta1_balance0.8": {"train.beta": 1.0, "train.kl_balance": 0.8},
-        "beta3_balance0.9": {"train.beta": 3.0, "train.kl_balance": 0.9},
-        "beta1_balance0.8_freebits3": {"train.beta": 1.0, "train.kl_balance": 0.8, "train.free_bits": 3.0},
-    },
-    "distill": {
-        "w0.5_t2": {"train.distill_weight": 0.5, "train.distill_temperature": 2.0},
-        "w0.8_t1": {"train.distill_weight": 0.8, "train.distill_temperature": 1.0},
-    },
-    # The words' BCE is summed over 1,024 buckets (about 51 per label slot at the start),
-    # so its weight is small.
-    "report_aux": {
-        "w0.01": {"train.report_aux_weight": 0.01},
-        "w0.1": {"train.report_aux_weight": 0.1},
-    },
-}
-SETTING_OF = {"vkd_control": "vkd"}  # methods that take another method's chosen setting
-SEEDS = (0, 1, 2, 3, 4)
-# The budget clause (README, "Budget"): the whole grid is beyond the CPU hours of one series,
-# so the large cell (four times the training of the others) runs 3 of the 5 seeds. Fixed on
-# 2026-12-06, before any of its runs.
-CELL_SEEDS = {"large": (0, 1, 2)}
 # Paths that differ between machines and do not change what a run computes.
 _UNFINGERPRINTED = (
     ("data", "data_dir"),
@@ -100,31 +46,39 @@ _UNFINGERPRINTED = (
 )
 
 
-Run = tuple[tuple[str, ...], dict, int]  # (record name parts, config changes, training seed)
+class Run(NamedTuple):
+    """One run of the study: where it is recorded, its config and its training seed."""
+
+    parts: tuple[str, ...]  # record name parts: (cell, method, "seed<N>") or ("tuning", method, setting)
+    arg: str  # `design.get_config(arg)`: `run.py --config=studies/configs/prereg.py:<arg>`
+    seed: int  # the training seed, as in `arg`
 
 
 def tuning_plan() -> list[tuple[str, str, Run]]:
-    """(method, setting, run) for every tuning run: base cell, `TUNING_SEED`."""
+    """(method, setting, run) for every tuning run: each candidate setting of `design.TUNING`
+    on the tuning cell and seed."""
+    cell, seed = design.TUNING_CELL, design.TUNING_SEED
     return [
-        (method, name, (("tuning", method, name), METHODS[method] | CELLS[TUNING_CELL] | change, TUNING_SEED))
-        for method, settings in TUNING.items()
-        for name, change in settings.items()
+        (method, name, Run(("tuning", method, name), design.arg(cell, method, seed, name), seed))
+        for method, settings in design.TUNING.items()
+        for name in settings
     ]
 
 
 def cells_plan(chosen: dict[str, str], cells, methods, seeds=None) -> list[tuple[str, str, Run]]:
-    """(cell, method, run) for every comparison run, each method with its `chosen` setting:
-    cell by cell, then the `LATER` methods cell by cell; `seeds` in every cell, or by default
-    each cell's grid seeds (`CELL_SEEDS`, else `SEEDS`)."""
+    """(cell, method, run) for every comparison run, each tuned method with its `chosen`
+    setting: cell by cell, then the `LATER` methods cell by cell; `seeds` in every cell, or by
+    default each cell's grid seeds (`design.cell_seeds`)."""
     first = [m for m in methods if m not in LATER]
     order = [(c, m) for c in cells for m in first] + [(c, m) for c in cells for m in methods if m in LATER]
     plan = []
     for cell, method in order:
-        owner = SETTING_OF.get(method, method)
-        setting = TUNING.get(owner, {}).get(chosen.get(owner), {})
-        changes = METHODS[method] | CELLS[cell] | setting
-        cell_seeds = CELL_SEEDS.get(cell, SEEDS) if seeds is None else seeds
-        plan += [(cell, method, ((cell, method, f"seed{s}"), changes, s)) for s in cell_seeds]
+        owner = design.tuned_by(method)
+        setting = chosen[owner] if owner else None
+        cell_seeds = design.cell_seeds(cell) if seeds is None else seeds
+        plan += [
+            (cell, method, Run((cell, method, f"seed{s}"), design.arg(cell, method, s, setting), s)) for s in cell_seeds
+        ]
     return plan
 
 
@@ -278,8 +232,8 @@ def grid_decision(chosen: dict[str, str], recorded: dict[tuple[str, ...], dict |
     (...; if it ended here: <verdict>)"; from then on the verdict is final (no run of another
     method can change it), and says so, with the count of the grid's runs recorded, until all
     are. Runs outside the grid (other seeds) never enter the decision."""
-    grid = cells_plan(chosen, CELLS, METHODS)
-    cells = {cell: {} for cell in CELLS}
+    grid = cells_plan(chosen, design.CELLS, design.METHODS)
+    cells = {cell: {} for cell in design.CELLS}
     done = missing_deciding = 0
     for cell, method, (parts, _, seed) in grid:
         rec = recorded.get(parts)

@@ -1,6 +1,6 @@
 """What a trained model's representations carry: linear probes for the labels and the report's details.
 
-    python -m benchmarks.probe_latent --workdirs=RUN1,RUN2,...
+    python -m studies.probe_latent --workdirs=RUN1,RUN2,...
 
 For each training workdir on `synthetic_cxr` (any kind with an image encoder), ridge
 readouts are fitted on the training split, their ridge strength chosen on validation, and
