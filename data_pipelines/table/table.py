@@ -7,9 +7,11 @@ options, the `data.csv` config section):
         --patient_column=patient_id
 
 Bad rows are skipped, counted and named (file, line and column) in the build report:
-a blank or missing image, a path outside the image folder, an image listed twice, an
-unknown label or split value, a missing labels row, a patient in two splits of the split
-column. A configured column missing from the table stops the build at once.
+a CSV row with more or fewer cells than the header, a blank or missing image, a path
+outside the image folder, an image listed twice, a label other than 1, 0, -1 or blank
+(0.5, 2, inf, nan, yes), an unknown split value, a missing labels row, a patient in two
+splits of the split column. A configured column missing from the table stops the build
+at once.
 """
 
 from __future__ import annotations
@@ -110,6 +112,9 @@ class Table(manual_builder.ManualBuilder):
             raise source_files.LayoutError(f"csv: the image folder {root} (data.csv.image_root) is not a directory")
 
         index = manual_builder.Index()
+        for t in [table] if label_table is table else [table, label_table]:  # Rows the reader could not read.
+            for reason, what in t.skipped:
+                index.skip(reason, what)
         rows = self._rows(table, label_table, root, index)
         by_patient = _splits(rows, table, o, index)
         entries = []
