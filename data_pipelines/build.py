@@ -14,7 +14,9 @@ options are `configs/default.py`'s. Images are decoded, made 8-bit grayscale, re
 (shorter side) and centre-cropped once, in `--workers` processes, into a cache under
 `--data_dir`; an interrupted build rerun with the same command skips the images already
 done. The build ends with a report (examples per split, files skipped and why), also saved
-as `build_report.json` beside the records. Dataset option flags (`--views`, `--labeler`,
+as `build_report.json` beside the records. A build found built is reused only if its table
+(and, for `csv`, every image's size and mtime) is unchanged; else the command stops naming
+what changed. Dataset option flags (`--views`, `--labeler`,
 `--sections`, `--labels_csv`, `--split_seed`, `--val_fraction`, and `--table`,
 `--image_column`, ... of `csv`, your own table: `data_pipelines/table/options.py`) are the
 fields of those config sections.
@@ -129,7 +131,7 @@ def build(args) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow_datasets as tfds
 
-    from data_pipelines import datasets, source_files
+    from data_pipelines import datasets, manual_builder, source_files
 
     data = _data_config(args)
     image_size = data.build_size or data.image_size
@@ -153,13 +155,7 @@ def build(args) -> dict:
         print(f"{data.name}/{builder.builder_config.name} is already built in {builder.data_dir}", flush=True)
         with open(report_path) as f:
             report = json.load(f)
-        built_from, now = report.get("sources", {}), builder.source_digests(args.manual_dir or "")
-        changed = sorted(k for k in built_from if k in now and now[k] != built_from[k])
-        if changed:
-            raise ValueError(
-                f"{', '.join(changed)} changed since {builder.data_dir} was built from it: delete that "
-                f"directory to rebuild, or give the new version another data.{data.name}.tag"
-            )
+        _check_unchanged(builder, report, args.manual_dir or "", data.name)
         return report
     source_files.require_dir(args.manual_dir, data.name, builder.MANUAL_DOWNLOAD_INSTRUCTIONS)
     builder.download_and_prepare(
@@ -168,6 +164,9 @@ def build(args) -> dict:
     report = builder.build_report | {"config": builder.builder_config.name, "image_size": image_size}
     with open(report_path, "w") as f:
         json.dump(report, f, indent=2)
+    if builder.image_stamps is not None:
+        with open(os.path.join(os.fspath(builder.data_dir), manual_builder.STAMPS_FILE), "w") as f:
+            json.dump(builder.image_stamps, f, separators=(",", ":"))
     if not args.keep_cache:
         shutil.rmtree(builder.cache_dir(), ignore_errors=True)
         try:  # And the dataset's and the cache's folders, once empty.
@@ -175,6 +174,32 @@ def build(args) -> dict:
         except OSError:
             pass
     return report
+
+
+def _check_unchanged(builder, report: dict, manual_dir: str, name: str) -> None:
+    """Raises ValueError naming what changed since the build found in `builder.data_dir`:
+    its table (a digest), or for `csv` its images (size and mtime of each file)."""
+    from data_pipelines import manual_builder
+
+    built_from, now = report.get("sources", {}), builder.source_digests(manual_dir)
+    changed = sorted(k for k in built_from if k in now and now[k] != built_from[k])
+    fix = f"delete that directory to rebuild, or give the new version another data.{name}.tag"
+    if changed:
+        raise ValueError(f"{', '.join(changed)} changed since {builder.data_dir} was built from it: {fix}")
+    if "images" not in built_from or not os.path.isdir(manual_dir):  # An older build, or no sources here.
+        return
+    stamps = builder.current_image_stamps(manual_dir)
+    if stamps is None or manual_builder.stamps_digest(stamps) == built_from["images"]:
+        return
+    saved = os.path.join(os.fspath(builder.data_dir), manual_builder.STAMPS_FILE)
+    built = None
+    if os.path.isfile(saved):
+        with open(saved) as f:
+            built = json.load(f)
+    raise ValueError(
+        f"images under {manual_dir} changed since {builder.data_dir} was built from them "
+        f"({manual_builder.stamp_changes(built, stamps)}): {fix}"
+    )
 
 
 def main(argv=None, prog: str = "python -m data_pipelines.build") -> int:

@@ -4,6 +4,11 @@ Each source image is decoded, resized (`images.square_gray`) and written once as
 under a cache directory, in worker processes. A restarted build finds the PNGs already
 written and skips them, so an interrupted build loses only the images in flight. The
 tfds builders then copy the cached PNG bytes into their records.
+
+A PNG made from a file carries that file's modification time as its own, so a source
+replaced since (another mtime) is preprocessed again rather than its old PNG reused by a
+build kept with `--keep_cache`. On a file system with coarser times than the source's the
+times never match and images are redone: slower, never stale.
 """
 
 from __future__ import annotations
@@ -27,13 +32,24 @@ def path(cache_dir: str, key: str) -> str:
     return os.path.join(cache_dir, shard, f"{key}.png")
 
 
-def is_cached(cache_dir: str, key: str) -> bool:
-    return os.path.exists(path(cache_dir, key))
+def is_cached(cache_dir: str, key: str, source: str | None = None) -> bool:
+    """Whether the PNG of `key` is written and, where `source` is a file, made from it as it
+    is now (the PNG's mtime is the source's, `_process`)."""
+    try:
+        cached = os.stat(path(cache_dir, key)).st_mtime_ns
+    except FileNotFoundError:
+        return False
+    if source is None or not os.path.isfile(source):  # Bytes from an archive, or a key.
+        return True
+    return cached == os.stat(source).st_mtime_ns
 
 
 def _process(key: str, source: str | bytes, size: int, out: str) -> tuple[str, str | None]:
     """Writes one image's PNG to `out` (atomically); returns (key, error or None)."""
     try:
+        # Stat before reading: a file replaced while it is decoded leaves a stamp older than
+        # the new file's, so the next build redoes it.
+        mtime = os.stat(source).st_mtime_ns if isinstance(source, str) else None
         png = images.encode_png(images.square_gray(source, size))
     except images.ImageError as e:
         return key, str(e)
@@ -43,6 +59,8 @@ def _process(key: str, source: str | bytes, size: int, out: str) -> tuple[str, s
     tmp = f"{out}.tmp{os.getpid()}"
     with open(tmp, "wb") as f:
         f.write(png)
+    if mtime is not None:  # The stamp `is_cached` compares.
+        os.utime(tmp, ns=(mtime, mtime))
     os.replace(tmp, out)  # A killed build never leaves a half-written PNG behind.
     return key, None
 

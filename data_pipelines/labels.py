@@ -7,6 +7,8 @@ change of policy needs no rebuild.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 CLASS_NAMES: tuple[str, ...] = (
@@ -132,11 +134,19 @@ def nih_findings_to_labels(findings: set[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def parse_chexpert_value(value: str | None) -> int:
-    """A CheXpert-labeler CSV cell ('1.0', '0.0', '-1.0' or empty) -> a label code."""
-    value = (value or "").strip()
-    if value == "":
+    """A CheXpert-labeler CSV cell ('1.0', '0.0', '-1.0' or empty) -> a label code.
+
+    Raises ValueError for anything else. `float` reads the spellings tables use ('1',
+    '1.0', '1e0', ' -1 '), but it also reads '0.5', 'inf' and 'nan', which are no label:
+    truncating them stored 0.5 as a negative and made 'inf' an OverflowError.
+    """
+    text = (value or "").strip()
+    if text == "":
         return NOT_MENTIONED
-    code = int(float(value))
-    if code not in (POSITIVE, NEGATIVE, UNCERTAIN):
-        raise ValueError(f"a CheXpert label is 1, 0, -1 or empty, got {value!r}")
-    return code
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if number not in (POSITIVE, NEGATIVE, UNCERTAIN):  # NaN is equal to none of them.
+        raise ValueError(f"a CheXpert label is 1, 0, -1 or empty, got {text!r}")
+    return int(number)

@@ -10,6 +10,11 @@ Records (all datasets):
   labels      int8 [14], CheXpert order (`labels.CLASS_NAMES`), codes 1/0/-1/-2;
   subject_id, study_id, image_id, view   text;
 plus dataset-specific features (`EXTRA_FEATURES`).
+
+A builder with `STAMPS_IMAGES` (the `csv` one: its index is cheap to redo) also records
+each image file's size and mtime (`image_stamps`, saved beside the records) and their
+digest in the report's `sources`, so `data_pipelines.build` refuses to reuse a build whose
+images were replaced under an unchanged table, naming them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import abc
 import collections
 import dataclasses
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 
@@ -29,6 +35,7 @@ from data_pipelines import image_cache, records, source_files
 
 SPLITS = ("train", "validation", "test")
 _LISTED = 20  # Files listed per skip reason in the report (all are counted).
+STAMPS_FILE = "image_stamps.json"  # Beside the records: {image path: [size, mtime_ns]}.
 
 
 @dataclasses.dataclass
@@ -55,9 +62,14 @@ class Index:
         default_factory=lambda: collections.defaultdict(list)
     )  # reason -> ids or files
     notes: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    # reason -> ids or files kept but worth a look (e.g. a symlink out of the image folder).
+    warned: dict[str, list[str]] = dataclasses.field(default_factory=lambda: collections.defaultdict(list))
 
     def skip(self, reason: str, what: str) -> None:
         self.skipped[reason].append(what)
+
+    def warn(self, reason: str, what: str) -> None:
+        self.warned[reason].append(what)
 
 
 @dataclasses.dataclass(eq=False)
@@ -70,11 +82,13 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder):
 
     EXTRA_FEATURES: dict = {}
     EXTRA_METADATA: dict = {}
+    STAMPS_IMAGES = False  # Record image stamps (module doc): only where `_index` is cheap.
     code_path = epath.Path(__file__)  # tfds 4.9.10 otherwise imports importlib_resources.
 
     def __init__(self, *, workers: int = 1, **kwargs):
         self.workers = workers  # Image preprocessing processes; not part of the dataset.
         self.build_report: dict | None = None
+        self.image_stamps: dict[str, list[int]] | None = None  # Set by a build with STAMPS_IMAGES.
         super().__init__(**kwargs)
 
     @abc.abstractmethod  # Also keeps this base class out of tfds's registry.
@@ -86,6 +100,13 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder):
         report records them and `data_pipelines.build` refuses a stale build. None here."""
         del manual_dir
         return {}
+
+    def current_image_stamps(self, manual_dir: str) -> dict[str, list[int]] | None:
+        """The image stamps a build from `manual_dir` would record now (it re-indexes), or
+        None for a builder without STAMPS_IMAGES."""
+        if not self.STAMPS_IMAGES:
+            return None
+        return image_stamps(_unique(self._index(manual_dir)), manual_dir)
 
     def _image_sources(self, entries: list[Entry], manual_dir: str) -> Iterator[tuple[str, str | bytes]]:
         """(image_id, path or bytes) for `entries`; by default `source` is a path."""
@@ -110,7 +131,7 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder):
         entries = _unique(index)
         _check_one_report_per_study(entries)
         cache = self.cache_dir()
-        pending = [e for e in entries if not image_cache.is_cached(cache, e.image_id)]
+        pending = [e for e in entries if not image_cache.is_cached(cache, e.image_id, e.source)]
         print(
             f"{self.name}: {len(entries)} images indexed, {len(entries) - len(pending)} "
             f"already preprocessed in {cache}",
@@ -130,7 +151,11 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder):
             index.skip("unreadable image", f"{sources[key]} ({errors[key]})")
         kept = [e for e in entries if e.image_id not in errors]
         by_split = {split: [e for e in kept if e.split == split] for split in SPLITS}
-        self.build_report = _report(self.name, by_split, index) | {"sources": self.source_digests(manual_dir)}
+        sources = self.source_digests(manual_dir)
+        if self.STAMPS_IMAGES:  # Of every indexed image, the unreadable too: as a re-index sees them.
+            self.image_stamps = image_stamps(entries, manual_dir)
+            sources["images"] = stamps_digest(self.image_stamps)
+        self.build_report = _report(self.name, by_split, index) | {"sources": sources}
         return {split: self._generate_examples(es, cache) for split, es in by_split.items()}
 
     def _generate_examples(self, entries: list[Entry], cache: str):
@@ -186,6 +211,10 @@ def _report(name: str, by_split: dict[str, list[Entry]], index: Index) -> dict:
             for reason, items in sorted(index.skipped.items())
         },
         "notes": dict(sorted(index.notes.items())),
+        "warnings": {
+            reason: {"count": len(items), "first": sorted(items)[:_LISTED]}
+            for reason, items in sorted(index.warned.items())
+        },
     }
 
 
@@ -196,7 +225,43 @@ def format_report(report: dict) -> str:
         lines.append(f"  skipped {info['count']} ({reason}), e.g. {', '.join(info['first'][:5])}")
     for note, count in report["notes"].items():
         lines.append(f"  {note}: {count}")
+    for reason, info in report.get("warnings", {}).items():  # Reports of older builds have none.
+        lines.append(f"  warning: {info['count']} {reason}, e.g. {', '.join(info['first'][:5])}")
     return "\n".join(lines)
+
+
+def image_stamps(entries: list[Entry], manual_dir: str) -> dict[str, list[int]]:
+    """{image path relative to manual_dir: [size, mtime_ns]} of the entries whose source is
+    a file (following symlinks: a retargeted link is a changed image)."""
+    stamps = {}
+    for e in entries:
+        try:
+            st = os.stat(e.source)
+        except (OSError, ValueError):  # A key rather than a path, or a file gone since.
+            continue
+        stamps[os.path.relpath(e.source, manual_dir).replace(os.sep, "/")] = [st.st_size, st.st_mtime_ns]
+    return stamps
+
+
+def stamps_digest(stamps: dict[str, list[int]]) -> str:
+    text = json.dumps(sorted(stamps.items()), separators=(",", ":"))
+    return f"{len(stamps)} files, sha1 {hashlib.sha1(text.encode()).hexdigest()}"
+
+
+def stamp_changes(built: dict[str, list[int]] | None, now: dict[str, list[int]]) -> str:
+    """What differs between the stamps a build recorded and today's, naming a few files."""
+    if built is None:
+        return "their sizes or modification times differ (the build's image_stamps.json is gone)"
+    parts = []
+    for what, names in (
+        ("replaced (size or mtime)", [p for p in now if p in built and now[p] != built[p]]),
+        ("new", [p for p in now if p not in built]),
+        ("gone", [p for p in built if p not in now]),
+    ):
+        if names:
+            more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+            parts.append(f"{len(names)} {what}: {', '.join(sorted(names)[:5])}{more}")
+    return "; ".join(parts) or "their sizes or modification times differ"
 
 
 def seeded_split(subject_id: str, seed: int, fractions: dict[str, float]) -> str:

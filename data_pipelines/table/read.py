@@ -4,6 +4,13 @@ Every cell becomes a `str` (whitespace-stripped) or None where it is empty or mi
 (a blank CSV cell, a JSON null, a Parquet null or NaN), so the builder applies one rule
 whatever the format. A row is named by `Table.where(i)`: the line of a CSV or JSON-lines
 file (the header is line 1 of a CSV), the row of a Parquet file, counting from 1.
+
+A CSV row whose number of cells differs from the header's is not read: zipping it with
+the header would shift every later cell (an unquoted comma in a report moves all the
+labels one column) or leave the missing ones blank. It is left out and named in
+`Table.skipped`, which the builder counts in its report like any other skipped row.
+Tables are read as UTF-8 (a BOM is allowed); another encoding stops the build naming
+the file, line and byte, since guessing one (latin-1, cp1252) can misread text silently.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ class Table:
     rows: list[dict[str, str | None]]
     lines: list[int]  # The line (or row) number of each row.
     unit: str  # "line" or "row"
+    # (reason, "file line N: what was expected") of rows the reader could not read.
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
     def where(self, i: int) -> str:
         return f"{os.path.basename(self.path)} {self.unit} {self.lines[i]}"
@@ -50,43 +59,69 @@ def _cell(value) -> str | None:
     return text or None
 
 
-def _open_text(path: str):
-    raw = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+def _text(path: str) -> io.StringIO:
+    """The file's text, read whole so that a byte that is not UTF-8 is named by its line."""
+    with gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ValueError(
+            f"{path} line {line}: byte 0x{data[e.start]:02x} is not UTF-8 ({e.reason}); save the table as UTF-8"
+        ) from None
+    # newline="": lines end at \n, \r or \r\n only, as csv expects; a quoted cell keeps its own.
+    return io.StringIO(text, newline="")
+
+
+WRONG_WIDTH = "wrong number of cells"
 
 
 def _read_csv(path: str) -> Table:
     delimiter = "\t" if path.endswith((".tsv", ".tsv.gz")) else ","
-    with _open_text(path) as f:
-        reader = csv.reader(f, delimiter=delimiter)
+    name = os.path.basename(path)
+    reader = csv.reader(_text(path), delimiter=delimiter)
+    try:
         header = next(reader, None)
         if header is None:
             raise ValueError(f"{path} is empty; expected a header row of column names")
         header = [h.strip() for h in header]
-        rows, lines, start = [], [], reader.line_num + 1
+        rows, lines, skipped, start = [], [], [], reader.line_num + 1
         for row in reader:
-            if any(cell.strip() for cell in row):
+            if not any(cell.strip() for cell in row):
+                pass  # A blank line holds no image: nothing to name.
+            elif len(row) != len(header):
+                span = f"{start}" if reader.line_num == start else f"{start}-{reader.line_num}"
+                why = "an unquoted separator in a cell?" if len(row) > len(header) else "cells missing?"
+                skipped.append(
+                    (
+                        WRONG_WIDTH,
+                        f"{name} line {span}: expected {len(header)} cells as in the header, got {len(row)} ({why})",
+                    )
+                )
+            else:
                 rows.append({h: _cell(v) for h, v in zip(header, row)})
                 lines.append(start)  # Its first line, if a quoted cell spans several.
             start = reader.line_num + 1
-    return Table(path, header, rows, lines, unit="line")
+    except csv.Error as e:  # e.g. a cell over csv's size limit: an unclosed quote ate the file.
+        raise ValueError(f"{path} line {reader.line_num}: not readable as CSV ({e})") from None
+    return Table(path, header, rows, lines, unit="line", skipped=skipped)
 
 
 def _read_jsonl(path: str) -> Table:
     rows, lines, columns = [], [], {}
-    with _open_text(path) as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path} line {line_number}: not a JSON object ({e.msg})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{path} line {line_number}: expected a JSON object, got {type(record).__name__}")
-            columns.update(dict.fromkeys(record))
-            rows.append({k: _cell(v) for k, v in record.items()})
-            lines.append(line_number)
+    for line_number, line in enumerate(_text(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} line {line_number}: not a JSON object ({e.msg})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path} line {line_number}: expected a JSON object, got {type(record).__name__}")
+        columns.update(dict.fromkeys(record))
+        rows.append({k: _cell(v) for k, v in record.items()})
+        lines.append(line_number)
     return Table(path, list(columns), rows, lines, unit="line")
 
 

@@ -7,9 +7,14 @@ options, the `data.csv` config section):
         --patient_column=patient_id
 
 Bad rows are skipped, counted and named (file, line and column) in the build report:
-a blank or missing image, a path outside the image folder, an image listed twice, an
-unknown label or split value, a missing labels row, a patient in two splits of the split
-column. A configured column missing from the table stops the build at once.
+a CSV row with more or fewer cells than the header, a blank or missing image, a path
+outside the image folder, an image listed twice, a label other than 1, 0, -1 or blank
+(0.5, 2, inf, nan, yes), an unknown split value, a missing labels row, a patient in two
+splits of the split column. A configured column missing from the table stops the build
+at once. An image that is a symlink to a file outside the image folder is kept (a folder
+of links into a central store is a common layout) but named in the report's warnings.
+A build is reused only while the table and every image's size and mtime are unchanged
+(`manual_builder.STAMPS_IMAGES`).
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ class Table(manual_builder.ManualBuilder):
     """Chest X-rays from a user's table: images, report text and 14 CheXpert labels."""
 
     name = "csv"
+    STAMPS_IMAGES = True  # Indexing is one pass over the table, cheap to redo on a reuse.
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
@@ -110,6 +116,9 @@ class Table(manual_builder.ManualBuilder):
             raise source_files.LayoutError(f"csv: the image folder {root} (data.csv.image_root) is not a directory")
 
         index = manual_builder.Index()
+        for t in [table] if label_table is table else [table, label_table]:  # Rows the reader could not read.
+            for reason, what in t.skipped:
+                index.skip(reason, what)
         rows = self._rows(table, label_table, root, index)
         by_patient = _splits(rows, table, o, index)
         entries = []
@@ -146,6 +155,7 @@ class Table(manual_builder.ManualBuilder):
         label_rows = _label_rows(label_table, col, index) if label_table is not table else None
         parse = _label_parser(o)
         first: dict[str, str] = {}
+        real_root = os.path.realpath(root)
         rows = []
         for i, row in enumerate(table.rows):
             where = table.where(i)
@@ -194,6 +204,9 @@ class Table(manual_builder.ManualBuilder):
             if not os.path.isfile(os.path.join(root, path)):
                 index.skip("missing image", f"{where}, column {col!r}: {path} not found under data.csv.image_root")
                 continue
+            real = os.path.realpath(os.path.join(root, path))
+            if os.path.commonpath([real, real_root]) != real_root:
+                index.warn("images linked from outside image_root, kept", f"{where}, column {col!r}: {path} -> {real}")
             rows.append(_Row(i, path, patient, labels, split))
         return rows
 
