@@ -23,6 +23,10 @@ class StorageError(RuntimeError):
     """The workdir cannot hold the checkpoints (not writable, or too little free space)."""
 
 
+class WorkdirBusy(RuntimeError):
+    """Another training or evaluation holds the workdir's lock (`vkd_jax.runs.lock`)."""
+
+
 class RestoreError(RuntimeError):
     """A checkpoint of the workdir does not restore into the state the config builds."""
 
@@ -46,6 +50,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
     RunFileError,
     StorageError,
+    WorkdirBusy,
     RestoreError,
     WeightsError,
     NonFiniteLossError,

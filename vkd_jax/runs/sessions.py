@@ -1,18 +1,19 @@
 """What a command opens before it works, each in restore order, as one straight line.
 
 Training (`open_training`):
-  config checked against the devices -> the workdir writable -> dataset -> tokenizer -> the
-  schedule -> the model (its text encoder's shape from the workdir's `model_info.json` when
-  resuming, else from the pretrained files, which are read only for a fresh start) -> room
-  for its checkpoints -> the newest good checkpoint of the workdir, else the pretrained
-  weights -> only then `config.json` and `model_info.json` are written -> the text-feature
-  cache, from the state training starts with.
+  config checked against the devices -> the workdir's lock (`vkd_jax.runs.lock`, held until
+  `Run.release`) -> the workdir writable -> dataset -> tokenizer -> the schedule -> the
+  model (its text encoder's shape from the workdir's `model_info.json` when resuming, else
+  from the pretrained files, which are read only for a fresh start) -> room for its
+  checkpoints -> the newest good checkpoint of the workdir, else the pretrained weights ->
+  only then `config.json` and `model_info.json` are written -> the text-feature cache, from
+  the state training starts with.
 
 Evaluation (`open_evaluation`):
-  config checked -> `model_info.json` -> dataset -> tokenizer -> the best checkpoint restored
-  (`restore.restore_best`, which prediction uses too) -> only then is any parameter read (the
-  text-feature cache included, which a frozen pretrained encoder would otherwise fill from
-  random weights).
+  config checked -> `model_info.json` -> the workdir's lock (held until `Run.release`) ->
+  dataset -> tokenizer -> the best checkpoint restored (`restore.restore_best`, which
+  prediction uses too) -> only then is any parameter read (the text-feature cache included,
+  which a frozen pretrained encoder would otherwise fill from random weights).
 
 Both end in `_run`, the one builder of a `Run`'s fields. The state is built by one function,
 `vkd_jax.train.build_state`, for both (and the step benchmark, benchmarks/train_step.py).
@@ -20,6 +21,7 @@ Both end in `_run`, the one builder of a `Run`'s fields. The state is built by o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Callable, Iterator
@@ -38,7 +40,7 @@ from data_pipelines.tokenizer import load_tokenizer
 from vkd_jax import errors, inference, sharding, train
 from vkd_jax.models import VKDModel, reads_report
 from vkd_jax.pretrained import encoders as pretrained
-from vkd_jax.runs import checkpoint, config_checks, restore, text_cache, workdir as wd
+from vkd_jax.runs import checkpoint, config_checks, lock, restore, text_cache, workdir as wd
 
 
 @dataclasses.dataclass
@@ -56,6 +58,7 @@ class Run:
     eval_step: Callable
     eval_rng: jax.Array
     text_features: text_cache.TextFeatureCache | None
+    workdir_lock: lock.WorkdirLock | None = None  # the command's hold on the workdir
 
     def eval_batches(self, split: str) -> Iterator[dict]:
         cfg = self.config
@@ -69,6 +72,19 @@ class Run:
             process_count=jax.process_count(),
         )
         return self.text_features.wrap(batches) if self.text_features is not None else batches
+
+    def release(self) -> None:
+        """Lets the workdir's lock go, once the checkpoints still being written are (the
+        command's last act, after success, error or preemption alike). With several
+        processes it does not wait: that would be a barrier one failing process never reaches."""
+        if self.workdir_lock is None:
+            return
+        try:
+            if jax.process_count() == 1:
+                with contextlib.suppress(Exception):  # a failed save raised where it failed
+                    self.manager.wait_until_finished()
+        finally:
+            self.workdir_lock.release()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,8 +142,20 @@ def _pretrained(config, tokenizer) -> pretrained.PretrainedEncoders:
 
 def open_training(config, workdir: str) -> tuple[Run, TrainingPlan]:
     """The run `train_and_evaluate` trains: resumed from the workdir's newest good
-    checkpoint, else started from the pretrained encoders (else from scratch)."""
+    checkpoint, else started from the pretrained encoders (else from scratch). The run holds
+    the workdir's lock: call `Run.release` when the training ends."""
     mesh = _mesh_for(config)
+    held = lock.acquire(workdir)  # before anything is written; it creates the workdir
+    try:
+        run, plan = _open_training(config, workdir, mesh)
+    except BaseException:
+        held.release()
+        raise
+    run.workdir_lock = held
+    return run, plan
+
+
+def _open_training(config, workdir: str, mesh: Mesh) -> tuple[Run, TrainingPlan]:
     checkpoint.check_writable(workdir)
     meta = _prepare_data(config.data)
     tokenizer = _tokenizer(config, workdir)
@@ -174,9 +202,21 @@ def open_training(config, workdir: str) -> tuple[Run, TrainingPlan]:
 
 
 def open_evaluation(config, workdir: str) -> Run:
-    """The best checkpoint of `workdir`, restored before anything reads its parameters."""
+    """The best checkpoint of `workdir`, restored before anything reads its parameters. The
+    run holds the workdir's lock (evaluation writes its results there): call `Run.release`."""
     mesh = _mesh_for(config)
-    info = wd.read_model_info(workdir)
+    info = wd.read_model_info(workdir)  # before the lock: a workdir that is no run is not created
+    held = lock.acquire(workdir)
+    try:
+        run = _open_evaluation(config, workdir, mesh, info)
+    except BaseException:
+        held.release()
+        raise
+    run.workdir_lock = held
+    return run
+
+
+def _open_evaluation(config, workdir: str, mesh: Mesh, info: wd.ModelInfo) -> Run:
     meta = _prepare_data(config.data)
     if tuple(meta.class_names) != info.class_names:
         raise errors.ConfigError(

@@ -66,9 +66,16 @@ def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
 def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     """Trains (resuming from `workdir` if it holds checkpoints), then evaluates the best
     checkpoint on the test split and writes `<workdir>/results.json`, `report.md` and
-    `figures/`. Returns the results."""
+    `figures/`. Returns the results. The workdir is locked throughout (`vkd_jax.runs.lock`)."""
     start_time = time.time()
     run, plan = sessions.open_training(config, workdir)
+    try:
+        return _train(config, workdir, run, plan, start_time)
+    finally:
+        run.release()
+
+
+def _train(config, workdir: str, run: sessions.Run, plan: sessions.TrainingPlan, start_time: float) -> dict[str, Any]:
     mesh, manager, meta, state = run.mesh, run.manager, run.meta, run.state
     global_batch = config.train.batch_size
     last_step = min(plan.schedule_steps, config.train.max_steps) if config.train.max_steps > 0 else plan.schedule_steps
@@ -184,6 +191,7 @@ def evaluate_checkpoint(config, workdir: str, split: str | None = None) -> dict[
         return evaluation.evaluate_best(run, run.state, split, start_time)
     finally:
         run.manager.close()
+        run.release()
 
 
 def _summary_writer(workdir: str):

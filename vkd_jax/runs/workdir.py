@@ -10,6 +10,8 @@
                                  split by the last evaluation (predict's `<finding>_call`)
     <workdir>/results.json, report.md, figures/            the test split's evaluation
     <workdir>/results_<split>.json, report_<split>.md, figures_<split>/   another split's
+    <workdir>/.lock, .lock.json  the lock of the training or evaluation writing the workdir,
+                                 and who holds it (`vkd_jax.runs.lock`)
 
 Files are written atomically (a temporary file beside them, then renamed), so a command
 that stops halfway leaves the old file or the new one, never a truncated one. A file that
@@ -32,6 +34,8 @@ MODEL_INFO = "model_info.json"
 THRESHOLDS = "thresholds.json"
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
+LOCK = ".lock"
+LOCK_HOLDER = ".lock.json"
 
 
 def path(workdir: str, name: str) -> str:
