@@ -1,12 +1,14 @@
-"""Logging set-up shared by the entry points (run.py, benchmarks), and the training log's ETA."""
+"""Logging set-up shared by the entry points (run.py, benchmarks), the training log's ETA and the
+progress lines of the long phases."""
 
 from __future__ import annotations
 
 import logging as std_logging
-import math
 import os
 
 from absl import logging
+
+from data_pipelines import progress as progress_lib
 
 _NOISY = (f"{os.sep}orbax{os.sep}", f"{os.sep}tensorflow_datasets{os.sep}", f"{os.sep}jax{os.sep}")
 
@@ -25,19 +27,12 @@ def quiet_library_logs() -> None:
     logging.get_absl_handler().addFilter(_LibraryInfoFilter())
 
 
-def eta(steps_left: int, steps_per_s: float) -> str:
-    """The time `steps_left` training steps take at `steps_per_s`, as the training log shows it
-    (`eta=1h05m`): seconds under a minute, minutes and seconds under an hour, then hours and
-    minutes, days and hours; `?` without a rate."""
-    if not (steps_per_s > 0 and math.isfinite(steps_per_s)):
-        return "?"
-    s = round(max(steps_left, 0) / steps_per_s)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    m = round(s / 60)
-    if m < 24 * 60:
-        return f"{m // 60}h{m % 60:02d}m"
-    h = round(s / 3600)
-    return f"{h // 24}d{h % 24:02d}h"
+def progress(what: str, total: int, unit: str = "", every_s: float = progress_lib.EVERY_S) -> progress_lib.Progress:
+    """A `data_pipelines.progress.Progress` whose lines go to absl's INFO log: what a command
+    prints while it works through a long phase (the text-feature cache, evaluation, the
+    bootstrap)."""
+    return progress_lib.Progress(what, total, unit, every_s=every_s, emit=logging.info)
+
+
+# The training log's ETA (`eta=1h05m`), the same arithmetic and text as every progress line's.
+eta = progress_lib.eta
