@@ -153,7 +153,8 @@ def get_config() -> ml_collections.ConfigDict:
     txt.train_mode = "full"  # 'full' | 'frozen' | 'last_k' (the top train_last_k layers)
     txt.train_last_k = 2
     # A frozen encoder's report features are computed once and reused (no BERT in the
-    # train step), cached on disk under cache_dir ('' = <workdir>/text_features).
+    # train step), cached on disk under cache_dir, keyed by the reports and the encoder
+    # ('' = one cache per machine: $VKD_JAX_CACHE/text_features, else ~/.cache/vkd-jax/text_features).
     txt.cache_features = True
     txt.cache_dir = ""
     txt.lr_multiplier = 1.0

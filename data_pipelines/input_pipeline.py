@@ -204,14 +204,21 @@ def study_keys(study_ids: Iterable[str | bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(digests), "<i8").astype(np.int64)
 
 
+def _tokens(reports, pad: int, tokenizer, max_length: int) -> dict[str, np.ndarray]:
+    """`input_ids` and `attention_mask` int32 [len(reports) + pad, max_length] of the
+    records' report bytes. Padding rows get an empty report: its [CLS] [SEP] keeps their
+    attention unmasked."""
+    texts = [r.decode("utf-8") for r in reports] + [""] * pad
+    tokens = tokenizer(texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="np")
+    return {k: tokens[k].astype(np.int32) for k in ("input_ids", "attention_mask")}
+
+
 def _host_batch(batch, data_cfg, tokenizer, max_length: int, batch_size: int) -> dict:
     """Tokenises, applies the label policy, keys the study ids and pads a tf.data batch to
     `batch_size` rows."""
     n = len(batch["report"])
     pad = batch_size - n
-    # Padding rows get an empty report: its [CLS] [SEP] keeps their attention unmasked.
-    reports = [r.decode("utf-8") for r in batch["report"]] + [""] * pad
-    tokens = tokenizer(reports, padding="max_length", truncation=True, max_length=max_length, return_tensors="np")
+    tokens = _tokens(batch["report"], pad, tokenizer, max_length)
     raw = np.concatenate([batch["labels"], np.full((pad, labels_lib.NUM_CLASSES), labels_lib.NOT_MENTIONED, np.int8)])
     targets, label_mask = labels_lib.apply_uncertainty_policy(
         raw, data_cfg.uncertainty_policy, data_cfg.no_finding_rule
@@ -222,8 +229,7 @@ def _host_batch(batch, data_cfg, tokenizer, max_length: int, batch_size: int) ->
         image = np.concatenate([image, np.zeros((pad,) + image.shape[1:], np.float32)])
     return {
         "image": image,
-        "input_ids": tokens["input_ids"].astype(np.int32),
-        "attention_mask": tokens["attention_mask"].astype(np.int32),
+        **tokens,
         "labels": targets * mask[:, None],
         "label_mask": label_mask * mask[:, None],
         "mask": mask,
@@ -322,6 +328,28 @@ def eval_batches(
         out = _host_batch(batch, data_cfg, tokenizer, max_length, batch_size)
         ids = [i.decode("utf-8") for i in batch["image_id"]]
         yield out | {"image_id": np.array(ids + [""] * (batch_size - len(ids)))}
+
+
+def report_batches(
+    data_cfg: ml_collections.ConfigDict, split: str, *, batch_size: int, tokenizer, max_length: int
+) -> Iterator[dict[str, np.ndarray]]:
+    """The reports of `split` as `eval_batches` (one process) carries them, reading no image:
+    `input_ids`, `attention_mask`, `study_id` and `image_id` of padded batches of
+    `batch_size` (what the text-feature cache keys and encodes)."""
+    builder = _prepared_builder(data_cfg)
+    ds = builder.as_dataset(
+        split=split,
+        shuffle_files=False,
+        decoders=tfds.decode.PartialDecoding({"report": True, "study_id": True, "image_id": True}),
+        read_config=tfds.ReadConfig(try_autocache=False),
+    )
+    for batch in ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(_options()).as_numpy_iterator():
+        pad = batch_size - len(batch["report"])
+        ids = [i.decode("utf-8") for i in batch["image_id"]] + [""] * pad
+        yield _tokens(batch["report"], pad, tokenizer, max_length) | {
+            "study_id": study_keys(list(batch["study_id"]) + [b""] * pad),
+            "image_id": np.array(ids),
+        }
 
 
 def image_batches(data_cfg: ml_collections.ConfigDict, stored: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:

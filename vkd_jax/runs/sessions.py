@@ -7,7 +7,7 @@ Training (`open_training`):
   from the pretrained files, which are read only for a fresh start) -> room for its
   checkpoints -> the newest good checkpoint of the workdir, else the pretrained weights ->
   only then `config.json` and `model_info.json` are written -> the text-feature cache, from
-  the state training starts with.
+  the state training starts with (one per machine, keyed by the reports and the encoder).
 
 Evaluation (`open_evaluation`):
   config checked -> `model_info.json` -> the workdir's lock (held until `Run.release`) ->
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 from collections.abc import Callable, Iterator
 
 import jax
@@ -241,11 +240,11 @@ def _run(config, workdir, meta, mesh, tokenizer, model, state, manager, eval_rng
         manager=manager,
         eval_step=inference.make_eval_step(model, mesh, num_samples=config.model.eval_samples, with_kl=True),
         eval_rng=eval_rng,
-        text_features=_text_feature_cache(config, workdir, meta, tokenizer, model, mesh, state),
+        text_features=_text_feature_cache(config, tokenizer, model, mesh, state),
     )
 
 
-def _text_feature_cache(config, workdir: str, meta, tokenizer, model, mesh, state):
+def _text_feature_cache(config, tokenizer, model, mesh, state):
     """The frozen text encoder's features of every split's reports, computed with `state`
     (None when the encoder is not frozen or caching is off)."""
     txt = config.model.text_encoder
@@ -255,8 +254,7 @@ def _text_feature_cache(config, workdir: str, meta, tokenizer, model, mesh, stat
         or (not txt.cache_features)
     ):
         return None
-    name = text_cache.fingerprint(config, meta.num_examples, tokenizer) + ".npz"
-    path = os.path.join(wd.text_features_dir(workdir, txt.cache_dir), name)
+    cache_dir = txt.cache_dir or text_cache.default_dir()
     encode_step = inference.make_text_encode_step(model, mesh)
     splits = (config.data.train_split, config.data.val_split, config.data.test_split)
     # Every process reads every report, so all build the same cache in the same steps.
@@ -265,7 +263,7 @@ def _text_feature_cache(config, workdir: str, meta, tokenizer, model, mesh, stat
 
     def all_reports():
         for split in splits:
-            yield from input_pipeline.eval_batches(
+            yield from input_pipeline.report_batches(
                 config.data, split, batch_size=global_batch, tokenizer=tokenizer, max_length=txt.max_length
             )
 
@@ -274,4 +272,6 @@ def _text_feature_cache(config, workdir: str, meta, tokenizer, model, mesh, stat
         local = {k: v[lo : lo + local_batch] for k, v in batch.items()}
         return encode_step(state, sharding.shard_batch(local, mesh))
 
-    return text_cache.load_or_build(path, all_reports, encode, global_batch, sharding.to_host)
+    return text_cache.load_or_build(
+        cache_dir, text_cache.encoder_key(config), all_reports(), encode, global_batch, sharding.to_host
+    )
