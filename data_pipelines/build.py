@@ -133,6 +133,8 @@ def build(args) -> dict:
 
     from data_pipelines import datasets, manual_builder, source_files
 
+    tfds.disable_progress_bar()  # its tqdm bars are cursor codes in a log; the builders print plain lines
+
     data = _data_config(args)
     image_size = data.build_size or data.image_size
     if image_size < 8:

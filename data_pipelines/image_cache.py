@@ -17,13 +17,9 @@ import concurrent.futures
 import hashlib
 import multiprocessing
 import os
-import sys
-import time
 from collections.abc import Iterable, Iterator
 
-from data_pipelines import images
-
-_PROGRESS_EVERY_S = 10.0
+from data_pipelines import images, progress as progress_lib
 
 
 def path(cache_dir: str, key: str) -> str:
@@ -97,19 +93,10 @@ def cache_images(
     Prints progress to stderr; returns {key: error} for the images that failed.
     """
     errors: dict[str, str] = {}
-    start = last = time.time()
-    done = 0
+    counter = progress_lib.Progress(f"{name}: preprocessed", total, "images")
     for key, error in _results(sources, cache_dir, size, workers):
-        done += 1
         if error is not None:
             errors[key] = error
-        now = time.time()
-        if now - last >= _PROGRESS_EVERY_S or done == total:
-            rate = done / max(now - start, 1e-9)
-            print(
-                f"{name}: {done}/{total} images preprocessed ({rate:.0f}/s, {len(errors)} unreadable)",
-                file=sys.stderr,
-                flush=True,
-            )
-            last = now
+            counter.note(f"{len(errors)} unreadable")
+        counter.update()
     return errors

@@ -112,6 +112,7 @@ def prepare(data_cfg: ml_collections.ConfigDict) -> DatasetMeta:
         builder = _builder(data_cfg)
         if not builder.is_prepared():
             print(f"Generating {SYNTHETIC}/{builder.builder_config.name} in {builder.data_dir}")
+            tfds.disable_progress_bar()  # cursor codes in a log; the builder prints plain lines
             builder.download_and_prepare()
     builder = _prepared_builder(data_cfg)
     return DatasetMeta(

@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from data_pipelines import image_cache, records, source_files
+from data_pipelines import image_cache, progress as progress_lib, records, source_files
 
 SPLITS = ("train", "validation", "test")
 _LISTED = 20  # Files listed per skip reason in the report (all are counted).
@@ -156,10 +156,11 @@ class ManualBuilder(tfds.core.GeneratorBasedBuilder):
             self.image_stamps = image_stamps(entries, manual_dir)
             sources["images"] = stamps_digest(self.image_stamps)
         self.build_report = _report(self.name, by_split, index) | {"sources": sources}
-        return {split: self._generate_examples(es, cache) for split, es in by_split.items()}
+        return {split: self._generate_examples(es, cache, split) for split, es in by_split.items()}
 
-    def _generate_examples(self, entries: list[Entry], cache: str):
-        for e in entries:
+    def _generate_examples(self, entries: list[Entry], cache: str, split: str = ""):
+        progress = progress_lib.Progress(f"{self.name}: wrote {split}", len(entries), "examples")
+        for e in progress_lib.track(entries, progress):
             yield (
                 e.image_id,
                 {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 EVERY_S = 10.0  # seconds between two lines of one loop
 
@@ -85,3 +85,11 @@ class Progress:
 
     def _suffix(self) -> str:
         return f" ({self._note})" if self._note else ""
+
+
+def track(items: Iterable, progress: Progress) -> Iterator:
+    """`items`, counting each into `progress` once the consumer is done with it (asks for
+    the next)."""
+    for item in items:
+        yield item
+        progress.update()

@@ -15,7 +15,7 @@ import dataclasses
 import tensorflow_datasets as tfds
 from etils import epath
 
-from data_pipelines import labels as labels_lib, records
+from data_pipelines import labels as labels_lib, progress as progress_lib, records
 from data_pipelines.synthetic_cxr import generator
 
 # Index ranges of the splits are far apart, so a split's examples do not depend on the
@@ -123,7 +123,8 @@ class SyntheticCxr(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, split: str, num_examples: int):
         cfg = self.builder_config
-        for i in range(SPLIT_OFFSETS[split], SPLIT_OFFSETS[split] + num_examples):
+        progress = progress_lib.Progress(f"{self.name}: generated {split}", num_examples, "examples")
+        for i in progress_lib.track(range(SPLIT_OFFSETS[split], SPLIT_OFFSETS[split] + num_examples), progress):
             example = generator.generate_example(
                 i,
                 seed=cfg.seed,

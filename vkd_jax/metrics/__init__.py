@@ -10,7 +10,7 @@ defined AUROC or average precision: it is reported as `None` and left out of the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -67,13 +67,14 @@ def classification_report(
     seed: int = 0,
     num_bins: int = 15,
     refer_fraction: float = 0.1,
+    progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Every metric of this module in one JSON-serialisable dict (undefined values are None).
 
     `thresholds` `[K]` are validation-chosen (see `choose_thresholds`): they add the "chosen"
     thresholded metrics and are used by the uncertainty summary (0.5 otherwise), which is only
     computed when `spreads` is given (referring `refer_fraction`). `num_bootstrap=0` skips the
-    AUROC intervals (None).
+    AUROC intervals (None); `progress` is the bootstrap's (`bootstrap_auroc`).
     """
     labels = np.asarray(labels)
     probs = np.asarray(probs, np.float64)
@@ -85,7 +86,9 @@ def classification_report(
     if thresholds is not None:
         thresholded["chosen"] = threshold_metrics(labels, probs, thresholds, class_names, mask)
     auc_ci = (
-        bootstrap_auroc(labels, probs, class_names, mask, groups, num_bootstrap, seed) if num_bootstrap > 0 else None
+        bootstrap_auroc(labels, probs, class_names, mask, groups, num_bootstrap, seed, progress=progress)
+        if num_bootstrap > 0
+        else None
     )
     report = {
         **auroc_summary(labels, probs, class_names, mask),

@@ -3,7 +3,7 @@ AUROC (the conventions are the package's: `vkd_jax.metrics`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -233,6 +233,7 @@ def bootstrap_auroc(
     num_samples: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
+    progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Percentile bootstrap intervals `[lo, hi]` of per-class, macro and micro AUROC.
 
@@ -241,7 +242,8 @@ def bootstrap_auroc(
     `np.random.default_rng(seed)`, in order, and evaluates `auroc_summary` on the drawn rows
     (macro = mean over the classes defined in that replicate). A replicate where a statistic is
     undefined is skipped for it; `per_class_replicates` counts the replicates used per class.
-    An interval is None when no replicate defines it.
+    An interval is None when no replicate defines it. `progress`, if given, is called with the
+    number of replicates each chunk of them finished.
     """
     labels = np.asarray(labels).astype(bool)
     scores = np.asarray(scores, np.float64)
@@ -266,6 +268,8 @@ def bootstrap_auroc(
             r = np.flatnonzero(mask[:, k])
             per_class[start:stop, k] = _weighted_aurocs(labels[r, k], scores[r, k], r, weights)
         micro[start:stop] = _weighted_aurocs(labels[rows, cols], scores[rows, cols], rows, weights)
+        if progress is not None:
+            progress(stop - start)
     defined = ~np.isnan(per_class)
     with np.errstate(invalid="ignore"):
         macro = np.where(defined, per_class, 0.0).sum(1) / defined.sum(1)

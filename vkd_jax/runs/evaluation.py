@@ -19,7 +19,7 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vkd_jax import metrics, sharding
-from vkd_jax.runs import checkpoint, workdir as wd
+from vkd_jax.runs import checkpoint, log, workdir as wd
 
 if TYPE_CHECKING:
     from vkd_jax.runs.sessions import Run
@@ -103,6 +103,9 @@ def evaluate_best(run: Run, state, split: str, start_time: float, final_train: d
         if split == config.data.val_split
         else predict_split(state, run.eval_step, run.eval_batches(split), run.mesh, run.eval_rng)
     )
+    if evl.bootstrap_samples > 0:
+        logging.info("bootstrap: %d resamples of %s...", evl.bootstrap_samples, split)
+    bootstrap = log.progress(f"bootstrap {split}", evl.bootstrap_samples, "resamples")
     report = metrics.classification_report(
         pred["labels"],
         pred["probs"],
@@ -115,6 +118,7 @@ def evaluate_best(run: Run, state, split: str, start_time: float, final_train: d
         seed=evl.bootstrap_seed,
         num_bins=evl.calibration_bins,
         refer_fraction=evl.refer_fraction,
+        progress=bootstrap.update,
     )
     log_undefined(report, split)
     best_val = manager.metrics(best_step) if best_step is not None else None

@@ -34,12 +34,12 @@ from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from data_pipelines import input_pipeline
+from data_pipelines import input_pipeline, progress as progress_lib
 from data_pipelines.tokenizer import load_tokenizer
 from vkd_jax import errors, inference, sharding, train
 from vkd_jax.models import VKDModel, reads_report
 from vkd_jax.pretrained import encoders as pretrained
-from vkd_jax.runs import checkpoint, config_checks, lock, restore, text_cache, workdir as wd
+from vkd_jax.runs import checkpoint, config_checks, lock, log, restore, text_cache, workdir as wd
 
 
 @dataclasses.dataclass
@@ -70,7 +70,10 @@ class Run:
             process_index=jax.process_index(),
             process_count=jax.process_count(),
         )
-        return self.text_features.wrap(batches) if self.text_features is not None else batches
+        batches = self.text_features.wrap(batches) if self.text_features is not None else batches
+        num_batches = -(-self.meta.num_examples[split] // cfg.train.eval_batch_size)
+        logging.info("evaluating %s: %d batches...", split, num_batches)
+        return progress_lib.track(batches, log.progress(f"evaluated {split}", num_batches, "batches"))
 
     def release(self) -> None:
         """Lets the workdir's lock go, once the checkpoints still being written are (the

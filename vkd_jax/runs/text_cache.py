@@ -206,7 +206,7 @@ def encode_reports(
     logging.info("text-feature cache: encoding %d reports with the frozen text encoder...", num)
     order = np.argsort(reports.attention_mask.sum(1), kind="stable")
     ids, mask = reports.input_ids[order], reports.attention_mask[order]
-    progress = log.progress("text-feature cache: encoded", num, "reports")
+    progress = log.progress("text-feature cache encoded", num, "reports")
     features = []
     for start in range(0, num, batch_size):
         chunk_ids, chunk_mask = ids[start : start + batch_size], mask[start : start + batch_size]

@@ -115,8 +115,15 @@ def _train(config, workdir: str, run: sessions.Run, plan: sessions.TrainingPlan,
     history, tick, tick_step, paused = [], time.time(), step, 0.0
     final_train = None  # the last logged training metrics (means over the interval)
     notice = _PreemptionNotice()
+    first_step = step
     while step < last_step:
-        state, step_metrics = train_step(state, sharding.shard_batch(next(batches), mesh))
+        batch = sharding.shard_batch(next(batches), mesh)
+        if step == first_step:  # the first call compiles (jit returns once the step is compiled and dispatched)
+            logging.info("compiling the train step...")
+            compile_start = time.time()
+        state, step_metrics = train_step(state, batch)
+        if step == first_step:
+            logging.info("compiled in %.1fs", time.time() - compile_start)
         step += 1
         history.append(step_metrics)
         if step % config.train.log_every_steps == 0 or step == last_step:
