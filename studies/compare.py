@@ -88,29 +88,25 @@ flags.DEFINE_bool(
 )
 
 
-def make_config(base, workdir: str, kind: str, seed: int, changes: dict | None = None):
+def make_config(base, kind: str, seed: int, changes: dict | None = None):
     """`base` for one run: its model kind, training seed and field changes."""
     config = base.copy_and_resolve_references()
     config.model.kind = kind
     config.seed = seed
     config.update_from_flattened_dict(changes or {})
-    # A frozen pretrained encoder's report features are the same for every run: share them.
-    config.model.text_encoder.cache_dir = config.model.text_encoder.cache_dir or os.path.join(workdir, "text_features")
     return config
 
 
 def run_config(kind: str, seed: int, changes: dict | None = None):
-    return make_config(FLAGS.config, FLAGS.workdir, kind, seed, changes)
+    return make_config(FLAGS.config, kind, seed, changes)
 
 
 def study_config(arg: str):
     """One run of the pre-registered study: `studies/configs/prereg.py:<arg>`, with the command
-    line's `--config.*` overrides, sharing the frozen encoder's report features like `make_config`."""
+    line's `--config.*` overrides (a frozen encoder's report features are shared through the
+    machine's text-feature cache, `vkd_jax.runs.text_cache`)."""
     config = design.get_config(arg)
     config.update_from_flattened_dict(config_flags.get_override_values(FLAGS["config"]))
-    config.model.text_encoder.cache_dir = config.model.text_encoder.cache_dir or os.path.join(
-        FLAGS.workdir, "text_features"
-    )
     return config
 
 

@@ -4,7 +4,6 @@
     <workdir>/model_info.json    what the model was built from besides the config
     <workdir>/checkpoints/       orbax (`vkd_jax.runs.checkpoint`)
     <workdir>/tokenizer/         the synthetic vocabulary, when the config asks for it
-    <workdir>/text_features/     the frozen text encoder's cached features (default dir)
     <workdir>/tensorboard/       training summaries
     <workdir>/thresholds.json    per-finding decision thresholds chosen on the validation
                                  split by the last evaluation (predict's `<finding>_call`)
@@ -44,11 +43,6 @@ def path(workdir: str, name: str) -> str:
 
 def tokenizer_dir(workdir: str) -> str:
     return path(workdir, "tokenizer")
-
-
-def text_features_dir(workdir: str, cache_dir: str = "") -> str:
-    """Where the text-feature cache lives: `cache_dir` if set, else inside the workdir."""
-    return cache_dir or path(workdir, "text_features")
 
 
 def output_names(split: str, test_split: str) -> tuple[str, str, str]:
