@@ -21,7 +21,7 @@ import time
 import types
 
 from configs import anchor as anchor_config
-from tests import torchvision_ops  # the tests own the shim; this benchmark borrows it
+from vkd_jax.pretrained import torchvision_ops
 
 # Before torch loads libgomp: its default active spin-wait makes a 2-thread torch CPU step
 # 10-100x slower whenever other processes share the cores (measured here: 20 ms steps

@@ -1,6 +1,6 @@
 """Test session set-up: 8 fake CPU devices, so multi-device code is tested without hardware,
 XLA compiling fast (`e2e.FAST_XLA`), and torchvision importable beside a CPU-only torch
-(`tests/torchvision_ops.py`).
+(`vkd_jax/pretrained/torchvision_ops.py`).
 
 All three must happen before anything imports JAX's backends or torchvision, hence here and not
 in a test module.
@@ -11,7 +11,8 @@ import tempfile
 
 import jax
 
-from tests import e2e, torchvision_ops
+from tests import e2e
+from vkd_jax.pretrained import torchvision_ops
 
 jax.config.update("jax_num_cpu_devices", 8)
 # Read when the CPU backend starts, which no import above does.

@@ -31,11 +31,15 @@ COMMANDS = {
     "predict": "apply the model of --workdir to image files (--input, --output)",
     "export": "write the model of --workdir as a jax.export artifact for serving (--output=DIR)",
 }
+# `vkd-jax convert-xrv`: a file conversion with flags of its own (vkd_jax.pretrained.xrv), no workdir.
+CONVERT_XRV = "convert-xrv"
 COMMAND_USAGE = (
     "usage: vkd-jax {"
     + ",".join(COMMANDS)
-    + "} --workdir=DIR [flags]\n\ncommands:\n"
+    + "} --workdir=DIR [flags]\n       vkd-jax convert-xrv --weights=NAME_OR_FILE --output=FILE.safetensors"
+    + "\n\ncommands:\n"
     + "".join(f"  {name:<8} {what}\n" for name, what in COMMANDS.items())
+    + f"  {CONVERT_XRV} convert torchxrayvision's DenseNet-121 weights to safetensors (needs torchxrayvision)\n"
     + "\n`vkd-jax COMMAND --help` lists the flags; `vkd-jax-build --help`: the dataset build command."
 )
 

@@ -4,6 +4,7 @@
     vkd-jax eval --workdir=/tmp/vkd-demo [--split=validation]                  # evaluate the best checkpoint
     vkd-jax predict --workdir=/tmp/vkd-demo --input=DIR_OR_FILE_OR_GLOB --output=preds.csv
     vkd-jax export --workdir=/tmp/vkd-demo --output=DIR                       # jax.export artifact
+    vkd-jax convert-xrv --weights=densenet121-res224-all --output=xrv.safetensors  # torchxrayvision's weights
     python run.py --config=configs/demo.py --workdir=/tmp/vkd-demo [--mode=train|eval|predict|export]
 
 The command is the mode (`--mode`, train by default, in `run.py`). `--config=configs/NAME.py`
@@ -194,6 +195,14 @@ def command() -> None:
         from vkd_jax import __version__
 
         print(f"vkd-jax {__version__}")
+        return
+    if sys.argv[1:2] == [cli.CONVERT_XRV]:  # no workdir, no JAX: a file conversion
+        from vkd_jax.pretrained import xrv
+
+        try:
+            print(xrv.command(sys.argv[2:]))
+        except errors.USER_ERRORS as e:
+            cli.fail(errors.one_line(e))
         return
     try:
         argv = cli.command_argv(sys.argv)

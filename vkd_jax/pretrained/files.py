@@ -34,13 +34,10 @@ from vkd_jax.models import bert as bert_lib, densenet as densenet_lib
 BERT_FILES = ("model.safetensors", "flax_model.msgpack", "pytorch_model.bin")
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt")
 # The one conversion of a torchxrayvision checkpoint to safetensors (docs/pretrained.md, and the error
-# for a pickle whose class cannot be imported). torchxrayvision reads the checkpoint from
-# ~/.torchxrayvision/models_data/ when it is there, and downloads it otherwise.
-XRV_CONVERT_COMMAND = (
-    'python -c "import torchxrayvision as xrv; from safetensors.torch import save_file; '
-    "save_file(xrv.models.DenseNet(weights='densenet121-res224-all').state_dict(), "
-    "'xrv_densenet121_all.safetensors')\""
-)
+# for a pickle whose class cannot be imported): `vkd-jax convert-xrv` (vkd_jax.pretrained.xrv), which
+# takes a torchxrayvision name (read from ~/.torchxrayvision/models_data/, downloaded when absent)
+# or a checkpoint file.
+XRV_CONVERT_COMMAND = "vkd-jax convert-xrv --weights=densenet121-res224-all --output=xrv_densenet121.safetensors"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +90,9 @@ def _unpickle_model(path: str):
     so their package must be importable, and the file's code runs."""
     import torch
 
+    from vkd_jax.pretrained import torchvision_ops
+
+    torchvision_ops.declare_missing_ops()  # torchxrayvision imports torchvision, whose C ops may not load
     logging.warning("%s holds more than tensors (a whole model?): unpickling it in full", path)
     try:
         return torch.load(path, map_location="cpu", weights_only=False)

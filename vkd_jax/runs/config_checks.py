@@ -194,15 +194,13 @@ def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
         _positive(enc.lr_multiplier, f"model.{name}.lr_multiplier")
         if enc.init_from and not os.path.exists(enc.init_from):
             raise ConfigError(f"config.model.{name}.init_from: {enc.init_from} does not exist")
-    if img.init_from and (tuple(img.block_sizes), img.growth_rate, img.bn_size, img.num_init_features) != (
-        (6, 12, 24, 16),
-        32,
-        4,
-        64,
-    ):
+    differ = _not_densenet121(img) if img.init_from else []
+    if any(field in SHAPING for field, _ in differ):
+        differs = ", ".join(what for _, what in differ)
         raise ConfigError(
-            "config.model.image_encoder.init_from needs the DenseNet-121 shape (block_sizes "
-            "(6, 12, 24, 16), growth_rate 32, bn_size 4, num_init_features 64)"
+            f"config.model.image_encoder.init_from ({img.init_from}) holds DenseNet-121 weights, but the config's "
+            f"image encoder differs in {differs}: set those fields, or start from a config with the "
+            "DenseNet-121 shape (configs/torchxrayvision.py for torchxrayvision's weights, configs/mimic.py)"
         )
     if not (txt.tokenizer or txt.init_from):
         raise ConfigError(
@@ -218,3 +216,23 @@ def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
             f"config.model.text_encoder.max_length={txt.max_length} exceeds "
             f"max_position_embeddings={txt.max_position_embeddings}"
         )
+
+
+# DenseNet-121's fields of config.model.image_encoder: what pretrained weights need. The first
+# four shape the parameters (a difference is an error); stem_pool and pool_grid change only what
+# the pretrained features mean (named beside them).
+DENSENET121 = {
+    "block_sizes": (6, 12, 24, 16),
+    "growth_rate": 32,
+    "bn_size": 4,
+    "num_init_features": 64,
+    "stem_pool": True,
+    "pool_grid": 1,
+}
+SHAPING = ("block_sizes", "growth_rate", "bn_size", "num_init_features")
+
+
+def _not_densenet121(img) -> list[tuple[str, str]]:
+    """`(field, "field=value (DenseNet-121: value)")` for each field of `img` that differs from DenseNet-121."""
+    have = lambda f: tuple(img[f]) if f == "block_sizes" else img[f]
+    return [(f, f"{f}={have(f)!r} (DenseNet-121: {want!r})") for f, want in DENSENET121.items() if have(f) != want]

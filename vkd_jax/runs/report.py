@@ -126,6 +126,17 @@ def _pyplot():
     return plt
 
 
+def roc_panel_titles(labels: np.ndarray, mask: np.ndarray, class_names: Sequence[str], results: dict) -> list[str]:
+    """Each finding's ROC panel title: its name, AUROC and support (positives and negatives
+    among the labels that count, `mask` 1), so a curve drawn from 3 positives reads as such."""
+    titles = []
+    for i, name in enumerate(class_names):
+        keep = mask[:, i].astype(bool)
+        pos = int(np.sum(labels[keep, i] > 0.5))
+        titles.append(f"{name}\nAUROC {_f(results['per_class_auc'][name])} ({pos} pos / {int(keep.sum()) - pos} neg)")
+    return titles
+
+
 def plot_roc_curves(
     path: str, labels: np.ndarray, probs: np.ndarray, mask: np.ndarray, class_names: Sequence[str], results: dict
 ) -> None:
@@ -137,6 +148,7 @@ def plot_roc_curves(
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
     grid = np.linspace(0, 1, 201)
     tprs = []
+    titles = roc_panel_titles(labels, mask, class_names, results)
     for i, name in enumerate(class_names):
         ax = axes.flat[i]
         keep = mask[:, i].astype(bool)
@@ -145,7 +157,7 @@ def plot_roc_curves(
             fpr, tpr, _ = metrics.roc_curve(labels[keep, i], probs[keep, i])
             ax.plot(fpr, tpr, lw=1.2)
             tprs.append(np.interp(grid, fpr, tpr))
-        ax.set_title(f"{name}\nAUROC {_f(auc)}", fontsize=8)
+        ax.set_title(titles[i], fontsize=8)
     ax = axes.flat[k]
     keep = mask.astype(bool)
     if results["micro_auc"] is not None:
@@ -209,34 +221,51 @@ def read_scalars(tensorboard_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray
     return out
 
 
+# Training-curve panels: (title, [(tag, legend label)]). Training and validation curves of one
+# quantity share a panel and are told apart by their labels (and validation's markers).
+_PANELS = (
+    ("loss", (("train/loss", "train loss"), ("train/bce", "train BCE"), ("train/bce_prior", "train BCE, prior path"))),
+    ("KL (nats)", (("train/kl", "train KL"), ("val/kl", "validation KL"))),
+    ("beta (KL weight)", (("train/beta", "beta"),)),
+    ("learning rate", (("train/learning_rate", "learning rate"),)),
+    ("validation AUROC", (("val/macro_auc", "validation macro AUROC"), ("val/micro_auc", "validation micro AUROC"))),
+)
+
+
+def training_curve_panels(scalars) -> list[tuple[str, list[tuple[str, str, dict]]]]:
+    """The panels of training_curves.png for the logged `scalars` (tags): (title, [(tag,
+    legend label, plot style)]), panels without a logged tag left out. Validation curves have
+    markers; the prior path's BCE is dashed and drawn under the BCE, which it often equals."""
+    out = []
+    for title, curves in _PANELS:
+        drawn = []
+        for tag, label in curves:
+            if tag not in scalars:
+                continue
+            style = {"ls": "-", "marker": "o" if tag.startswith("val/") else None, "lw": 1.2}
+            if tag == "train/bce_prior":
+                style.update(ls="--", lw=1.6, zorder=1)
+            elif tag == "train/bce":
+                style["zorder"] = 2
+            drawn.append((tag, label, style))
+        if drawn:
+            out.append((title, drawn))
+    return out
+
+
 def plot_training_curves(path: str, tensorboard_dir: str) -> bool:
     """Losses, KL, learning rate and validation AUROC over steps; False if nothing was logged."""
     scalars = read_scalars(tensorboard_dir) if os.path.isdir(tensorboard_dir) else {}
-    panels = [
-        ("loss", ["train/loss", "train/bce", "train/bce_prior"]),
-        ("KL (nats)", ["train/kl", "val/kl"]),
-        ("beta (KL weight)", ["train/beta"]),
-        ("learning rate", ["train/learning_rate"]),
-        ("validation AUROC", ["val/macro_auc", "val/micro_auc"]),
-    ]
-    panels = [(title, [t for t in tags if t in scalars]) for title, tags in panels]
-    panels = [(title, tags) for title, tags in panels if tags]
+    panels = training_curve_panels(scalars)
     if not panels:
         return False
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
-    for ax, (title, tags) in zip(axes.flat, panels):
-        for tag in tags:
+    for ax, (title, curves) in zip(axes.flat, panels):
+        for tag, label, style in curves:
             steps, values = scalars[tag]
             order = np.argsort(steps, kind="stable")  # a resumed run appends to the same log
-            ax.plot(
-                steps[order],
-                values[order],
-                "o-" if tag.startswith("val/") else "-",
-                ms=3,
-                lw=1.2,
-                label=tag.split("/", 1)[1],
-            )
+            ax.plot(steps[order], values[order], ms=3, label=label, **style)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)

@@ -1,12 +1,14 @@
-"""torchvision importable beside a CPU-only torch, for the torch-side oracles (the tests'
-parity references, the PyTorch anchor of the step benchmarks).
+"""torchvision importable beside a CPU-only torch, for torchxrayvision (`vkd-jax convert-xrv`,
+unpickling its checkpoints) and the torch-side oracles (the tests' parity references, the
+PyTorch anchor of the step benchmarks).
 
 PyPI's torchvision is a CUDA build: beside the CPU-only torch the test extra pins, its C ops
 (`_C.so`, linked to libtorch_cuda) do not load, and `import torchvision` then fails when it
 registers a fake kernel for `torchvision::nms`, an op that does not exist; so do
-torchxrayvision and transformers' torch `BertModel`, which import it. Neither the tests nor
-the anchor use torchvision's ops: where they do not load, `declare_missing_ops` declares the
-two it registers fakes for, and it imports. vkd-jax itself never imports torchvision.
+torchxrayvision and transformers' torch `BertModel`, which import it. None of them uses
+torchvision's ops: where they do not load, `declare_missing_ops` declares the two it registers
+fakes for, and it imports. vkd-jax itself never imports torchvision; this module imports torch
+only when torch and torchvision are both installed.
 """
 
 from __future__ import annotations
