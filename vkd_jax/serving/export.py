@@ -51,7 +51,7 @@ def export_model(config, workdir: str, output_dir: str) -> dict:
     _check_output(output_dir)
     info = wd.read_model_info(workdir)
     saved = wd.read_thresholds(workdir)
-    model, state, _, manager = restore.restore_best(config, workdir, info, sharding.make_mesh(1))
+    model, state, _, manager = restore.restore_best(config, workdir, info, sharding.make_mesh(1), image_only=True)
     manager.close()
     step = int(state.step)
     size = config.data.image_size
