@@ -1,6 +1,7 @@
 """Source image -> the stored image: 8-bit grayscale, shorter side resized, centre-cropped.
 
-Runs in build worker processes, so it imports neither TensorFlow nor tfds.
+Runs in build worker processes, so it imports neither TensorFlow nor tfds; imports nothing of
+the project either: the export copies this file into its artifact (the artifact's preprocess).
 """
 
 from __future__ import annotations
@@ -56,6 +57,21 @@ def resize_crop(image: Image.Image, size: int) -> np.ndarray:
     left, top = (new_w - size) // 2, (new_h - size) // 2
     image = image.crop((left, top, left + size, top + size))
     return np.asarray(image, np.uint8)[:, :, None]
+
+
+def array_image(array) -> Image.Image:
+    """Pixels (uint8 or uint16 [H, W] or [H, W, 1]; uint8 [H, W, 3] RGB) -> the image a PNG of
+    them opens as (uint16: mode I;16). Raises ImageError for other arrays."""
+    a = np.asarray(array)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.dtype not in (np.uint8, np.uint16) or not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] == 3)):
+        raise ImageError(
+            f"an array of {a.dtype} {list(a.shape)}: give uint8 or uint16 [H, W] (or [H, W, 1]), or uint8 [H, W, 3]"
+        )
+    if a.ndim == 3 and a.dtype != np.uint8:
+        raise ImageError("a uint16 colour array: give gray uint16 [H, W], or uint8 [H, W, 3]")
+    return Image.fromarray(np.ascontiguousarray(a))
 
 
 def encode_png(image: np.ndarray) -> bytes:

@@ -10,6 +10,8 @@ TensorFlow, for `vkd_jax.Predictor` and predict mode. In order:
   -> `(x / 255 - mean) / std` in float32, with the statistics `normaliser` gives for
      `data.normalization` (`data.mean`/`data.std`, ImageNet's per channel, or torchxrayvision's).
 tests/test_predictor.py checks it against `input_pipeline.image_batches` on the same images.
+Imports nothing but numpy: the export copies this file into its artifact (the resize of the
+artifact's preprocess).
 """
 
 from __future__ import annotations

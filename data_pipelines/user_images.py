@@ -230,17 +230,8 @@ def read_image(path: str, size: int) -> tuple[np.ndarray, list[str]]:
 def read_array(array: np.ndarray, size: int) -> tuple[np.ndarray, list[str]]:
     """Pixels (uint8 or uint16 [H, W] or [H, W, 1]; uint8 [H, W, 3] RGB) -> the stored image
     and its codes, as a PNG of them would give. Raises ImageError for other arrays."""
-    a = np.asarray(array)
-    if a.ndim == 3 and a.shape[-1] == 1:
-        a = a[..., 0]
-    if a.dtype not in (np.uint8, np.uint16) or not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] == 3)):
-        raise images.ImageError(
-            f"an array of {a.dtype} {list(a.shape)}: give uint8 or uint16 [H, W] (or [H, W, 1]), or uint8 [H, W, 3]"
-        )
-    if a.ndim == 3 and a.dtype != np.uint8:
-        raise images.ImageError("a uint16 colour array: give gray uint16 [H, W], or uint8 [H, W, 3]")
-    _check_size(a.shape[1], a.shape[0])
-    image = Image.fromarray(np.ascontiguousarray(a))  # uint16 -> mode I;16, as a 16-bit PNG opens
+    image = images.array_image(array)
+    _check_size(*image.size)
     warnings = image_checks.pil_warnings(image, size)
     return images.resize_crop(images.to_gray(image), size), warnings
 

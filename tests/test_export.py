@@ -65,7 +65,8 @@ def test_the_artifact_reproduces_predict_mode_without_the_project(trained, tmp_p
     out_dir = tmp_path / "artifact"
     proc = run_mode([f"--workdir={workdir}", "--mode=export", f"--output={out_dir}"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert sorted(os.listdir(out_dir)) == [export.LOADER, export.MODEL, export.INFO]
+    assert sorted(os.listdir(out_dir)) == ["data_pipelines", export.LOADER, export.MODEL, export.INFO]
+    assert sorted(os.listdir(out_dir / "data_pipelines")) == ["images.py", "preprocess.py"]
     meta = load_json(out_dir / export.INFO)
     info = wd.read_model_info(workdir)
     saved = load_json(workdir / wd.THRESHOLDS)

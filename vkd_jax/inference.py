@@ -16,6 +16,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 from jax.sharding import Mesh, PartitionSpec as P
 
 from data_pipelines.preprocess import normaliser  # numpy only
@@ -24,6 +25,17 @@ from vkd_jax.models.vkd import VKDModel
 from vkd_jax.sharding import AXIS, example_ids
 
 NOISE_FOLD = 1  # the prediction noise's key: fold_in(key(config.seed), NOISE_FOLD)
+
+
+class ModelState(struct.PyTreeNode):
+    """What prediction reads of a checkpoint: its step and the model's variables (all of
+    them for evaluation, the prior path's alone for image-only prediction), without the
+    optimiser state or the training RNG of `train.TrainState`. `make_eval_step` takes
+    either."""
+
+    step: jax.Array
+    params: dict
+    batch_stats: dict
 
 
 def noise_rng(seed: int) -> jax.Array:

@@ -22,6 +22,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from vkd_jax.errors import RestoreError, StorageError
+from vkd_jax.inference import ModelState
 from vkd_jax.runs import workdir as wd
 
 BEST_METRIC = "val_macro_auc"
@@ -68,10 +69,21 @@ def save(manager: ocp.CheckpointManager, state: Any, metrics: dict | None = None
 
 
 def restore(manager: ocp.CheckpointManager, target: Any, step: int) -> Any:
-    """Restores step `step` into the structure and shardings of `target` (a live state);
-    `RestoreError`, naming the step's directory, if it cannot."""
+    """Restores step `step` into the structure and shardings of `target` (a live state, or
+    its `jax.ShapeDtypeStruct`s); `RestoreError`, naming the step's directory, if it cannot.
+
+    A `train.TrainState` is restored whole; an `inference.ModelState` reads only its fields
+    (step, params, batch_stats; for image-only prediction only the prior path's parameters)
+    from the saved TrainState: orbax's partial restore (`PyTreeRestore(partial_restore=True)`),
+    which leaves the rest on disk."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     try:
+        if isinstance(target, ModelState):
+            item = {"step": abstract.step, "params": abstract.params, "batch_stats": abstract.batch_stats}
+            args = ocp.args.PyTreeRestore(
+                item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item), partial_restore=True
+            )
+            return ModelState(**manager.restore(step, args=args))
         return manager.restore(step, args=ocp.args.StandardRestore(abstract))
     except Exception as e:  # noqa: BLE001 - orbax and tensorstore raise many kinds
         raise RestoreError(

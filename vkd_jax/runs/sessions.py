@@ -11,12 +11,14 @@ Training (`open_training`):
 
 Evaluation (`open_evaluation`):
   config checked -> `model_info.json` -> the workdir's lock (held until `Run.release`) ->
-  dataset -> tokenizer -> the best checkpoint restored (`restore.restore_best`, which
-  prediction uses too) -> only then is any parameter read (the text-feature cache included,
-  which a frozen pretrained encoder would otherwise fill from random weights).
+  dataset -> tokenizer -> the best checkpoint's parameters and statistics restored
+  (`restore.restore_best`, which prediction uses too; no optimiser state, nothing compiled)
+  -> only then is any parameter read (the text-feature cache included, which a frozen
+  pretrained encoder would otherwise fill from random weights).
 
-Both end in `_run`, the one builder of a `Run`'s fields. The state is built by one function,
-`vkd_jax.train.build_state`, for both (and the step benchmark, benchmarks/train_step.py).
+Both end in `_run`, the one builder of a `Run`'s fields. Training's state is built by
+`vkd_jax.train.build_state` (as the step benchmark, benchmarks/train_step.py, builds it);
+evaluation's is the checkpoint's shapes alone (`restore.abstract_state`).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class Run:
     mesh: Mesh
     tokenizer: transformers.PreTrainedTokenizerBase
     model: VKDModel
-    state: train.TrainState
+    state: train.TrainState | inference.ModelState  # evaluation restores no optimiser state
     manager: ocp.CheckpointManager
     eval_step: Callable
     eval_rng: jax.Array

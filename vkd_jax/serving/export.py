@@ -1,10 +1,15 @@
 """`vkd-jax export` (`run.py --mode=export`): the best checkpoint's image-only path as an
-artifact that needs jax and numpy only (no flax, TensorFlow or vkd_jax).
+artifact that needs only the packages its model.json lists (`REQUIREMENTS`: jax, numpy,
+flatbuffers for jax.export's deserialization, pillow to read image files); no flax,
+TensorFlow or vkd_jax.
 
     DIR/model.jax    `jax.export`'s serialized `f(images) -> (probs, spreads)`
-    DIR/model.json   class names, input shape, preprocessing, thresholds, the training
-                     config's id (sha256 of the workdir's config.json), versions
-    DIR/load.py      the loader (`vkd_jax/serving/export_loader.py`, which imports no project code)
+    DIR/model.json   class names, input shape, preprocessing, thresholds, requirements, the
+                     training config's id (sha256 of the workdir's config.json), versions
+    DIR/load.py      the loader (`vkd_jax/serving/export_loader.py`, which imports no project
+                     code): checks the requirements, `preprocess(path_or_array)`, a checked `predict`
+    DIR/data_pipelines/images.py, preprocess.py   copies of the project's files that the
+                     loader's `preprocess` runs (the Predictor's decoding, crop and resizes)
 
 `f` takes float32 `[b, H, W, 1]`, any batch size `b` (a symbolic dimension): gray pixel values
 0..255 at the model's image size, i.e. an image as predict mode reads it (square-cropped and
@@ -27,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from data_pipelines import images as images_lib, preprocess as preprocess_lib
 from data_pipelines.preprocess import normaliser
 from vkd_jax import __version__, errors, inference, sharding
 from vkd_jax.models.vkd import IMAGE_ONLY_AT_TEST
@@ -37,6 +43,8 @@ MODEL = "model.jax"
 INFO = "model.json"
 LOADER = "load.py"
 FORMAT = "vkd-jax-export/1"
+# The artifact's own copies of the files its preprocess runs (numpy and PIL only).
+PREPROCESSING_FILES = (images_lib.__file__, preprocess_lib.__file__)
 PLATFORMS = ("cpu", "cuda")  # lowered for both where this jax can; else "cpu" alone
 
 
@@ -51,7 +59,7 @@ def export_model(config, workdir: str, output_dir: str) -> dict:
     _check_output(output_dir)
     info = wd.read_model_info(workdir)
     saved = wd.read_thresholds(workdir)
-    model, state, _, manager = restore.restore_best(config, workdir, info, sharding.make_mesh(1))
+    model, state, _, manager = restore.restore_best(config, workdir, info, sharding.make_mesh(1), image_only=True)
     manager.close()
     step = int(state.step)
     size = config.data.image_size
@@ -69,6 +77,7 @@ def export_model(config, workdir: str, output_dir: str) -> dict:
         "class_names": list(info.class_names),
         "input_shape": [size, size, 1],
         "input_dtype": "float32",
+        "requirements": requirements(),
         "outputs": {
             "probs": f"[b, {len(info.class_names)}] probability of each finding, mean over the prior samples",
             "spreads": "[b, K] their standard deviation over the samples",
@@ -80,6 +89,13 @@ def export_model(config, workdir: str, output_dir: str) -> dict:
     _write(output_dir, exported.serialize(), meta)
     logging.info("exported the checkpoint of step %d to %s (%s)", step, output_dir, ", ".join(exported.platforms))
     return meta
+
+
+def requirements() -> list[str]:
+    """What load.py needs, as pip takes it: jax at least the exporting version (jax.export
+    reads older serializations, not newer ones), numpy, flatbuffers (jax.export's
+    deserialization imports it) and pillow (the artifact's preprocess reads image files)."""
+    return [f"jax>={jax.__version__}", "numpy", "flatbuffers", "pillow"]
 
 
 def _export(fn, spec):
@@ -98,6 +114,7 @@ def _preprocessing(config, stored_size: int) -> dict:
     mean, std = normaliser(config.data)
     return {
         "input": "gray pixel values 0..255 as float32, one channel, H x W = input_shape",
+        "function": "load.py's Model.preprocess(path_or_array) does all of this but the inside_the_model part",
         "read": f"the image as gray, its shorter side resized to {stored_size} (Lanczos) and the longer one "
         "centre-cropped (data_pipelines.images.square_gray, as the dataset builds and predict mode read images)",
         "stored_image_size": stored_size,
@@ -155,6 +172,9 @@ def _write(output_dir: str, blob: bytearray, meta: dict) -> None:
         with open(os.path.join(tmp, INFO), "w") as f:
             json.dump(meta, f, indent=2)
         shutil.copyfile(export_loader.__file__, os.path.join(tmp, LOADER))
+        os.makedirs(os.path.join(tmp, "data_pipelines"))
+        for file in PREPROCESSING_FILES:
+            shutil.copyfile(file, os.path.join(tmp, "data_pipelines", os.path.basename(file)))
         os.chmod(tmp, 0o755)
         os.rename(tmp, output_dir)  # replaces an empty directory, refuses a non-empty one
     except OSError as e:

@@ -69,7 +69,7 @@ class Predictor:
         self.batch_size = batch_size or config.train.eval_batch_size // jax.process_count()
         if self.batch_size % self.mesh.size:
             raise ValueError(f"batch_size={self.batch_size} is not a multiple of the {self.mesh.size} devices")
-        model, self.state, _, manager = restore.restore_best(config, workdir, self.info, self.mesh)
+        model, self.state, _, manager = restore.restore_best(config, workdir, self.info, self.mesh, image_only=True)
         manager.close()
         self.thresholds = thresholds(wd.read_thresholds(workdir), self.class_names, int(self.state.step), workdir)
         self.num_samples = config.model.eval_samples
