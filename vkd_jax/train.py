@@ -166,6 +166,13 @@ def make_train_step(
     return jax.jit(mapped, donate_argnums=0)
 
 
+def seed_rngs(seed: int) -> tuple[jax.Array, jax.Array]:
+    """(init_rng, eval_rng) of a run's `config.seed`: the parameters' initialisation and the
+    evaluation's latent noise (the restore for inference derives the same `eval_rng`)."""
+    init_rng, eval_rng = jax.random.split(jax.random.key(seed))
+    return init_rng, eval_rng
+
+
 def build_state(
     config,
     mesh: Mesh,
@@ -186,7 +193,7 @@ def build_state(
         text_config=text_config,
         report_aux=config.train.report_aux_weight > 0,
     )
-    init_rng, eval_rng = jax.random.split(jax.random.key(config.seed))
+    init_rng, eval_rng = seed_rngs(config.seed)
     lr_fn = optim.create_learning_rate_fn(config.optim, schedule_steps)
     tx = optim.create_optimizer(config.optim, config.model, lr_fn)
     state = create_train_state(

@@ -30,7 +30,7 @@ def restore_best(config, workdir: str, info: wd.ModelInfo, mesh: jax.sharding.Me
     """(model, state, eval_rng, manager): the best checkpoint of `workdir` (the latest if
     none was validated) as an `inference.ModelState` replicated on `mesh`, for the model
     that `config` and `info` describe; with `image_only`, the prior path's variables alone.
-    `eval_rng` is the one `train.build_state` gives the config."""
+    `eval_rng` is the one training evaluates with (`train.seed_rngs`)."""
     model = create_model(
         config.model,
         num_classes=len(info.class_names),
@@ -39,7 +39,8 @@ def restore_best(config, workdir: str, info: wd.ModelInfo, mesh: jax.sharding.Me
         text_config=info.text_config,
         report_aux=config.train.report_aux_weight > 0,
     )
-    eval_rng = jax.random.split(jax.random.key(config.seed))[1]  # as train.build_state splits it
+    _, eval_rng = train.seed_rngs(config.seed)
+    logging.info("restoring the model of %s (%s)...", workdir, "the prior path" if image_only else "all parameters")
     manager = checkpoint.create_manager(workdir)
     step = checkpoint.best_or_latest_step(manager)
     if step is None:
