@@ -91,9 +91,21 @@ def _parse_flags(argv):
     except Exception as e:  # noqa: BLE001 - a config file, or an override of it, can raise anything
         if "--debug" in argv:
             raise
-        cli.fail(f"--config: {errors.one_line(e)}")
+        unknown = (
+            cli.unknown_override(argv, _loaded_config(argv)) if isinstance(e, (KeyError, AttributeError)) else None
+        )
+        cli.fail(unknown or f"--config: {errors.one_line(e)}")
     _saved_config_overrides.extend(overrides)
     return rest
+
+
+def _loaded_config(argv):
+    """The config of `argv`'s `--config=FILE` without its overrides (None if it does not load)."""
+    files = [a[len("--config=") :] for a in argv if a.startswith("--config=")]
+    try:
+        return FLAGS["config"].parser.parse(files[-1]) if files else None
+    except Exception:  # noqa: BLE001 - a config file can raise anything
+        return None
 
 
 def _config_for(mode: str):
@@ -107,9 +119,12 @@ def _config_for(mode: str):
         try:
             config = FLAGS.config
             config.keys()  # a file that failed to load raises on first use
-            return config
         except Exception as e:  # noqa: BLE001 - a config file can raise anything
             raise errors.ConfigError(f"--config: {errors.one_line(e)}") from e
+        from configs import default as default_config
+
+        cli.check_types(config, default_config.get_config())
+        return config
     config = wd.read_config(FLAGS.workdir)
     cli.apply_overrides(config, _saved_config_overrides)
     return config
