@@ -25,6 +25,8 @@ EXIT_USER_ERROR = 2
 # Stopped by SIGTERM after saving a checkpoint: what a SIGTERM-killed process reports
 # (128 + 15), so schedulers and wrappers see an unfinished run; rerunning resumes.
 PREEMPTED_EXIT_CODE = 143
+# Stopped by SIGINT (Ctrl-C): 128 + 2, as a shell reports it.
+INTERRUPTED_EXIT_CODE = 130
 # `vkd-jax COMMAND`: the command is `run.py`'s `--mode`.
 COMMANDS = {
     "train": "train on --config, then evaluate the best checkpoint on the test split",

@@ -137,13 +137,18 @@ def _absl_main(argv):
         _main(argv)
     except SystemExit:
         raise
+    except KeyboardInterrupt:  # SIGINT outside the training loop (which saves and stops)
+        if FLAGS.debug:
+            raise
+        print("interrupted (SIGINT): stopped; nothing was saved since the last checkpoint", file=sys.stderr)
+        sys.exit(cli.INTERRUPTED_EXIT_CODE)
     except Exception as e:  # noqa: BLE001 - every failure becomes one line unless --debug
         if FLAGS.debug:
             raise
         if isinstance(e, errors.Preempted):
             logging.warning("%s", e)
             print(str(e), file=sys.stderr)
-            sys.exit(cli.PREEMPTED_EXIT_CODE)
+            sys.exit(cli.INTERRUPTED_EXIT_CODE if isinstance(e, errors.Interrupted) else cli.PREEMPTED_EXIT_CODE)
         logging.error("%s", e)
         if not isinstance(e, errors.USER_ERRORS):
             cli.fail(f"unexpected {type(e).__name__}: {errors.one_line(e)} (rerun with --debug for the traceback)")
