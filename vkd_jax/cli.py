@@ -10,12 +10,13 @@ evaluation fields (`EVAL_FIELDS`) are parsed here, by the type of the field they
 from __future__ import annotations
 
 import ast
+import difflib
 import os
 import sys
 
 import ml_collections
 
-from vkd_jax.errors import UsageError, one_line
+from vkd_jax.errors import ConfigError, UsageError, one_line
 
 # Fields a saved config may have overridden by eval, predict or export: how a trained model is
 # evaluated, not what it is.
@@ -24,6 +25,8 @@ EXIT_USER_ERROR = 2
 # Stopped by SIGTERM after saving a checkpoint: what a SIGTERM-killed process reports
 # (128 + 15), so schedulers and wrappers see an unfinished run; rerunning resumes.
 PREEMPTED_EXIT_CODE = 143
+# Stopped by SIGINT (Ctrl-C): 128 + 2, as a shell reports it.
+INTERRUPTED_EXIT_CODE = 130
 # `vkd-jax COMMAND`: the command is `run.py`'s `--mode`.
 COMMANDS = {
     "train": "train on --config, then evaluate the best checkpoint on the test split",
@@ -128,6 +131,90 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[tuple[str
             node[leaf] = _parse(text, current)
         except (ValueError, TypeError) as e:
             raise UsageError(f"--config.{field}={text}: {one_line(e)}") from None
+
+
+def _has_field(config, field: str) -> bool:
+    node = config
+    for part in field.split("."):
+        if not hasattr(node, "keys") or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def unknown_override(argv: list[str], config) -> str | None:
+    """The one-line message for the first `--config.a.b=v` of `argv` that names no field of
+    `config` (the loaded config file), or None if each names one."""
+    if config is None or not hasattr(config, "keys"):
+        return None
+    for arg in argv:
+        if not arg.startswith("--config."):
+            continue
+        field = arg[len("--config.") :].partition("=")[0]
+        if _has_field(config, field):
+            continue
+        *parents, leaf = field.split(".")
+        known = ""
+        while parents and not _has_field(config, ".".join(parents)):
+            leaf = parents.pop()
+        node = config
+        for p in parents:
+            node = node[p]
+        if hasattr(node, "keys"):
+            prefix = "".join(p + "." for p in parents)
+            close = difflib.get_close_matches(leaf, list(node.keys()), n=1)
+            known = f" (did you mean --config.{prefix}{close[0]}?)" if close else ""
+        where = "config" + "".join("." + p for p in parents)
+        return f"{arg}: no such config field: {where} has no field {leaf!r}{known}"
+    return None
+
+
+_TYPE_NAMES = {bool: "true or false", int: "an int", float: "a number", str: "a string"}
+
+
+def _type_name(value) -> str:
+    for kind, name in _TYPE_NAMES.items():
+        if isinstance(value, kind):
+            return name
+    if isinstance(value, (tuple, list)):
+        kinds = {type(v) for v in value}
+        of = f" of {kinds.pop().__name__}s" if len(kinds) == 1 else ""
+        return f"a tuple{of} like {tuple(value)}"
+    return f"a {type(value).__name__}"
+
+
+def _fits(value, default) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, (tuple, list)):
+        return isinstance(value, (tuple, list)) and all(
+            _fits(v, default[0]) for v in value if default and len({type(d) for d in default}) == 1
+        )
+    return True
+
+
+def check_types(config, defaults, prefix: str = "config") -> None:
+    """`ConfigError` for the first field of `config` whose value is not of the type of the same
+    field in `defaults` (the default config): e.g. a string where a tuple of ints belongs,
+    which an override such as `--config.model.image_encoder.block_sizes=abc` sets unchecked.
+    None (a placeholder) and fields `defaults` lacks are not checked."""
+    for key, default in defaults.items():
+        if key not in config:
+            continue
+        value, path = config[key], f"{prefix}.{key}"
+        if hasattr(default, "keys"):
+            if hasattr(value, "keys"):
+                check_types(value, default, path)
+            continue
+        if value is None or default is None or _fits(value, default):
+            continue
+        raise ConfigError(f"{path} must be {_type_name(default)}, got {value!r}")
 
 
 def drop_orbax_leftovers() -> None:

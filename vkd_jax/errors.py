@@ -1,5 +1,6 @@
 """Every failure a user can cause, in one place: the library raises these, and the command
-line (`vkd_jax.main`) turns each into one `error:` line with exit status 2 (`Preempted`: 143).
+line (`vkd_jax.main`) turns each into one `error:` line with exit status 2 (`Preempted`: 143,
+`Interrupted`: 130).
 
 The message of each says what to do; no library module imports the command line for them.
 """
@@ -41,6 +42,10 @@ class NonFiniteLossError(RuntimeError):
 
 class Preempted(Exception):
     """SIGTERM (a cluster's preemption notice): a checkpoint was saved, training stopped."""
+
+
+class Interrupted(Preempted):
+    """SIGINT (Ctrl-C) during training: a checkpoint was saved, training stopped (exit status 130)."""
 
 
 # The failures reported as one `error:` line (exit status 2) without "unexpected".

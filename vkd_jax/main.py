@@ -92,9 +92,21 @@ def _parse_flags(argv):
     except Exception as e:  # noqa: BLE001 - a config file, or an override of it, can raise anything
         if "--debug" in argv:
             raise
-        cli.fail(f"--config: {errors.one_line(e)}")
+        unknown = (
+            cli.unknown_override(argv, _loaded_config(argv)) if isinstance(e, (KeyError, AttributeError)) else None
+        )
+        cli.fail(unknown or f"--config: {errors.one_line(e)}")
     _saved_config_overrides.extend(overrides)
     return rest
+
+
+def _loaded_config(argv):
+    """The config of `argv`'s `--config=FILE` without its overrides (None if it does not load)."""
+    files = [a[len("--config=") :] for a in argv if a.startswith("--config=")]
+    try:
+        return FLAGS["config"].parser.parse(files[-1]) if files else None
+    except Exception:  # noqa: BLE001 - a config file can raise anything
+        return None
 
 
 def _config_for(mode: str):
@@ -108,9 +120,12 @@ def _config_for(mode: str):
         try:
             config = FLAGS.config
             config.keys()  # a file that failed to load raises on first use
-            return config
         except Exception as e:  # noqa: BLE001 - a config file can raise anything
             raise errors.ConfigError(f"--config: {errors.one_line(e)}") from e
+        from configs import default as default_config
+
+        cli.check_types(config, default_config.get_config())
+        return config
     config = wd.read_config(FLAGS.workdir)
     cli.apply_overrides(config, _saved_config_overrides)
     return config
@@ -123,13 +138,18 @@ def _absl_main(argv):
         _main(argv)
     except SystemExit:
         raise
+    except KeyboardInterrupt:  # SIGINT outside the training loop (which saves and stops)
+        if FLAGS.debug:
+            raise
+        print("interrupted (SIGINT): stopped; nothing was saved since the last checkpoint", file=sys.stderr)
+        sys.exit(cli.INTERRUPTED_EXIT_CODE)
     except Exception as e:  # noqa: BLE001 - every failure becomes one line unless --debug
         if FLAGS.debug:
             raise
         if isinstance(e, errors.Preempted):
             logging.warning("%s", e)
             print(str(e), file=sys.stderr)
-            sys.exit(cli.PREEMPTED_EXIT_CODE)
+            sys.exit(cli.INTERRUPTED_EXIT_CODE if isinstance(e, errors.Interrupted) else cli.PREEMPTED_EXIT_CODE)
         logging.error("%s", e)
         if not isinstance(e, errors.USER_ERRORS):
             cli.fail(f"unexpected {type(e).__name__}: {errors.one_line(e)} (rerun with --debug for the traceback)")

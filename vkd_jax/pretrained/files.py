@@ -28,7 +28,7 @@ import transformers
 from absl import logging
 from flax import serialization, traverse_util
 
-from vkd_jax.errors import WeightsError
+from vkd_jax.errors import WeightsError, one_line
 from vkd_jax.models import bert as bert_lib, densenet as densenet_lib
 
 BERT_FILES = ("model.safetensors", "flax_model.msgpack", "pytorch_model.bin")
@@ -58,9 +58,13 @@ def read_torch_file(path: str, *, allow_pickle: bool = False) -> dict[str, np.nd
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no weights file at {path}")
     if path.endswith(".safetensors"):
+        from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
-        return load_file(path)
+        try:
+            return load_file(path)
+        except (SafetensorError, OSError, ValueError) as e:
+            raise WeightsError(f"{path} is not a readable safetensors file ({one_line(e)})") from None
     if path.endswith(PICKLE_SUFFIXES):
         if not allow_pickle:
             raise WeightsError(
@@ -124,6 +128,11 @@ def _fill(
             raise WeightsError(
                 f"{path}: {key!r} has shape {value.shape}, the model expects {tuple(leaf.shape)} "
                 f"(after conversion to the Flax layout)"
+            )
+        if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+            raise WeightsError(
+                f"{path}: {key!r} holds {np.size(value) - np.isfinite(value).sum()} non-finite values (NaN or Inf): "
+                "the file is damaged or was saved from a diverged training"
             )
         out[flax_path] = value.astype(leaf.dtype)
         used.add(key)
@@ -257,7 +266,10 @@ def load_densenet121_with_report(path: str, *, allow_pickle: bool = False, in_ch
     if path.endswith(".h5"):
         from vkd_jax.pretrained import keras_densenet  # imports TensorFlow; never on the train-step path
 
-        state = keras_densenet.read_keras_densenet121(path)
+        try:
+            state = keras_densenet.read_keras_densenet121(path)
+        except OSError as e:  # h5py: not an HDF5 file
+            raise WeightsError(f"{path} is not a readable Keras .h5 weights file ({one_line(e)})") from None
     else:
         state = read_torch_file(path, allow_pickle=allow_pickle)
     conv0 = state.get("features.conv0.weight")  # [O, I, kH, kW]; missing or misshapen: _fill names it

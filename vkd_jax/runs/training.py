@@ -25,30 +25,43 @@ from vkd_jax.runs import checkpoint, evaluation, log, sessions, workdir as wd
 
 
 class _PreemptionNotice:
-    """Turns SIGTERM into a stop at the next step boundary. With several processes, JAX's
-    preemption service (started by `jax.distributed.initialize`) catches the signal and
-    agrees on one step for all (`multihost_utils.reached_preemption_sync_point`)."""
+    """Turns SIGTERM (a scheduler's preemption notice) and SIGINT (Ctrl-C) into a stop at the
+    next step boundary, after saving a checkpoint; a second SIGINT interrupts at once. With
+    several processes, JAX's preemption service (started by `jax.distributed.initialize`)
+    catches SIGTERM and agrees on one step for all (`multihost_utils.reached_preemption_sync_point`)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
-        self.received = False
-        self._previous = None
+        self.received: int | None = None  # the signal number
+        self._previous = {}
         if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
 
     def _handle(self, signum, frame):
-        del signum, frame
-        logging.warning("SIGTERM: saving a checkpoint at the end of this step, then stopping")
-        self.received = True
+        del frame
+        name = signal.Signals(signum).name
+        logging.warning("%s: saving a checkpoint at the end of this step, then stopping", name)
+        if signum == signal.SIGINT:  # a second Ctrl-C is not caught
+            signal.signal(signal.SIGINT, self._previous.get(signal.SIGINT, signal.default_int_handler))
+        self.received = signum
 
     def reached(self, step: int) -> bool:
         if jax.process_count() > 1:
             return multihost_utils.reached_preemption_sync_point(step)
-        return self.received
+        return self.received is not None
+
+    def stopped(self, step: int, workdir: str) -> Preempted:
+        """The exception that reports the stop at `step` (`Interrupted` for SIGINT)."""
+        where = f"saved the checkpoint of step {step} in {workdir}/checkpoints; run the same command again to resume"
+        if self.received == signal.SIGINT:
+            return errors.Interrupted(f"interrupted (SIGINT): {where}")
+        return Preempted(f"preempted (SIGTERM): {where}")
 
     def close(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-            self._previous = None
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
+        self._previous = {}
 
 
 def _pos_weight(config) -> np.ndarray | None:
@@ -113,7 +126,9 @@ def _train(config, workdir: str, run: sessions.Run, plan: sessions.TrainingPlan,
     if run.text_features is not None:
         batches = run.text_features.wrap(batches)
     history, tick, tick_step, paused = [], time.time(), step, 0.0
-    final_train = None  # the last logged training metrics (means over the interval)
+    # The last logged training interval, {"step", "steps", "metrics" (means over it)}, and the
+    # steps since: kept with each checkpoint, so a resumed run logs the same intervals.
+    final_train, history = _resumed_train_metrics(workdir, step)
     notice = _PreemptionNotice()
     first_step = step
     while step < last_step:
@@ -129,11 +144,18 @@ def _train(config, workdir: str, run: sessions.Run, plan: sessions.TrainingPlan,
         if step % config.train.log_every_steps == 0 or step == last_step:
             summary = _mean_metrics(history)
             if not np.isfinite(summary["loss"]):
+                good = manager.latest_step()
                 raise NonFiniteLossError(
-                    f"loss is {summary['loss']} at step {step}; stopped without saving. The last good "
-                    f"checkpoint (step {manager.latest_step()}) is intact in {workdir}/checkpoints"
+                    f"loss is {summary['loss']} at step {step}; stopped without saving. "
+                    + (
+                        f"The last good checkpoint (step {good}) is intact in {workdir}/checkpoints"
+                        if good is not None
+                        else f"No checkpoint was saved yet in {workdir}/checkpoints: lower optim.learning_rate "
+                        "or check the data and init_from weights, then train again"
+                    )
                 )
             summary["steps_per_s"] = (step - tick_step) / (time.time() - tick - paused)
+            final_train = {"step": step, "steps": len(history), "metrics": summary}
             history, tick, tick_step, paused = [], time.time(), step, 0.0
             logging.info(  # eta: the training steps left at this interval's rate, validation not counted
                 "step %d/%d: %s eta=%s",
@@ -142,7 +164,6 @@ def _train(config, workdir: str, run: sessions.Run, plan: sessions.TrainingPlan,
                 " ".join(f"{k}={v:.4g}" for k, v in sorted(summary.items())),
                 log.eta(last_step - step, summary["steps_per_s"]),
             )
-            final_train = summary
             _write_scalars(writer, step, {f"train/{k}": v for k, v in summary.items()})
         if step % eval_every == 0 or step == last_step:
             eval_start = time.time()
@@ -165,18 +186,18 @@ def _train(config, workdir: str, run: sessions.Run, plan: sessions.TrainingPlan,
                 },
             )
             checkpoint.save(manager, state, {checkpoint.BEST_METRIC: val["macro_auc"]}, force=True)
+            _save_train_metrics(workdir, step, final_train, history)
             paused += time.time() - eval_start  # validation time is not training speed
         elif step % config.train.checkpoint_every_steps == 0:
             checkpoint.save(manager, state)
+            _save_train_metrics(workdir, step, final_train, history)
         if notice.reached(step):
             if manager.latest_step() != step:
                 checkpoint.save(manager, state, force=True)
+                _save_train_metrics(workdir, step, final_train, history)
             manager.wait_until_finished()
             notice.close()
-            raise Preempted(
-                f"preempted (SIGTERM): saved the checkpoint of step {step} in {workdir}/checkpoints; "
-                "run the same command again to resume"
-            )
+            raise notice.stopped(step, workdir)
     notice.close()
     manager.wait_until_finished()
     if writer is not None:
@@ -195,10 +216,36 @@ def evaluate_checkpoint(config, workdir: str, split: str | None = None) -> dict[
     try:
         if split not in run.meta.num_examples:
             raise errors.ConfigError(f"--split={split}: {run.meta.name} has the splits {sorted(run.meta.num_examples)}")
-        return evaluation.evaluate_best(run, run.state, split, start_time)
+        record = wd.read_train_metrics(workdir)
+        final_train = record.get("last_logged") if record else None
+        return evaluation.evaluate_best(run, run.state, split, start_time, final_train)
     finally:
         run.manager.close()
         run.release()
+
+
+def _resumed_train_metrics(workdir: str, step: int) -> tuple[dict | None, list[dict]]:
+    """(final_train, history) where training resumes at `step`: the last logged interval and
+    the metrics of the steps since, as the checkpoint of `step` left them (None and [] on a
+    fresh start, or where the record is of another step)."""
+    record = wd.read_train_metrics(workdir) if step > 0 else None
+    if record is None:
+        return None, []
+    if record["step"] != step:  # the checkpoint it was written with was set aside
+        logging.warning(
+            "%s is of step %d, training resumes at step %d: the first logged interval counts only the steps since",
+            wd.path(workdir, wd.TRAIN_METRICS),
+            record["step"],
+            step,
+        )
+        return record.get("last_logged"), []
+    return record.get("last_logged"), [{k: np.float32(v) for k, v in m.items()} for m in record["since"]]
+
+
+def _save_train_metrics(workdir: str, step: int, final_train: dict | None, history: list) -> None:
+    if jax.process_index() == 0:
+        since = [{k: float(v) for k, v in m.items()} for m in jax.device_get(history)]
+        wd.write_train_metrics(workdir, step, final_train, since)
 
 
 def _summary_writer(workdir: str):

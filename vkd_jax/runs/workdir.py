@@ -7,6 +7,8 @@
     <workdir>/tensorboard/       training summaries
     <workdir>/thresholds.json    per-finding decision thresholds chosen on the validation
                                  split by the last evaluation (predict's `<finding>_call`)
+    <workdir>/train_metrics.json the training's last logged metrics (results.json's final_train)
+                                 and the steps logged since, written with each checkpoint
     <workdir>/results.json, report.md, figures/            the test split's evaluation
     <workdir>/results_<split>.json, report_<split>.md, figures_<split>/   another split's
     <workdir>/.lock, .lock.json  the lock of the training or evaluation writing the workdir,
@@ -25,12 +27,14 @@ import os
 
 import ml_collections
 import transformers
+from absl import logging
 
 from vkd_jax.errors import RunFileError
 
 CONFIG = "config.json"
 MODEL_INFO = "model_info.json"
 THRESHOLDS = "thresholds.json"
+TRAIN_METRICS = "train_metrics.json"
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
 LOCK = ".lock"
@@ -190,4 +194,33 @@ def read_thresholds(workdir: str) -> dict | None:
     values = raw.get("thresholds")
     if not isinstance(values, dict) or not all(isinstance(v, (int, float)) for v in values.values()):
         raise RunFileError(f"{path(workdir, THRESHOLDS)} lacks its per-finding thresholds: {redo}")
+    return raw
+
+
+# --- train_metrics.json --------------------------------------------------------------------
+
+
+def write_train_metrics(workdir: str, step: int, last_logged: dict | None, since: list[dict[str, float]]) -> None:
+    """Written with the checkpoint of `step`: the last logged training interval (results.json's
+    `final_train`: `{"step", "steps", "metrics"}`) and the metrics of each step logged since,
+    so that a run resumed from this checkpoint logs (and reports) the same intervals as one
+    that was never stopped."""
+    write_json(workdir, TRAIN_METRICS, {"step": step, "last_logged": last_logged, "since": since})
+
+
+def read_train_metrics(workdir: str) -> dict | None:
+    """`write_train_metrics`'s object; None, with a warning where it is damaged, where there is
+    none (a run from before it was written, or one that saved no checkpoint yet)."""
+    if not os.path.exists(path(workdir, TRAIN_METRICS)):
+        return None
+    try:
+        raw = _read_json(workdir, TRAIN_METRICS, missing="", damaged="")
+    except RunFileError as e:
+        logging.warning("%s; results.json's final_train is left out", e)
+        return None
+    if not isinstance(raw.get("step"), int) or not isinstance(raw.get("since"), list):
+        logging.warning(
+            "%s lacks its step or metrics; results.json's final_train is left out", path(workdir, TRAIN_METRICS)
+        )
+        return None
     return raw

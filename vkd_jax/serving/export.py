@@ -148,7 +148,8 @@ def _sha256(file: str) -> str:
 
 def _check_output(output_dir: str) -> None:
     """Refuses (UsageError) an output that is a file or a non-empty directory, or whose
-    parent cannot be written, before the model loads."""
+    parent cannot be written (tried: the temporary directory `_write` makes there), before the
+    model loads."""
     if os.path.exists(output_dir):
         if not os.path.isdir(output_dir):
             raise errors.UsageError(f"--output={output_dir} is a file: name a new (or empty) directory")
@@ -159,8 +160,12 @@ def _check_output(output_dir: str) -> None:
         os.makedirs(parent, exist_ok=True)
     except OSError as e:
         raise errors.UsageError(f"--output={output_dir} cannot be written: {errors.one_line(e)}") from None
-    if not os.access(parent, os.W_OK):
-        raise errors.UsageError(f"--output={output_dir} cannot be written: {parent} is read-only")
+    try:  # a real write: os.access says yes to root on a read-only mode, and on /proc or /sys
+        os.rmdir(tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(os.path.abspath(output_dir))}."))
+    except OSError as e:
+        raise errors.UsageError(
+            f"--output={output_dir} cannot be written: no directory can be created in {parent} ({errors.one_line(e)})"
+        ) from None
 
 
 def _write(output_dir: str, blob: bytearray, meta: dict) -> None:

@@ -57,6 +57,8 @@ class Predictor:
         """`config`: the run's (`workdir.read_config`, with any evaluation overrides);
         `batch_size`: images per model call (default `train.eval_batch_size` per process), a
         multiple of the devices used."""
+        if batch_size is not None and not (isinstance(batch_size, int) and batch_size > 0):
+            raise errors.UsageError(f"batch_size={batch_size!r}: expected a positive int (a multiple of the devices)")
         if config.model.kind not in IMAGE_ONLY_AT_TEST:
             raise errors.ConfigError(
                 f"the model in {workdir} is `{config.model.kind}`, which needs the report: prediction runs "
@@ -68,7 +70,7 @@ class Predictor:
         self.mesh = sharding.make_mesh(config.num_devices or None)
         self.batch_size = batch_size or config.train.eval_batch_size // jax.process_count()
         if self.batch_size % self.mesh.size:
-            raise ValueError(f"batch_size={self.batch_size} is not a multiple of the {self.mesh.size} devices")
+            raise errors.UsageError(f"batch_size={self.batch_size} is not a multiple of the {self.mesh.size} devices")
         model, self.state, _, manager = restore.restore_best(config, workdir, self.info, self.mesh, image_only=True)
         manager.close()
         self.thresholds = thresholds(wd.read_thresholds(workdir), self.class_names, int(self.state.step), workdir)
@@ -85,8 +87,19 @@ class Predictor:
     def predict(self, images) -> Prediction:
         """`images`: a path, an array, or a sequence of them (uint8 or uint16 [H, W], [H, W, 1],
         or uint8 RGB [H, W, 3]). Unreadable inputs are logged and listed in `skipped`; each
-        input with warnings gets one log line."""
-        items = [images] if isinstance(images, (str, np.ndarray)) or hasattr(images, "__fspath__") else images
+        input with warnings gets one log line. An item that is neither a path nor an array (None,
+        a number, bytes) is a mistake in the call, not in the data: `UsageError` naming it,
+        before any image is read."""
+        items = [images] if _is_input(images) else images
+        if isinstance(items, bytes) or not isinstance(items, Sequence):
+            raise errors.UsageError(f"images: expected a path, an array or a sequence of them, got {_kind(items)}")
+        for i, item in enumerate(items):
+            if not _is_input(item):
+                raise errors.UsageError(
+                    f"images[{i}]: expected a path (str or os.PathLike) or a uint8/uint16 numpy array, got "
+                    f"{_kind(item)}"
+                    + (" (encoded image data? save it to a file or decode it)" if isinstance(item, bytes) else "")
+                )
         names, probs, spreads, warnings, skipped = [], [], [], [], []
         for first in range(0, len(items), CHUNK):
             loaded = self.load(items[first : first + CHUNK], offset=first)
@@ -153,6 +166,15 @@ class Predictor:
     def calls(self, probs: np.ndarray) -> np.ndarray:
         """1 where a probability reaches its finding's threshold, else 0 (int [N, K])."""
         return (probs >= self.thresholds).astype(int)
+
+
+def _is_input(item) -> bool:
+    """A path or an array (what `Predictor.predict` reads); bytes paths are not taken."""
+    return isinstance(item, (str, np.ndarray)) or hasattr(item, "__fspath__") and not isinstance(item, bytes)
+
+
+def _kind(item) -> str:
+    return repr(item) if item is None or isinstance(item, (int, float)) else f"a {type(item).__name__}"
 
 
 def thresholds(saved: dict | None, class_names, step: int, workdir: str) -> np.ndarray:
