@@ -1,5 +1,5 @@
 """Export mode: the artifact of the shared tiny training (`trained`) loads in a fresh process
-with jax and numpy only and reproduces predict mode's outputs at any batch size; a non-empty
+with the requirements model.json lists and reproduces predict mode's outputs at any batch size; a non-empty
 output and a workdir without checkpoints are refused with one `error:` line."""
 
 import csv

@@ -173,6 +173,9 @@ def _main(argv):
 
     log.quiet_library_logs()
     config = _config_for(FLAGS.mode)
+    # The imports below take seconds to tens of seconds on a small machine: say so first.
+    tf = ", TensorFlow" if FLAGS.mode in ("train", "eval") else ""
+    logging.info("%s: loading the libraries (JAX, Flax%s)...", FLAGS.mode, tf)
     if FLAGS.mode in ("train", "eval"):
         from vkd_jax.runs import training  # TensorFlow (tf.data): only the modes that read a dataset
 
@@ -186,7 +189,8 @@ def _main(argv):
         meta = export.export_model(config, FLAGS.workdir, FLAGS.output)
         print(
             f"exported the checkpoint of step {meta['checkpoint_step']} to {FLAGS.output} "
-            f"({', '.join(meta['platforms'])}); load it with {FLAGS.output}/load.py (jax and numpy only)"
+            f"({', '.join(meta['platforms'])}); load it with "
+            f"{FLAGS.output}/load.py (its requirements are listed in model.json)"
         )
     else:
         from vkd_jax.serving import predict

@@ -77,6 +77,7 @@ class Predictor:
         self.num_samples = config.model.eval_samples
         self._eval_step = inference.make_eval_step(model, self.mesh, num_samples=self.num_samples, shared_noise=True)
         self._rng = inference.noise_rng(config.seed)
+        self._compiled: set[int] = set()  # the batch sizes compiled so far
         self._tokens = np.zeros((self.batch_size, config.model.text_encoder.max_length), np.int32)  # never read
 
     @classmethod
@@ -149,6 +150,9 @@ class Predictor:
             pad = np.zeros((size - n,) + images.shape[1:], np.float32)
             tokens = self._tokens[:size]
             batch = {"image": np.concatenate([images, pad]), "input_ids": tokens, "attention_mask": tokens}
+            if size not in self._compiled:  # the first batch of a size compiles the model for it
+                logging.info("compiling the model for batches of %d image(s)...", size)
+                self._compiled.add(size)
             mean, std, _ = self._eval_step(self.state, sharding.shard_batch(batch, self.mesh), self._rng)
             means.append(sharding.to_host(mean)[:n])
             stds.append(sharding.to_host(std)[:n])
