@@ -41,7 +41,7 @@ COMMAND_USAGE = (
     + ",".join(COMMANDS)
     + "} --workdir=DIR [flags]\n       vkd-jax convert-xrv --weights=NAME_OR_FILE --output=FILE.safetensors"
     + "\n\ncommands:\n"
-    + "".join(f"  {name:<8} {what}\n" for name, what in COMMANDS.items())
+    + "".join(f"  {name:<11} {what}\n" for name, what in COMMANDS.items())
     + f"  {CONVERT_XRV} convert torchxrayvision's DenseNet-121 weights to safetensors (needs torchxrayvision)\n"
     + "\n`vkd-jax COMMAND --help` lists the flags; `vkd-jax-build --help`: the dataset build command."
 )
