@@ -216,3 +216,14 @@ def test_xrv_pathologies_map_onto_chexpert_findings():
     assert np.isnan(
         xrv_lib.to_chexpert(outputs, blanked, labels.CLASS_NAMES)[:, labels.CLASS_NAMES.index("Edema")]
     ).all()
+
+
+def test_the_shim_stands_in_only_where_torchvisions_ops_do_not_load(tmp_path):
+    """A torchvision whose ops load (0.29 names them `_C_stable.so`) must not get the shim's
+    declarations too: `import torchvision` would register them again and abort."""
+    from vkd_jax.pretrained import torchvision_ops
+
+    init = str(tmp_path / "__init__.py")
+    assert torchvision_ops._ops_load(init)  # no C library: nothing to stand in for
+    (tmp_path / "_C_stable.so").write_bytes(b"not a library")
+    assert not torchvision_ops._ops_load(init)

@@ -13,8 +13,11 @@ only when torch and torchvision are both installed.
 
 from __future__ import annotations
 
+import glob
 import importlib.util
 import os
+import subprocess
+import sys
 
 _LIBRARY = None  # The declarations live as long as this object.
 
@@ -24,17 +27,25 @@ def declare_missing_ops() -> bool:
     not load; returns whether it did. Call before anything imports torchvision."""
     global _LIBRARY
     spec = importlib.util.find_spec("torchvision")
-    if spec is None or importlib.util.find_spec("torch") is None:
+    if spec is None or importlib.util.find_spec("torch") is None or _ops_load(spec.origin):
         return False
     import torch
 
-    try:
-        torch.ops.load_library(os.path.join(os.path.dirname(spec.origin), "_C.so"))
+    if _LIBRARY is not None or hasattr(torch.ops.torchvision, "nms"):
         return False
-    except OSError:
-        if _LIBRARY is not None or hasattr(torch.ops.torchvision, "nms"):
-            return False
-        _LIBRARY = torch.library.Library("torchvision", "FRAGMENT")
-        for op in ("nms", "qnms"):
-            _LIBRARY.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        return True
+    _LIBRARY = torch.library.Library("torchvision", "FRAGMENT")
+    for op in ("nms", "qnms"):
+        _LIBRARY.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    return True
+
+
+def _ops_load(torchvision_init: str) -> bool:
+    """Whether torchvision's C ops (`_C.so`; `_C_stable.so` from 0.29) load beside this torch.
+    Tried in a child process: loading them here would register the ops, and `import
+    torchvision` registering them again would abort the process."""
+    folder = os.path.dirname(torchvision_init)
+    libraries = sorted(glob.glob(os.path.join(folder, "_C*.so")))
+    if not libraries:
+        return True  # nothing to load, nothing to stand in for
+    code = f"import torch; torch.ops.load_library({libraries[0]!r})"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
