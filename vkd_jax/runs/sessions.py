@@ -168,6 +168,7 @@ def _open_training(config, workdir: str, mesh: Mesh) -> tuple[Run, TrainingPlan]
     encoders = None if resuming else _pretrained(config, tokenizer)
     # A pretrained text encoder's shape comes from its files, or from the run being resumed.
     text_config = wd.read_model_info(workdir).text_config if resuming else encoders.text_config
+    logging.info("initialising the model and optimiser state (compiling their init)...")
     model, lr_fn, state, eval_rng = train.build_state(
         config,
         mesh,
