@@ -14,7 +14,7 @@ import pytest
 
 from configs import default, torchxrayvision as xrv_config
 from data_pipelines import labels, preprocess
-from vkd_jax import main
+from vkd_jax import cli
 from vkd_jax.models.densenet import DenseNet, DenseNet121
 from vkd_jax.pretrained import files as weights, xrv as xrv_lib
 from vkd_jax.runs import config_checks
@@ -130,8 +130,7 @@ def test_convert_xrv_command_writes_safetensors_that_load(model, files, tmp_path
     its pathology names in the metadata; the result loads as the pickle does."""
     _, pickled = files
     out = str(tmp_path / "converted.safetensors")
-    monkeypatch.setattr(sys, "argv", ["vkd-jax", "convert-xrv", f"--weights={pickled}", f"--output={out}"])
-    main.command()
+    cli.convert_xrv([f"--weights={pickled}", f"--output={out}"])  # `vkd-jax convert-xrv ...`
     printed = capsys.readouterr().out
     assert out in printed and "--config=configs/torchxrayvision.py" in printed
     from safetensors import safe_open
@@ -151,9 +150,8 @@ def test_convert_xrv_refuses_a_bad_name_or_output_in_one_line(tmp_path, monkeypa
         (["--weights=densenet121-res224-all", f"--output={tmp_path}/x.pt"], "name a .safetensors file"),
         ([f"--weights={tmp_path}/missing.pt", f"--output={tmp_path}/x.safetensors"], "no such file"),
     ]:
-        monkeypatch.setattr(sys, "argv", ["vkd-jax", "convert-xrv", *args])
         with pytest.raises(SystemExit) as e:
-            main.command()
+            cli.convert_xrv(args)
         assert e.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and match in err and err.count("\n") == 1

@@ -16,6 +16,7 @@ import sys
 
 import ml_collections
 
+from vkd_jax import errors
 from vkd_jax.errors import ConfigError, UsageError, one_line
 
 # Fields a saved config may have overridden by eval, predict or export: how a trained model is
@@ -58,6 +59,17 @@ def fail(message: str) -> None:
     std_logging.getLogger("asyncio").setLevel(std_logging.CRITICAL)
     print(f"error: {message}", file=sys.stderr)
     sys.exit(EXIT_USER_ERROR)
+
+
+def convert_xrv(argv: list[str]) -> None:
+    """`vkd-jax convert-xrv ARGS` (`vkd_jax.pretrained.xrv.command`): its summary on stdout, or
+    one `error:` line. Here, not in `vkd_jax.main`, so it runs without main's absl flags."""
+    from vkd_jax.pretrained import xrv
+
+    try:
+        print(xrv.command(argv))
+    except errors.USER_ERRORS as e:
+        fail(errors.one_line(e))
 
 
 def command_argv(argv: list[str]) -> list[str] | None:

@@ -221,12 +221,7 @@ def command() -> None:
         print(f"vkd-jax {__version__}")
         return
     if sys.argv[1:2] == [cli.CONVERT_XRV]:  # no workdir, no JAX: a file conversion
-        from vkd_jax.pretrained import xrv
-
-        try:
-            print(xrv.command(sys.argv[2:]))
-        except errors.USER_ERRORS as e:
-            cli.fail(errors.one_line(e))
+        cli.convert_xrv(sys.argv[2:])
         return
     try:
         argv = cli.command_argv(sys.argv)
