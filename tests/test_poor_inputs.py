@@ -3,7 +3,6 @@ file or item and what was expected, raised before any work."""
 
 import os
 
-import jax
 import numpy as np
 import pytest
 
@@ -60,15 +59,9 @@ def test_garbage_weights_files_are_weights_errors_naming_the_file_and_format(tmp
 def test_non_finite_pretrained_weights_are_refused_naming_the_tensor(tmp_path):
     from safetensors.numpy import save_file
 
-    from vkd_jax.models.densenet import torch_key
+    from tests.test_weights import _torchvision_state
 
-    abstract = weights._densenet_abstract_variables(3)
-    state = {}
-    for collection, tree in abstract.items():
-        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-            names = tuple(p.key for p in path)
-            shape = leaf.shape if names[-1] != "kernel" else tuple(np.array(leaf.shape)[[3, 2, 0, 1]])
-            state[torch_key(names, collection)] = np.ones(shape, np.float32)
+    state = _torchvision_state(np.random.default_rng(0))  # torchvision's keys and shapes, finite
     file = str(tmp_path / "densenet121.safetensors")
     save_file(state, file)
     weights.load_densenet121(file)  # finite: loads
