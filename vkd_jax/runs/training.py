@@ -131,6 +131,12 @@ def _train(config, workdir: str, run: sessions.Run, plan: sessions.TrainingPlan,
     final_train, history = _resumed_train_metrics(workdir, step)
     notice = _PreemptionNotice()
     first_step = step
+
+    def save(state, step: int, metrics: dict | None = None, *, force: bool = False) -> None:
+        """A checkpoint and, beside it, the training metrics a resume continues from."""
+        checkpoint.save(manager, state, metrics, force=force)
+        _save_train_metrics(workdir, step, final_train, history)
+
     while step < last_step:
         batch = sharding.shard_batch(next(batches), mesh)
         if step == first_step:  # the first call compiles (jit returns once the step is compiled and dispatched)
@@ -185,16 +191,13 @@ def _train(config, workdir: str, run: sessions.Run, plan: sessions.TrainingPlan,
                     **({"val/kl": val["kl"]} if config.model.kind == "vkd" else {}),
                 },
             )
-            checkpoint.save(manager, state, {checkpoint.BEST_METRIC: val["macro_auc"]}, force=True)
-            _save_train_metrics(workdir, step, final_train, history)
+            save(state, step, {checkpoint.BEST_METRIC: val["macro_auc"]}, force=True)
             paused += time.time() - eval_start  # validation time is not training speed
         elif step % config.train.checkpoint_every_steps == 0:
-            checkpoint.save(manager, state)
-            _save_train_metrics(workdir, step, final_train, history)
+            save(state, step)
         if notice.reached(step):
             if manager.latest_step() != step:
-                checkpoint.save(manager, state, force=True)
-                _save_train_metrics(workdir, step, final_train, history)
+                save(state, step, force=True)
             manager.wait_until_finished()
             notice.close()
             raise notice.stopped(step, workdir)
