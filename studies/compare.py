@@ -35,9 +35,12 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from studies import prereg
-from studies.configs import prereg as design
-from studies.prereg import mean_sd
+from studies import details, plan, prereg, records
+from studies.stats import mean_sd
+
+# `--study=<name>`: the module of each pre-registered study (its `GRID`, `DECIDING`,
+# `grid_decision` and `report`).
+STUDIES = {"prereg": prereg, "details": details}
 
 KINDS = ("image_only", "vkd", "multimodal", "text_only")
 # One changed field per row, applied to `vkd`: beta, samples S, posterior inputs,
@@ -61,30 +64,34 @@ flags.DEFINE_string("workdir", "/tmp/vkd-compare", "Root directory of the runs."
 flags.DEFINE_list("kinds", list(KINDS), "Model kinds to compare.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds (the synthetic data stays the same).")
 flags.DEFINE_list("ablations", list(ABLATIONS), f"vkd ablations to run (of {', '.join(ABLATIONS)}); 'none' for none.")
-flags.DEFINE_enum("study", "kinds", ["kinds", "prereg"], "Which comparison (see the module docstring).")
+flags.DEFINE_enum("study", "kinds", ["kinds", *STUDIES], "Which comparison (see the module docstring).")
 flags.DEFINE_string(
     "record",
-    "studies/results/prereg",
-    "prereg: directory of the per-run summaries (commit it: finished runs are reused from it)",
+    None,
+    "a pre-registered study: directory of the per-run summaries (commit it: finished runs are reused from "
+    "it); default: the study's own, studies/results/<study>",
 )
 flags.DEFINE_list(
     "cells",
     None,
-    "prereg: cells to run and tabulate (default: all, in the order of studies/configs/prereg.py's CELLS; "
-    "the decision always covers them all)",
+    "a pre-registered study: cells to run and tabulate (default: all, in the order of "
+    "studies/configs/<study>.py's CELLS; the decision always covers them all)",
 )
 flags.DEFINE_list(
-    "methods", None, "prereg: methods to run and tabulate (default: all of studies/configs/prereg.py's METHODS)"
+    "methods",
+    None,
+    "a pre-registered study: methods to run and tabulate (default: all of studies/configs/<study>.py's METHODS)",
 )
 flags.DEFINE_bool(
     "recorded_only",
     False,
-    "prereg: train nothing; the tables and decision of the runs recorded so far (an interim report)",
+    "a pre-registered study: train nothing; the tables and decision of the runs recorded so far",
 )
 flags.DEFINE_bool(
     "rerun_changed",
     False,
-    "prereg: train again the recorded runs whose config has changed since (default: stop and name the fields)",
+    "a pre-registered study: train again the recorded runs whose config has changed since (default: stop and "
+    "name the fields)",
 )
 
 
@@ -101,17 +108,27 @@ def run_config(kind: str, seed: int, changes: dict | None = None):
     return make_config(FLAGS.config, kind, seed, changes)
 
 
+def study_module():
+    """The module of the study `--study` names (`STUDIES`)."""
+    return STUDIES[FLAGS.study]
+
+
+def record_dir() -> str:
+    """`--record`, else the study's own record directory."""
+    return FLAGS.record or study_module().GRID.record
+
+
 def study_config(arg: str):
-    """One run of the pre-registered study: `studies/configs/prereg.py:<arg>`, with the command
-    line's `--config.*` overrides (a frozen encoder's report features are shared through the
+    """One run of the study: `studies/configs/<study>.py:<arg>`, with the command line's
+    `--config.*` overrides (a frozen encoder's report features are shared through the
     machine's text-feature cache, `vkd_jax.runs.text_cache`)."""
-    config = design.get_config(arg)
+    config = study_module().GRID.get_config(arg)
     config.update_from_flattened_dict(config_flags.get_override_values(FLAGS["config"]))
     return config
 
 
 def check_study_base() -> None:
-    """The study's configs are built on configs/synthetic_bench.py: a `--config` naming another
+    """The studies' configs are built on configs/synthetic_bench.py: a `--config` naming another
     file would be silently ignored, so it is a usage error."""
     from configs import synthetic_bench
 
@@ -119,8 +136,9 @@ def check_study_base() -> None:
         path = config_flags.get_config_filename(FLAGS["config"])
         if not (os.path.exists(path) and os.path.samefile(path, synthetic_bench.__file__)):
             raise app.UsageError(
-                f"--study=prereg runs the configs of studies/configs/prereg.py, built on configs/synthetic_bench.py: "
-                f"--config names that file (with any --config.* overrides) or is left out, not {path}"
+                f"--study={FLAGS.study} runs the configs of studies/configs/{FLAGS.study}.py, built on "
+                f"configs/synthetic_bench.py: --config names that file (with any --config.* overrides) or is "
+                f"left out, not {path}"
             )
 
 
@@ -207,31 +225,31 @@ def uncertainty_table(results: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def _prereg_runs(runs: list[prereg.Run], train: bool = True) -> list[dict | None]:
+def _study_runs(runs: list[plan.Run], train: bool = True) -> list[dict | None]:
     """The study's runs (record name parts, config argument, training seed): each one's recorded
     summary if this config already ran, else trained and recorded (None with `train=False`
     or `--recorded_only`).
 
     Every record is checked before any training starts, so a changed config stops the study
-    at once (`prereg.ChangedRun`), not hours later, and never overwrites the evidence."""
+    at once (`records.ChangedRun`), not hours later, and never overwrites the evidence."""
     planned = []
     for name_parts, arg, _ in runs:
         config = study_config(arg)
-        path = prereg.record_path(FLAGS.record, *name_parts)
-        planned.append((name_parts, config, path, prereg.load_record(path, config, FLAGS.rerun_changed)))
+        path = records.record_path(record_dir(), *name_parts)
+        planned.append((name_parts, config, path, records.load_record(path, config, FLAGS.rerun_changed)))
     out = []
     for name_parts, config, path, rec in planned:
         if rec is None and (FLAGS.recorded_only or not train):
             out.append(None)
             continue
         if rec is None:
-            rec = prereg.summary(run_one(os.path.join(FLAGS.workdir, *name_parts), config), config)
-            prereg.save_record(path, rec)
+            rec = records.summary(run_one(os.path.join(FLAGS.workdir, *name_parts), config), config)
+            records.save_record(path, rec)
         out.append(dict(rec, seed=config.seed))
     return out
 
 
-def estimate(record: str, cells, methods, seeds) -> str:
+def estimate(grid, record: str, cells, methods, seeds) -> str:
     """The expected time of `cells` x `methods` x `seeds` (None: each cell's grid seeds) and
     the tuning runs, from nothing, from the times of the runs recorded under `record`, each
     scaled to a 4,000-image run."""
@@ -249,77 +267,65 @@ def estimate(record: str, cells, methods, seeds) -> str:
     per_run = float(np.median(done)) if done else 820.0  # the tuned recipe's 4,000-image run, 2 cores
     # The plan owns which seeds each cell runs; the settings change neither the count of the
     # runs nor their sizes, so any candidate stands in for the one the tuning chooses.
-    plan = prereg.cells_plan({m: next(iter(c)) for m, c in design.TUNING.items()}, cells, methods, seeds)
-    todo = sum(size(design.get_config(run.arg).data.synthetic.num_train) for *_, run in plan)
-    tuning = len(prereg.tuning_plan())
-    hours = (todo + tuning) * per_run / 3600
-    runs = len(plan)
+    runs = plan.cells_plan(grid, {m: next(iter(c)) for m, c in grid.tuning.items()}, cells, methods, seeds)
+    todo = sum(size(grid.get_config(run.arg).data.synthetic.num_train) for *_, run in runs)
+    tuning = plan.tuning_plan(grid)
+    hours = (todo + sum(size(grid.get_config(run.arg).data.synthetic.num_train) for *_, run in tuning)) * per_run / 3600
     return (
-        f"{runs} runs + {tuning} tuning runs, about {per_run:.0f} s per "
+        f"{len(runs)} runs + {len(tuning)} tuning runs, about {per_run:.0f} s per "
         f"4,000-image run ({len(done)} recorded): {hours:.1f} h from nothing; recorded runs are reused"
     )
 
 
-def prereg_study() -> str:
+def study_report() -> str:
+    """Runs what the study still lacks of the selected part of its grid (none with
+    `--recorded_only`), then its report: tuning, cells and the whole grid's decision."""
     check_study_base()
-    cells = FLAGS.cells or list(design.CELLS)
-    methods = FLAGS.methods or list(design.METHODS)
+    study = study_module()
+    grid = study.GRID
+    cells = FLAGS.cells or list(grid.cells)
+    methods = FLAGS.methods or list(grid.methods)
     seeds = [int(s) for s in FLAGS.seeds] if FLAGS["seeds"].present else None  # None: the grid's
-    unknown = [c for c in cells if c not in design.CELLS] + [m for m in methods if m not in design.METHODS]
+    unknown = [c for c in cells if c not in grid.cells] + [m for m in methods if m not in grid.methods]
     if unknown:
         raise app.UsageError(
-            f"unknown cells or methods {unknown}; cells: {list(design.CELLS)}, methods: {list(design.METHODS)}"
+            f"unknown cells or methods {unknown}; cells: {list(grid.cells)}, methods: {list(grid.methods)}"
         )
-    print(estimate(FLAGS.record, cells, methods, seeds), flush=True)
-    tuning = prereg.tuning_plan()
-    trials = {method: {} for method in design.TUNING}
-    for (method, name, _), rec in zip(tuning, _prereg_runs([run for *_, run in tuning])):
+    print(estimate(grid, record_dir(), cells, methods, seeds), flush=True)
+    tuning = plan.tuning_plan(grid)
+    trials = {method: {} for method in grid.tuning}
+    for (method, name, _), rec in zip(tuning, _study_runs([run for *_, run in tuning])):
         if rec is None:
             raise app.UsageError(f"--recorded_only: tuning run {method}/{name} is not recorded yet")
         trials[method][name] = rec
-    chosen = {method: prereg.choose(trials[method]) for method in trials}
+    chosen = {method: plan.choose(trials[method]) for method in trials}
     if not FLAGS.recorded_only:
-        prereg.save_record(os.path.join(FLAGS.record, "chosen.json"), chosen)
-    planned = prereg.cells_plan(chosen, cells, methods, seeds)
+        records.save_record(os.path.join(record_dir(), "chosen.json"), chosen)
+    planned = plan.cells_plan(grid, chosen, cells, methods, seeds)
     # The decision is the whole grid's, whatever part of it `--cells`, `--methods` and
     # `--seeds` select: the grid's other records are read (and checked, before any training).
     selected = {run.parts for *_, run in planned}
-    others = [run for *_, run in prereg.cells_plan(chosen, design.CELLS, design.METHODS)]
+    others = [run for *_, run in plan.cells_plan(grid, chosen, grid.cells, grid.methods)]
     others = [run for run in others if run.parts not in selected]
-    recorded = dict(zip([run.parts for run in others], _prereg_runs(others, train=False)))
+    recorded = dict(zip([run.parts for run in others], _study_runs(others, train=False)))
     results = {cell: {method: [] for method in methods} for cell in cells}
-    for (cell, method, run), rec in zip(planned, _prereg_runs([run for *_, run in planned])):
+    for (cell, method, run), rec in zip(planned, _study_runs([run for *_, run in planned])):
         recorded[run.parts] = rec
         if rec is not None:
             results[cell][method].append(rec)
     results = {cell: {m: rs for m, rs in runs.items() if rs} for cell, runs in results.items()}
-    verdict, reasons = prereg.grid_decision(chosen, recorded)
-    return "\n".join(
-        [
-            "## Tuning (validation split, base cell, seed 0)",
-            "",
-            prereg.tuning_table(trials, chosen),
-            "",
-            "## Cells (test split, 10,000 images; best validation checkpoint)",
-            "",
-            prereg.cells_table(results),
-            "",
-            f"## Decision (the whole pre-registered grid): {verdict}",
-            "",
-        ]
-        + [f"- {r}" for r in reasons]
-    )
+    return study.report(trials, chosen, results, recorded)
 
 
-def prereg_report() -> str:
-    """`prereg_study`, its ways of stopping as a command's: a changed record is one `error:`
+def study_command() -> str:
+    """`study_report`, its ways of stopping as a command's: a changed record is one `error:`
     line (exit status 2); a SIGTERM (the run in progress saved a checkpoint) says how to
     resume and exits with the preempted status, like `run.py`."""
     from vkd_jax import cli, errors
 
     try:
-        return prereg_study()
-    except prereg.ChangedRun as e:
+        return study_report()
+    except records.ChangedRun as e:
         cli.fail(str(e))
     except errors.Preempted as e:
         print(f"{e}; the study's command, run again, resumes it and reuses every recorded run", file=sys.stderr)
@@ -331,10 +337,10 @@ def main(argv):
     from vkd_jax.runs import log
 
     log.quiet_library_logs()
-    if FLAGS.study == "prereg":
-        text = prereg_report()
+    if FLAGS.study in STUDIES:
+        text = study_command()
         os.makedirs(FLAGS.workdir, exist_ok=True)
-        with open(os.path.join(FLAGS.workdir, "prereg.md"), "w") as f:
+        with open(os.path.join(FLAGS.workdir, f"{FLAGS.study}.md"), "w") as f:
             f.write(text + "\n")
         print(text)
         return

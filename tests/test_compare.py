@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from studies import compare
+from studies import compare, plan, prereg, records, stats, tables
 from studies.configs import prereg as design
 from vkd_jax import metrics
 
@@ -43,25 +43,21 @@ def _rec(auc, ap=0.3, kl=1.0, val=0.7):
 
 
 def test_paired_interval_is_the_paired_t_interval():
-    from scipy import stats
-
-    from studies import prereg
+    from scipy import stats as scipy_stats
 
     a, b = [0.71, 0.73, 0.70, 0.74, 0.72], [0.70, 0.70, 0.69, 0.71, 0.70]
-    mean, low, high = prereg.paired_interval(a, b)
-    ci = stats.ttest_rel(a, b).confidence_interval(0.95)
+    mean, low, high = stats.paired_interval(a, b)
+    ci = scipy_stats.ttest_rel(a, b).confidence_interval(0.95)
     np.testing.assert_allclose([mean, low, high], [np.mean(np.subtract(a, b)), ci.low, ci.high], rtol=1e-10)
 
 
 def test_decision_rule():
-    from studies import prereg
-
     base = [_rec(a) for a in (0.70, 0.71, 0.69, 0.70, 0.72)]
     gain = [_rec(r["macro_auc"] + d) for r, d in zip(base, (0.02, 0.025, 0.018, 0.022, 0.03))]
     control = [_rec(r["macro_auc"] + 0.001 * i) for i, r in enumerate(base)]
     verdict, reasons = prereg.decide({"base": {"image_only": base, "vkd": gain, "vkd_control": control}})
     assert verdict == "reproduced" and reasons[0].startswith("base: VKD - image-only +0.0230")
-    c_mean, c_low, c_high = prereg.paired_interval([r["macro_auc"] for r in gain], [r["macro_auc"] for r in control])
+    c_mean, c_low, c_high = stats.paired_interval([r["macro_auc"] for r in gain], [r["macro_auc"] for r in control])
     assert f"VKD - control {c_mean:+.4f} [{c_low:+.4f}, {c_high:+.4f}], beats the control: yes" in reasons[0]
     # Without a paired control there is nothing to beat, and the line says why.
     alone = prereg.decide({"base": {"image_only": base, "vkd": gain}})
@@ -81,15 +77,13 @@ def test_decision_rule():
 def test_the_decision_is_the_whole_grids_whatever_part_is_selected():
     """With two cells recorded, no gain in either, the decision stays open: a report of
     `--cells=base,noisy` once called this "not reproduced" for the whole study."""
-    from studies import prereg
-
     chosen = {"vkd": "beta0.3", "distill": "w0.5_t2", "report_aux": "w0.01"}
-    grid = prereg.cells_plan(chosen, design.CELLS, design.METHODS)
+    grid = plan.cells_plan(design.GRID, chosen, design.CELLS, design.METHODS)
     # The budget clause: 3 seeds in the large cell, 5 in the others, every method alike.
     per_cell = {c: sorted({s for cell, _, (_, _, s) in grid if cell == c}) for c in design.CELLS}
     assert per_cell == {c: [0, 1, 2] if c == "large" else [0, 1, 2, 3, 4] for c in design.CELLS}
     assert len(grid) == (4 * 5 + 3) * len(design.METHODS)
-    assert len(prereg.cells_plan(chosen, ["large"], ["vkd"], [0, 1, 2, 3, 4])) == 5  # `--seeds` overrides
+    assert len(plan.cells_plan(design.GRID, chosen, ["large"], ["vkd"], [0, 1, 2, 3, 4])) == 5  # `--seeds` overrides
     noise = (0.001, -0.002, 0.0, 0.002, -0.001)  # VKD - image-only per seed: no gain
 
     def rec(method, seed):
@@ -123,68 +117,62 @@ def test_the_decision_is_the_whole_grids_whatever_part_is_selected():
 
 
 def test_the_expected_time_counts_the_grid_and_scales_recorded_runs_to_4000_images(tmp_path):
-    from studies import prereg
-
     def record(name, num_train, elapsed_s):
         config = {"data": {"synthetic": {"num_train": num_train}}}
-        prereg.save_record(str(tmp_path / name), {"elapsed_s": elapsed_s, "config": config})
+        records.save_record(str(tmp_path / name), {"elapsed_s": elapsed_s, "config": config})
 
     record("low.json", 1000, 200.0)  # a quarter of a 4,000-image run: 800 s
     record("base.json", 4000, 800.0)
     record("large.json", 16000, 3200.0)
-    text = compare.estimate(str(tmp_path), ["base", "large"], ["image_only", "vkd"], None)
+    text = compare.estimate(design.GRID, str(tmp_path), ["base", "large"], ["image_only", "vkd"], None)
     # (5 base seeds x 1 + 3 large seeds x 4) x 2 methods + 9 tuning runs, 800 s each.
     assert text.startswith("16 runs + 9 tuning runs, about 800 s per 4,000-image run (3 recorded): 9.6 h")
-    assert compare.estimate(str(tmp_path), ["low"], ["vkd"], [0, 1]).startswith("2 runs + 9 tuning runs")
+    assert compare.estimate(design.GRID, str(tmp_path), ["low"], ["vkd"], [0, 1]).startswith("2 runs + 9 tuning runs")
 
 
 def test_runs_are_paired_by_seed_in_an_interim_report():
-    from studies import prereg
-
     base = [dict(_rec(0.80 + 0.01 * s), seed=s) for s in range(5)]
     vkd = [dict(_rec(0.82 + 0.01 * s), seed=s) for s in (3, 0, 1)]  # three seeds so far, any order
-    np.testing.assert_allclose(prereg.paired(vkd, base), [[0.82, 0.83, 0.85], [0.80, 0.81, 0.83]])
-    assert prereg.paired(vkd, []) == ([], [])
-    table = prereg.cells_table({"base": {"image_only": base, "vkd": vkd}})
+    np.testing.assert_allclose(stats.paired(vkd, base), [[0.82, 0.83, 0.85], [0.80, 0.81, 0.83]])
+    assert stats.paired(vkd, []) == ([], [])
+    table = tables.cells_table({"base": {"image_only": base, "vkd": vkd}})
     assert "| base | vkd | 3 | " in table and "+0.0200 [+0.0200, +0.0200] (3 pairs)" in table
     assert prereg.decide({"base": {"image_only": base, "vkd": vkd[:1]}})[0] == "inconclusive"  # one pair: no interval
 
 
 def test_records_are_reused_only_for_the_same_config(tmp_path):
     from configs import demo_scratch
-    from studies import prereg
 
     config = demo_scratch.get_config()
-    path = prereg.record_path(str(tmp_path), "base", "vkd", "seed0")
-    prereg.save_record(path, {"fingerprint": prereg.fingerprint(config), "config": prereg.fingerprinted(config)})
+    path = records.record_path(str(tmp_path), "base", "vkd", "seed0")
+    records.save_record(path, {"fingerprint": records.fingerprint(config), "config": records.fingerprinted(config)})
     moved = config.copy_and_resolve_references()
     moved.data.data_dir = "/elsewhere"  # another machine's paths: the same run
     moved.data.csv.table = "/elsewhere/table.csv"  # another dataset's build options: the same run
-    assert prereg.load_record(path, moved) is not None
+    assert records.load_record(path, moved) is not None
     changed = config.copy_and_resolve_references()
     changed.train.beta = 1.0
     changed.data.synthetic.label_noise = 0.2  # this dataset's options: another run
     # Never silently replaced: the error names the changed fields; the flag trains it again.
-    with pytest.raises(prereg.ChangedRun, match=r"data.synthetic.label_noise: 0.0 -> 0.2; train.beta: 14.0 -> 1.0"):
-        prereg.load_record(path, changed)
-    assert prereg.load_record(path, changed, rerun_changed=True) is None
-    assert prereg.load_record(prereg.record_path(str(tmp_path), "base", "vkd", "seed1"), changed) is None
-    assert prereg.choose({"a": _rec(0.7, val=0.70), "b": _rec(0.6, val=0.72)}) == "b"
+    with pytest.raises(records.ChangedRun, match=r"data.synthetic.label_noise: 0.0 -> 0.2; train.beta: 14.0 -> 1.0"):
+        records.load_record(path, changed)
+    assert records.load_record(path, changed, rerun_changed=True) is None
+    assert records.load_record(records.record_path(str(tmp_path), "base", "vkd", "seed1"), changed) is None
+    assert plan.choose({"a": _rec(0.7, val=0.70), "b": _rec(0.6, val=0.72)}) == "b"
 
 
 def test_prereg_plan_runs_the_later_methods_last_and_every_config_validates():
-    """The paper's settings (`prereg.LATER`) run after every cell's other methods, with their
+    """The paper's settings (`design.LATER`) run after every cell's other methods, with their
     own changes and no tuned setting; every planned config passes the config checks."""
-    from studies import prereg
     from vkd_jax.runs import config_checks
 
     chosen = {"vkd": "beta0.3", "distill": "w0.5_t2", "report_aux": "w0.1"}
-    plan = prereg.cells_plan(chosen, ["base", "noisy"], list(design.METHODS), [0, 1])
-    order = [(cell, method) for cell, method, _ in plan]
-    later = [i for i, (_, m) in enumerate(order) if m in prereg.LATER]
-    assert later and min(later) > max(i for i, (_, m) in enumerate(order) if m not in prereg.LATER)
-    assert order[-1] == ("noisy", "vkd_paper") and len(plan) == 2 * 2 * len(design.METHODS)
-    for cell, method, (parts, arg, seed) in plan:
+    runs = plan.cells_plan(design.GRID, chosen, ["base", "noisy"], list(design.METHODS), [0, 1])
+    order = [(cell, method) for cell, method, _ in runs]
+    later = [i for i, (_, m) in enumerate(order) if m in design.LATER]
+    assert later and min(later) > max(i for i, (_, m) in enumerate(order) if m not in design.LATER)
+    assert order[-1] == ("noisy", "vkd_paper") and len(runs) == 2 * 2 * len(design.METHODS)
+    for cell, method, (parts, arg, seed) in runs:
         assert parts == (cell, method, f"seed{seed}")
         config = design.get_config(arg)
         assert config.seed == seed and config.data.synthetic.label_noise == (0.2 if cell == "noisy" else 0.0)
@@ -212,16 +200,14 @@ def test_committed_prereg_records_are_of_the_current_plan():
     """Every committed record is of the config the study would run now, and is where the plan
     records it: a new config field that changed the fingerprints would otherwise make the study
     stop (or, before, silently train its finished runs again)."""
-    from studies import prereg
-
     with open(os.path.join(RECORD, "chosen.json")) as f:
         chosen = json.load(f)
-    plan = [run for *_, run in prereg.tuning_plan()]
-    plan += [run for *_, run in prereg.cells_plan(chosen, design.CELLS, design.METHODS)]
-    by_path = {os.path.relpath(prereg.record_path(RECORD, *run.parts), RECORD): run.arg for run in plan}
+    runs = [run for *_, run in plan.tuning_plan(design.GRID)]
+    runs += [run for *_, run in plan.cells_plan(design.GRID, chosen, design.CELLS, design.METHODS)]
+    by_path = {os.path.relpath(records.record_path(RECORD, *run.parts), RECORD): run.arg for run in runs}
     assert sorted(by_path) == _committed_records()  # the whole plan is recorded, nothing else
     for path, arg in by_path.items():
-        assert prereg.load_record(os.path.join(RECORD, path), design.get_config(arg)) is not None, path
+        assert records.load_record(os.path.join(RECORD, path), design.get_config(arg)) is not None, path
 
 
 @pytest.mark.filterwarnings("ignore:the load_module:DeprecationWarning")  # config_flags loads the file so
@@ -230,8 +216,6 @@ def test_each_record_is_the_run_its_config_file_argument_names():
     as run.py reads it, the setting left to the tuning's recorded choice) trains the run of
     `C/M/seedN.json`, fingerprint for fingerprint; a tuning record's run names its setting."""
     from ml_collections.config_flags import config_flags
-
-    from studies import prereg
 
     parser = config_flags.ConfigFileFlagParser("config")
     for path in _committed_records():
@@ -245,8 +229,8 @@ def test_each_record_is_the_run_its_config_file_argument_names():
         config = parser.parse(f"{ROOT}/studies/configs/prereg.py:{arg}")
         with open(os.path.join(RECORD, path)) as f:
             rec = json.load(f)
-        assert prereg.fingerprint(config) == rec["fingerprint"], (path, arg)
-        assert prereg.fingerprinted(config) == rec["config"], path
+        assert records.fingerprint(config) == rec["fingerprint"], (path, arg)
+        assert records.fingerprinted(config) == rec["config"], path
 
 
 def test_a_study_config_names_its_run_or_says_what_it_takes():
@@ -279,11 +263,9 @@ def test_recorded_only_reports_the_committed_runs_and_trains_nothing(tmp_path):
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| vkd | beta0.3 |" in proc.stdout and "| base | image_only | 5 |" in proc.stdout
-    from studies import prereg
-
     with open(os.path.join(record, "chosen.json")) as f:
-        grid = prereg.cells_plan(json.load(f), design.CELLS, design.METHODS)
-    exists = {parts: os.path.exists(prereg.record_path(record, *parts)) for *_, (parts, _, _) in grid}
+        grid = plan.cells_plan(design.GRID, json.load(f), design.CELLS, design.METHODS)
+    exists = {parts: os.path.exists(records.record_path(record, *parts)) for *_, (parts, _, _) in grid}
     done = sum(exists.values())
     deciding = all(exists[parts] for _, m, (parts, _, _) in grid if m in prereg.DECIDING)
     decision = "## Decision (the whole pre-registered grid): "
@@ -305,23 +287,21 @@ def test_a_preempted_study_says_how_to_resume_and_exits_with_the_preempted_statu
     def preempted():
         raise errors.Preempted("preempted (SIGTERM): saved the checkpoint of step 480 in W/checkpoints")
 
-    monkeypatch.setattr(compare, "prereg_study", preempted)
+    monkeypatch.setattr(compare, "study_report", preempted)
     with pytest.raises(SystemExit) as stop:
-        compare.prereg_report()
+        compare.study_command()
     assert stop.value.code == cli.PREEMPTED_EXIT_CODE == 143
     err = capsys.readouterr().err
     assert "step 480" in err and "reuses every recorded run" in err and "Traceback" not in err
 
 
 def test_a_changed_record_stops_the_study_with_one_error_line(monkeypatch, capsys):
-    from studies import prereg
-
     def changed():
-        raise prereg.ChangedRun("base/vkd/seed0: its config has changed since it was recorded (train.beta: 0.3 -> 1)")
+        raise records.ChangedRun("base/vkd/seed0: its config has changed since it was recorded (train.beta: 0.3 -> 1)")
 
-    monkeypatch.setattr(compare, "prereg_study", changed)
+    monkeypatch.setattr(compare, "study_report", changed)
     with pytest.raises(SystemExit) as stop:
-        compare.prereg_report()
+        compare.study_command()
     assert stop.value.code == 2
     assert (
         capsys.readouterr().err

@@ -15,17 +15,16 @@ A tuning run is the same config with its candidate named, on the tuning cell and
 `cell=base,method=vkd,setting=beta0.3,seed=0` is the run recorded as `tuning/vkd/beta0.3.json`.
 
 Each config is `configs/synthetic_bench.py` with the method's, the cell's and the setting's
-field changes (below) and the training seed. This module owns the study's grid: the cells,
-the methods, their candidate settings and the seeds; `python -m studies.compare --study=prereg`
-builds every run it trains or reads with `get_config(arg(...))`.
+field changes (below) and the training seed (`studies/configs/grid.py`). This module owns the
+study's grid: the cells, the methods, their candidate settings, the seeds and the run order;
+`python -m studies.compare --study=prereg` builds every run it trains or reads with
+`get_config(arg(...))`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-
 from configs import synthetic_bench
+from studies.configs.grid import Grid
 
 # The data of each cell: validation 2,000 and test 10,000 images in every cell
 # (configs/synthetic_bench.py).
@@ -88,71 +87,25 @@ SEEDS = (0, 1, 2, 3, 4)
 # so the large cell (four times the training of the others) runs 3 of the 5 seeds. Fixed on
 # 2026-12-06, before any of its runs.
 CELL_SEEDS = {"large": (0, 1, 2)}
+# The paper's settings run after every cell's runs of the other methods: the issue asked for
+# them once the chosen setting had been compared, so they did not delay it.
+LATER = ("vkd_paper",)
+
+GRID = Grid(
+    name="prereg",
+    base=synthetic_bench.get_config,
+    cells=CELLS,
+    methods=METHODS,
+    tuning=TUNING,
+    seeds=SEEDS,
+    tuning_cell=TUNING_CELL,
+    tuning_seed=TUNING_SEED,
+    setting_of=SETTING_OF,
+    seeds_of_cell=CELL_SEEDS,
+    stages=(tuple(m for m in METHODS if m not in LATER), LATER),
+)
 # The setting each tuned method's tuning chose, as `python -m studies.compare --study=prereg`
 # records it from the tuning runs.
-CHOSEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "results", "prereg", "chosen.json")
-
-
-def tuned_by(method: str) -> str | None:
-    """The method whose candidate settings `method` takes (itself, or `SETTING_OF`'s); None
-    for a method without candidates."""
-    owner = SETTING_OF.get(method, method)
-    return owner if owner in TUNING else None
-
-
-def cell_seeds(cell: str) -> tuple[int, ...]:
-    """The training seeds the grid runs in `cell`."""
-    return CELL_SEEDS.get(cell, SEEDS)
-
-
-def arg(cell: str, method: str, seed: int, setting: str | None = None) -> str:
-    """The text after ':' in `--config=studies/configs/prereg.py:...` for one run."""
-    return f"cell={cell},method={method}" + (f",setting={setting}" if setting else "") + f",seed={seed}"
-
-
-def parse(text: str | None) -> dict:
-    """`arg`'s text as {"cell", "method", "seed", "setting"} (setting None where left out)."""
-    usage = f"studies/configs/prereg.py:cell=CELL,method=METHOD,seed=N[,setting=SETTING]; got {text!r}"
-    run = {}
-    for item in filter(None, (text or "").split(",")):
-        key, sep, value = item.partition("=")
-        run[key.strip()] = value.strip() if sep else None
-    missing, unknown = {"cell", "method", "seed"} - set(run), set(run) - {"cell", "method", "seed", "setting"}
-    if missing or unknown or None in run.values():
-        raise ValueError(f"{usage} (missing {sorted(missing)}, unknown {sorted(unknown)})")
-    if run["cell"] not in CELLS or run["method"] not in METHODS or not run["seed"].isdigit():
-        raise ValueError(f"{usage}: cells {list(CELLS)}, methods {list(METHODS)}, seed a non-negative integer")
-    owner = tuned_by(run["method"])
-    setting = run.get("setting")
-    if setting is not None and setting not in TUNING.get(owner, {}):
-        names = list(TUNING[owner]) if owner else "none (it is not tuned)"
-        raise ValueError(f"{usage}: the settings of {run['method']} are {names}")
-    return {"cell": run["cell"], "method": run["method"], "seed": int(run["seed"]), "setting": setting}
-
-
-def chosen_setting(method: str) -> str | None:
-    """The setting the study's tuning chose for `method` (`CHOSEN`); None if it takes none."""
-    owner = tuned_by(method)
-    if owner is None:
-        return None
-    if not os.path.exists(CHOSEN):
-        raise ValueError(f"no tuning choice is recorded yet ({CHOSEN}): name the setting of {method}, setting=...")
-    with open(CHOSEN) as f:
-        return json.load(f)[owner]
-
-
-def changes(cell: str, method: str, setting: str | None = None) -> dict:
-    """The dotted field changes of one run on configs/synthetic_bench.py: the method's, the
-    cell's, then the setting's (of the method's candidates, `tuned_by`)."""
-    owner = tuned_by(method)
-    return METHODS[method] | CELLS[cell] | (TUNING[owner][setting] if owner and setting else {})
-
-
-def get_config(text: str | None = None):
-    """One run of the study (the module docstring says what `text` holds)."""
-    run = parse(text)
-    setting = run["setting"] or chosen_setting(run["method"])
-    config = synthetic_bench.get_config()
-    config.seed = run["seed"]
-    config.update_from_flattened_dict(changes(run["cell"], run["method"], setting))
-    return config
+CHOSEN = GRID.chosen_path
+tuned_by, cell_seeds, arg, parse = GRID.tuned_by, GRID.cell_seeds, GRID.arg, GRID.parse
+chosen_setting, changes, get_config = GRID.chosen_setting, GRID.changes, GRID.get_config
