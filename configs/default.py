@@ -90,6 +90,15 @@ def get_config() -> ml_collections.ConfigDict:
             # Each positive training/validation label becomes "not mentioned" with this
             # probability (the reports and the test labels stay true).
             label_noise=0.0,
+            # Per-finding image trace strengths, as factors on the generator's defaults:
+            # 'Lung Lesion=0.5,Pneumothorax=2' (finding names as in the labels; '' = all 1).
+            # Changes the images of the studies with those findings only.
+            strengths="",
+            # Each positive training/validation label of a mild finding (severity 0: "mild",
+            # "small"; every finding but Support Devices) becomes "not mentioned" with this
+            # probability; the reports still name it. Mild findings have the faintest image
+            # traces, so unlike label_noise this changes which images rank highest.
+            mild_drop=0.0,
         )
     )
 

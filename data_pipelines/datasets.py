@@ -45,6 +45,8 @@ def synthetic_builder(data_cfg, image_size: int) -> tfds.core.DatasetBuilder:
         image_signal=s.image_signal,
         noise=s.noise,
         label_noise=s.label_noise,
+        strengths=s.strengths,
+        mild_drop=s.mild_drop,
     )
     return synthetic_cxr.SyntheticCxr(config=config, data_dir=data_cfg.data_dir)
 

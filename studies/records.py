@@ -18,19 +18,28 @@ _UNFINGERPRINTED = (
     ("model", "text_encoder", "init_from"),
     ("model", "text_encoder", "tokenizer"),
 )
+# Fields added after runs were recorded, each with the value at which a run computes what it
+# computed before the field existed: left out of a fingerprint at that value, so the records
+# that predate a field stay the runs of their configs.
+_ADDED = {
+    ("data", "synthetic", "strengths"): "",
+    ("data", "synthetic", "mild_drop"): 0.0,
+}
 
 
 def fingerprinted(config) -> dict:
     """The part of `config` that decides what a run computes: all of it but the paths that
-    differ between machines and the build options of datasets other than `data.name`."""
+    differ between machines, the fields added since the first records at their neutral value
+    (`_ADDED`) and the build options of datasets other than `data.name`."""
     from data_pipelines.dataset_options import active_data
 
     d = json.loads(config.to_json_best_effort())
-    for path in _UNFINGERPRINTED:
+    for path in (*_UNFINGERPRINTED, *_ADDED):
         node = d
         for key in path[:-1]:
             node = node.get(key, {})
-        node.pop(path[-1], None)
+        if path not in _ADDED or node.get(path[-1]) == _ADDED[path]:
+            node.pop(path[-1], None)
     d["data"] = active_data(d["data"])
     return d
 

@@ -161,6 +161,21 @@ def test_records_are_reused_only_for_the_same_config(tmp_path):
     assert plan.choose({"a": _rec(0.7, val=0.70), "b": _rec(0.6, val=0.72)}) == "b"
 
 
+def test_fields_added_since_the_records_change_a_fingerprint_only_away_from_their_neutral_value():
+    """data.synthetic.strengths and mild_drop came after the committed records: at '' and 0 a
+    run is the one recorded before them; any other value is another run, named by the field."""
+    from configs import synthetic_bench
+
+    config = synthetic_bench.get_config()
+    assert {"strengths", "mild_drop"}.isdisjoint(records.fingerprinted(config)["data"]["synthetic"])
+    for field, value in (("strengths", "Lung Lesion=0.5"), ("mild_drop", 0.3)):
+        changed = config.copy_and_resolve_references()
+        changed.data.synthetic[field] = value
+        assert records.fingerprint(changed) != records.fingerprint(config)
+        changes = records.config_changes(records.fingerprinted(config), records.fingerprinted(changed))
+        assert changes == [f"data.synthetic.{field}: '<absent>' -> {value!r}"]
+
+
 def test_prereg_plan_runs_the_later_methods_last_and_every_config_validates():
     """The paper's settings (`design.LATER`) run after every cell's other methods, with their
     own changes and no tuned setting; every planned config passes the config checks."""

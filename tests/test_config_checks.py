@@ -64,6 +64,13 @@ def test_shipped_configs_are_valid():
         ("data.build_size", 4, "build_size"),
         ("data.label_set", "nih", "no_finding_rule"),
         ("data.label_set", "padchest", "label_set"),
+        # The synthetic dataset's build options (demo_scratch's dataset).
+        ("data.synthetic.label_noise", 1.5, r"config\.data\.synthetic\.label_noise must be a number in \[0, 1\]"),
+        ("data.synthetic.mild_drop", -0.1, r"config\.data\.synthetic\.mild_drop must be a number in \[0, 1\]"),
+        ("data.synthetic.mild_drop", 2.0, "data.synthetic.mild_drop"),
+        ("data.synthetic.strengths", "Pneumonitis=2", "config.data.synthetic.strengths: unknown finding 'Pneumonitis'"),
+        ("data.synthetic.strengths", "Edema=-1", "config.data.synthetic.strengths must be 'Finding=factor"),
+        ("data.synthetic.strengths", "Edema 2", "config.data.synthetic.strengths must be"),
     ],
 )
 def test_bad_values_are_rejected_by_name(path, value, match):
@@ -75,6 +82,16 @@ def test_bad_values_are_rejected_by_name(path, value, match):
     node[leaf] = value
     with pytest.raises(ConfigError, match=match):
         validate(cfg, num_devices=8)
+
+
+def test_synthetic_knobs_are_checked_only_for_the_synthetic_dataset():
+    cfg = demo_scratch.get_config()
+    cfg.data.synthetic.strengths = "Lung Lesion=0.5, Pneumothorax=2"
+    cfg.data.synthetic.mild_drop = 0.5
+    validate(cfg, num_devices=8)
+    cfg.data.synthetic.strengths = "Pneumonitis=2"  # a section no build reads
+    cfg.data.name = "mimic_cxr"
+    validate(cfg, num_devices=8)
 
 
 def test_torchxrayvision_scaling_needs_one_channel():

@@ -207,7 +207,16 @@ def test_config_names_encode_every_parameter():
 
     base = dict(image_size=32, num_train=10, num_validation=2, num_test=3, seed=0, image_signal=1.0, noise=1.0)
     changes = dict(
-        image_size=48, num_train=11, num_validation=4, num_test=5, seed=1, image_signal=0.5, noise=2.0, label_noise=0.2
+        image_size=48,
+        num_train=11,
+        num_validation=4,
+        num_test=5,
+        seed=1,
+        image_signal=0.5,
+        noise=2.0,
+        label_noise=0.2,
+        strengths="Edema=2",
+        mild_drop=0.3,
     )
     names = {synthetic_cxr.builder_config(**base).name}
     for field, value in changes.items():

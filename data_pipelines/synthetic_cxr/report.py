@@ -129,6 +129,10 @@ _PHRASES: dict[str, _Phrases] = {
     ),
 }
 
+# Findings whose report can state a severity or size ("mild", "small", ...): all but Support
+# Devices, whose drawn severity only sets how bright its metal is in the image.
+GRADED: tuple[str, ...] = tuple(name for name, phrases in _PHRASES.items() if phrases.severity_words)
+
 # Support devices get one mention per device, in place of the generic noun phrases.
 _DEVICE_SENTENCES: dict[str, tuple[str, ...]] = {
     "endotracheal tube": (

@@ -11,6 +11,7 @@ different parameters land in different directories:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import tensorflow_datasets as tfds
 from etils import epath
@@ -21,7 +22,7 @@ from data_pipelines.synthetic_cxr import generator
 # Index ranges of the splits are far apart, so a split's examples do not depend on the
 # sizes of the other splits (growing `num_train` leaves validation and test unchanged).
 SPLIT_OFFSETS = {"train": 0, "validation": 1_000_000_000, "test": 2_000_000_000}
-# Splits whose labels `label_noise` corrupts; the test split's stay clean.
+# Splits whose labels `label_noise` and `mild_drop` corrupt; the test split's stay clean.
 NOISY_SPLITS = ("train", "validation")
 
 _DESCRIPTION = f"""\
@@ -45,6 +46,8 @@ class SyntheticCxrConfig(tfds.core.BuilderConfig):
     image_signal: float = generator.DEFAULT_IMAGE_SIGNAL
     noise: float = generator.DEFAULT_NOISE
     label_noise: float = 0.0
+    strengths: str = ""  # `generator.strengths_text` of the factors on the default strengths
+    mild_drop: float = 0.0
 
 
 def _number(x: float) -> str:
@@ -67,28 +70,41 @@ def builder_config(
     image_signal: float = generator.DEFAULT_IMAGE_SIGNAL,
     noise: float = generator.DEFAULT_NOISE,
     label_noise: float = 0.0,
+    strengths: str = "",
+    mild_drop: float = 0.0,
 ) -> SyntheticCxrConfig:
-    """A config whose name encodes every parameter: `s64_n4000-1000-1000_seed0_sig1p0_noise1p0`
-    (and `_lnoise0p2` for a label noise of 0.2; none for 0, the builds that predate it).
+    """A config whose name encodes every parameter: `s64_n4000-1000-1000_seed0_sig1p0_noise1p0`,
+    and for the options added since, only away from their default (so the builds that predate
+    them keep their names): `_lnoise0p2` for a label noise of 0.2, `_str<hash>` for strengths
+    (a hash of their canonical text, which the description spells out), `_mild0p5` for a
+    mild drop of 0.5.
 
     `label_noise` drops each positive label of the training and validation splits to "not
-    mentioned" with that probability (`generator.noisy_labels`); test labels stay clean.
+    mentioned" with that probability (`generator.noisy_labels`), `mild_drop` each positive of
+    a mild finding (`generator.mild_dropped_labels`); test labels stay clean. `strengths`
+    multiplies findings' default trace strengths: `"Lung Lesion=0.5,Pneumothorax=2"`
+    (`generator.parse_strengths`).
     """
     if image_size < 8:
         raise ValueError(f"image_size must be at least 8, got {image_size}")
     for field, n in (("num_train", num_train), ("num_validation", num_validation), ("num_test", num_test)):
         if n < 0:
             raise ValueError(f"{field} must be >= 0, got {n}")
-    if not 0 <= label_noise <= 1:
-        raise ValueError(f"label_noise must be in [0, 1], got {label_noise}")
+    generator.check_rate("label_noise", label_noise)
+    generator.check_rate("mild_drop", mild_drop)
+    strengths = generator.strengths_text(generator.parse_strengths(strengths))
     name = (
         f"s{image_size}_n{num_train}-{num_validation}-{num_test}_seed{seed}"
-        f"_sig{_number(image_signal)}_noise{_number(noise)}" + (f"_lnoise{_number(label_noise)}" if label_noise else "")
+        f"_sig{_number(image_signal)}_noise{_number(noise)}"
+        + (f"_lnoise{_number(label_noise)}" if label_noise else "")
+        + (f"_str{hashlib.sha256(strengths.encode()).hexdigest()[:10]}" if strengths else "")
+        + (f"_mild{_number(mild_drop)}" if mild_drop else "")
     )
     if name not in _CONFIGS:
         _CONFIGS[name] = SyntheticCxrConfig(
             name=name,
-            description=f"{image_size}x{image_size} images, seed {seed}, image_signal {image_signal}, noise {noise}.",
+            description=f"{image_size}x{image_size} images, seed {seed}, image_signal {image_signal}, noise {noise}"
+            + (f", strengths {strengths}." if strengths else "."),
             image_size=image_size,
             num_train=num_train,
             num_validation=num_validation,
@@ -97,6 +113,8 @@ def builder_config(
             image_signal=float(image_signal),
             noise=float(noise),
             label_noise=float(label_noise),
+            strengths=strengths,
+            mild_drop=float(mild_drop),
         )
     return _CONFIGS[name]
 
@@ -123,6 +141,8 @@ class SyntheticCxr(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, split: str, num_examples: int):
         cfg = self.builder_config
+        strengths = generator.scaled_strengths(generator.parse_strengths(cfg.strengths))
+        noisy = split in NOISY_SPLITS
         progress = progress_lib.Progress(f"{self.name}: generated {split}", num_examples, "examples")
         for i in progress_lib.track(range(SPLIT_OFFSETS[split], SPLIT_OFFSETS[split] + num_examples), progress):
             example = generator.generate_example(
@@ -131,7 +151,11 @@ class SyntheticCxr(tfds.core.GeneratorBasedBuilder):
                 image_size=cfg.image_size,
                 image_signal=cfg.image_signal,
                 noise=cfg.noise,
+                strengths=strengths,
             )
-            if cfg.label_noise and split in NOISY_SPLITS:
+            if cfg.label_noise and noisy:
                 example["labels"] = generator.noisy_labels(example["labels"], cfg.label_noise, seed=cfg.seed, index=i)
+            if cfg.mild_drop and noisy:
+                labels = example["labels"]
+                example["labels"] = generator.mild_dropped_labels(labels, cfg.mild_drop, seed=cfg.seed, index=i)
             yield example["image_id"], example

@@ -6,6 +6,7 @@ import math
 import os
 
 from data_pipelines import labels, preprocess  # numpy only, no TensorFlow
+from data_pipelines.synthetic_cxr import generator as synthetic
 from data_pipelines.table import options as table_options
 from vkd_jax import optim, schedules
 from vkd_jax.errors import ConfigError
@@ -97,6 +98,13 @@ def _check_data(data) -> None:
             table_options.check(data.csv.to_dict())
         except ValueError as e:
             raise ConfigError(f"config.{e}") from None
+    if data.name == "synthetic_cxr":
+        try:
+            synthetic.check_rate("label_noise", data.synthetic.label_noise)
+            synthetic.check_rate("mild_drop", data.synthetic.mild_drop)
+            synthetic.parse_strengths(data.synthetic.strengths)
+        except ValueError as e:
+            raise ConfigError(f"config.data.synthetic.{e}") from None
     for field, limit in AUGMENT_LIMITS.items():
         value = data.augment[field]
         if not (isinstance(value, (int, float)) and 0 <= value <= limit):
