@@ -115,3 +115,11 @@ def test_every_run_of_the_grid_is_a_config(tmp_path):
     assert np.isclose(mild.train.details_weight, 0.3)
     with pytest.raises(ValueError, match="the settings of image_only are none"):
         design.GRID.get_config("cell=small,method=image_only,setting=w1,seed=0")
+
+
+def test_a_misspelt_field_of_a_grid_is_an_error_not_a_new_field():
+    import dataclasses
+
+    grid = dataclasses.replace(design.GRID, methods={"image_only": {"model.knid": "image_only"}})
+    with pytest.raises(ValueError, match="model.knid is not a field of the config"):
+        grid.get_config("cell=small,method=image_only,seed=0")

@@ -130,5 +130,12 @@ class Grid:
         setting = run["setting"] or self.chosen_setting(run["method"])
         config = self.base()
         config.seed = run["seed"]
-        config.update_from_flattened_dict(self.changes(run["cell"], run["method"], setting))
+        changes = self.changes(run["cell"], run["method"], setting)
+        for field in changes:  # an unlocked ConfigDict would take a misspelt field as a new one
+            node = config
+            for key in field.split("."):
+                if key not in node:
+                    raise ValueError(f"studies/configs/{self.name}.py: {field} is not a field of the config")
+                node = node[key]
+        config.update_from_flattened_dict(changes)
         return config
