@@ -44,6 +44,13 @@ _UNFINGERPRINTED = (
     ("model", "text_encoder", "init_from"),
     ("model", "text_encoder", "tokenizer"),
 )
+# Fields added after the study's runs, each with the value at which a run computes what it did
+# before the field existed: left out of the fingerprint at that value (so the records stay
+# valid), fingerprinted at any other.
+_ADDED_LATER = {
+    ("model", "details_from"): "none",
+    ("train", "details_weight"): 0.0,
+}
 
 
 class Run(NamedTuple):
@@ -84,7 +91,8 @@ def cells_plan(chosen: dict[str, str], cells, methods, seeds=None) -> list[tuple
 
 def fingerprinted(config) -> dict:
     """The part of `config` that decides what a run computes: all of it but the paths that
-    differ between machines and the build options of datasets other than `data.name`."""
+    differ between machines, the build options of datasets other than `data.name` and the
+    fields added since at their neutral values (`_ADDED_LATER`)."""
     from data_pipelines.dataset_options import active_data
 
     d = json.loads(config.to_json_best_effort())
@@ -93,6 +101,12 @@ def fingerprinted(config) -> dict:
         for key in path[:-1]:
             node = node.get(key, {})
         node.pop(path[-1], None)
+    for path, neutral in _ADDED_LATER.items():
+        node = d
+        for key in path[:-1]:
+            node = node.get(key, {})
+        if path[-1] in node and node[path[-1]] == neutral:
+            del node[path[-1]]
     d["data"] = active_data(d["data"])
     return d
 

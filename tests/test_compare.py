@@ -172,6 +172,21 @@ def test_records_are_reused_only_for_the_same_config(tmp_path):
     assert prereg.choose({"a": _rec(0.7, val=0.70), "b": _rec(0.6, val=0.72)}) == "b"
 
 
+def test_fields_added_later_change_a_fingerprint_only_when_switched_on():
+    from configs import demo_scratch
+    from studies import prereg
+
+    config = demo_scratch.get_config()
+    before = prereg.fingerprinted(config)
+    assert "details_from" not in before["model"] and "details_weight" not in before["train"]
+    on = config.copy_and_resolve_references()
+    on.model.details_from, on.train.details_weight = "posterior", 0.5
+    assert prereg.config_changes(before, prereg.fingerprinted(on)) == [
+        "model.details_from: '<absent>' -> 'posterior'",
+        "train.details_weight: '<absent>' -> 0.5",
+    ]
+
+
 def test_prereg_plan_runs_the_later_methods_last_and_every_config_validates():
     """The paper's settings (`prereg.LATER`) run after every cell's other methods, with their
     own changes and no tuned setting; every planned config passes the config checks."""

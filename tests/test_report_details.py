@@ -4,8 +4,12 @@ import numpy as np
 import pytest
 
 from data_pipelines import labels as labels_lib
-from data_pipelines.synthetic_cxr import findings as findings_lib, generator, report as report_lib
-from data_pipelines.synthetic_cxr import report_details as details
+from data_pipelines.synthetic_cxr import (
+    findings as findings_lib,
+    generator,
+    report as report_lib,
+    report_details as details,
+)
 
 _NAMES = {n: i for i, n in enumerate(details.DETAIL_NAMES)}
 _OTHER = {  # a slot's value -> another one, to see whether the text names the slot
@@ -44,7 +48,7 @@ def test_every_stated_fact_is_true_and_every_fact_the_text_states_is_unmasked():
         text = report_lib.write_report(study, np.random.default_rng(i))
         targets, mask = details.parse(text)
         assert targets.dtype == mask.dtype == np.float32 and targets.shape == (78,)
-        for k, name in enumerate(findings_lib.FINDINGS):
+        for name in findings_lib.FINDINGS:
             code = study.labels[labels_lib.CLASS_NAMES.index(name)]
             present = code in (labels_lib.POSITIVE, labels_lib.UNCERTAIN)
             j = _NAMES[f"{name}: present"]
