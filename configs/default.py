@@ -113,6 +113,11 @@ def get_config() -> ml_collections.ConfigDict:
     model.text_pooling = "cls"  # report feature: 'cls' token or 'mean' over tokens
     model.num_samples = 1  # S latent samples per example in training
     model.eval_samples = 16  # S prior samples per image at test time
+    # Report details (a finding's side, zone, severity, ...; parsed from the report text, only
+    # for datasets with a parser: synthetic_cxr) predicted in training by an MLP, weighted by
+    # train.details_weight: 'none' | 'image' (from h(x), an auxiliary task: the positive
+    # control) | 'posterior' (decoded from z ~ q(z|x,t): the posterior must keep them).
+    model.details_from = "none"
     # Allow PyTorch pickles (.bin/.pth) as init_from: unpickling can run code from the file.
     model.init_allow_pickle = False
 
@@ -198,6 +203,9 @@ def get_config() -> ml_collections.ConfigDict:
     # > 0 adds an auxiliary task to any kind with an image encoder: predict which tokens the
     # report contains from h(x) (multi-label BCE summed over the vocabulary, per label slot).
     train.report_aux_weight = 0.0
+    # Weight of the report-details term (model.details_from; > 0 exactly when that is not
+    # 'none'): the masked BCE summed over the stated detail bits, per label slot.
+    train.details_weight = 0.0
     # Per-class positive weights: 'none', 'balanced' ((1-p)/p) or 'reference' ((1-p)^2),
     # p the class prevalence in the training split.
     train.pos_weight = "none"

@@ -337,6 +337,25 @@ def report_batches(
     """The reports of `split` as `eval_batches` (one process) carries them, reading no image:
     `input_ids`, `attention_mask`, `study_id` and `image_id` of padded batches of
     `batch_size` (what the text-feature cache keys and encodes)."""
+    for batch in _report_records(data_cfg, split, batch_size):
+        pad = batch_size - len(batch["report"])
+        ids = [i.decode("utf-8") for i in batch["image_id"]] + [""] * pad
+        yield _tokens(batch["report"], pad, tokenizer, max_length) | {
+            "study_id": study_keys(list(batch["study_id"]) + [b""] * pad),
+            "image_id": np.array(ids),
+        }
+
+
+def report_texts(data_cfg: ml_collections.ConfigDict, split: str, *, batch_size: int = 1024) -> Iterator[dict]:
+    """The report text of every example of `split`, in order, reading no image: dicts of
+    `report` (list of str) and `study_id` (int64 `study_keys`) of up to `batch_size` rows
+    (what the report-details table parses)."""
+    for batch in _report_records(data_cfg, split, batch_size):
+        yield {"report": [r.decode("utf-8") for r in batch["report"]], "study_id": study_keys(list(batch["study_id"]))}
+
+
+def _report_records(data_cfg, split: str, batch_size: int) -> Iterator[dict]:
+    """Batches of the records' `report`, `study_id` and `image_id` bytes, without images."""
     builder = _prepared_builder(data_cfg)
     ds = builder.as_dataset(
         split=split,
@@ -344,13 +363,7 @@ def report_batches(
         decoders=tfds.decode.PartialDecoding({"report": True, "study_id": True, "image_id": True}),
         read_config=tfds.ReadConfig(try_autocache=False),
     )
-    for batch in ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(_options()).as_numpy_iterator():
-        pad = batch_size - len(batch["report"])
-        ids = [i.decode("utf-8") for i in batch["image_id"]] + [""] * pad
-        yield _tokens(batch["report"], pad, tokenizer, max_length) | {
-            "study_id": study_keys(list(batch["study_id"]) + [b""] * pad),
-            "image_id": np.array(ids),
-        }
+    yield from ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(_options()).as_numpy_iterator()
 
 
 def image_batches(data_cfg: ml_collections.ConfigDict, stored: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:

@@ -24,6 +24,8 @@ _UNFINGERPRINTED = (
 _ADDED = {
     ("data", "synthetic", "strengths"): "",
     ("data", "synthetic", "mild_drop"): 0.0,
+    ("model", "details_from"): "none",
+    ("train", "details_weight"): 0.0,
 }
 
 

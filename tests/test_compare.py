@@ -176,6 +176,20 @@ def test_fields_added_since_the_records_change_a_fingerprint_only_away_from_thei
         assert changes == [f"data.synthetic.{field}: '<absent>' -> {value!r}"]
 
 
+def test_fields_added_later_change_a_fingerprint_only_when_switched_on():
+    from configs import demo_scratch
+
+    config = demo_scratch.get_config()
+    before = records.fingerprinted(config)
+    assert "details_from" not in before["model"] and "details_weight" not in before["train"]
+    on = config.copy_and_resolve_references()
+    on.model.details_from, on.train.details_weight = "posterior", 0.5
+    assert records.config_changes(before, records.fingerprinted(on)) == [
+        "model.details_from: '<absent>' -> 'posterior'",
+        "train.details_weight: '<absent>' -> 0.5",
+    ]
+
+
 def test_prereg_plan_runs_the_later_methods_last_and_every_config_validates():
     """The paper's settings (`design.LATER`) run after every cell's other methods, with their
     own changes and no tuned setting; every planned config passes the config checks."""

@@ -112,6 +112,30 @@ def test_the_no_report_control_is_a_vkd_option():
         validate(cfg, num_devices=1)
 
 
+def test_report_details_need_a_weight_a_path_and_a_parser():
+    cfg = demo_scratch.get_config()  # synthetic_cxr: its reports have a parser
+    cfg.model.details_from, cfg.train.details_weight = "posterior", 0.5
+    validate(cfg, num_devices=1)
+    cfg.model.kind, cfg.model.details_from = "image_only", "image"
+    validate(cfg, num_devices=1)
+    for model, weight, match in (
+        ({"details_from": "text"}, 0.5, r"config\.model\.details_from must be one of"),
+        ({"details_from": "none"}, 0.5, r"details_weight=0.5 and config\.model\.details_from='none' disagree"),
+        ({"details_from": "image"}, 0.0, r"details_weight=0.0 and config\.model\.details_from='image' disagree"),
+        ({"details_from": "image"}, -1.0, r"config\.train\.details_weight must be a finite number >= 0"),
+        ({"details_from": "posterior"}, 0.5, r"details_from='posterior' needs a kind with a posterior"),
+        ({"kind": "text_only", "details_from": "image"}, 0.5, r"details_from='image' needs a kind with an image"),
+    ):
+        bad = cfg.copy_and_resolve_references()
+        bad.model.update(model)
+        bad.train.details_weight = weight
+        with pytest.raises(ConfigError, match=match):
+            validate(bad, num_devices=1)
+    cfg.data.name = "openi"
+    with pytest.raises(ConfigError, match=r"config\.data\.name='openi' has no report-details parser"):
+        validate(cfg, num_devices=1)
+
+
 def test_a_saved_kl_weight_becomes_beta(tmp_path):
     """Workdirs of 0.1.0 saved `train.kl_weight` on a per-label mean BCE: beta = 14 x it."""
     import json

@@ -304,3 +304,65 @@ def test_vkd_loss_over_a_mapped_axis_equals_the_whole_batch():
         )
         per_shard = mapped(sharded_out, shard(labels, 0), shard(label_mask, 0), shard(example_mask, 0))
         np.testing.assert_allclose(per_shard, np.full(4, whole), rtol=1e-6)
+
+
+def test_details_term_is_the_masked_bce_summed_over_stated_bits_per_label_slot():
+    """bce_details = sum over examples, samples and stated detail bits of the BCE, divided by
+    (examples x samples x K): padding rows and unstated bits cost nothing, and D plays no part."""
+    r = np.random.default_rng(21)
+    s, b, d, k = 3, 5, 9, 14
+    details = r.normal(size=(s, b, d)).astype(np.float32) * 2
+    targets = (r.random((b, d)) < 0.4).astype(np.float32)
+    mask = (r.random((b, d)) < 0.5).astype(np.float32)
+    example_mask = np.array([1, 1, 1, 1, 0], np.float32)
+    out = _outputs(22, batch=b, s=s, k=k)
+    labels = jnp.asarray(r.random((b, k)) < 0.3, jnp.float32)
+    with_details = dict(
+        out, details_logits=jnp.asarray(details), report_details=targets, report_details_mask=jnp.asarray(mask)
+    )
+    objective = losses.Objective(beta=1.0, prior_weight=0.5, details_weight=0.3)
+    loss, terms = losses.vkd_loss(with_details, labels, jnp.ones((b, k)), jnp.asarray(example_mask), objective)
+    # By hand: one example, one sample and one bit at a time.
+    total = sum(
+        example_mask[i]
+        * mask[i, j]
+        * -np.log(1 / (1 + np.exp(-details[t, i, j] if targets[i, j] else details[t, i, j])))
+        for t in range(s)
+        for i in range(b)
+        for j in range(d)
+    )
+    np.testing.assert_allclose(terms["bce_details"], total / (4 * s * k), rtol=1e-5)
+    plain, plain_terms = losses.vkd_loss(out, labels, jnp.ones((b, k)), jnp.asarray(example_mask), objective)
+    assert "bce_details" not in plain_terms
+    np.testing.assert_allclose(loss, plain + 0.3 * terms["bce_details"], rtol=1e-5)
+    # Its gradient reaches the details logits alone (the other outputs' gradients are unchanged).
+    grad = lambda o: jax.grad(
+        lambda o: losses.vkd_loss(o, labels, jnp.ones((b, k)), jnp.asarray(example_mask), objective)[0]
+    )(o)
+    g, g_plain = grad(with_details), grad(out)
+    chex.assert_trees_all_close({key: g[key] for key in out}, g_plain, rtol=1e-6)
+    assert np.all(np.asarray(g["details_logits"])[:, ~(example_mask > 0)] == 0)
+    assert np.all(np.asarray(g["details_logits"]) * (1 - mask)[None] == 0)
+    assert np.any(np.asarray(g["details_logits"]) != 0)
+
+
+def test_details_term_over_a_mapped_axis_equals_the_whole_batch():
+    r = np.random.default_rng(23)
+    out = _outputs(24, batch=8)
+    out["details_logits"] = jnp.asarray(r.normal(size=(2, 8, 7)), jnp.float32)
+    out["report_details"] = jnp.asarray(r.random((8, 7)) < 0.5, jnp.float32)
+    out["report_details_mask"] = jnp.asarray(r.random((8, 7)) < 0.5, jnp.float32)
+    labels = jnp.asarray(r.random((8, 14)) < 0.3, jnp.float32)
+    label_mask = jnp.ones((8, 14))
+    example_mask = jnp.array([1, 1, 1, 1, 1, 0, 1, 0], jnp.float32)
+    objective = losses.Objective(beta=1.0, details_weight=2.0)
+    whole, whole_terms = losses.vkd_loss(out, labels, label_mask, example_mask, objective)
+    shard = lambda x, axis: jnp.stack(jnp.split(x, 4, axis=axis))
+    axes = {"logits": 1, "prior_logits": 1, "details_logits": 1, "report_details": 0, "report_details_mask": 0}
+    sharded = {key: shard(v, axes[key]) if key in axes else tuple(shard(x, 0) for x in v) for key, v in out.items()}
+    mapped = jax.vmap(
+        lambda o, y, m, e: losses.vkd_loss(o, y, m, e, objective, axis_name="data")[1]["bce_details"],
+        axis_name="data",
+    )
+    per_shard = mapped(sharded, shard(labels, 0), shard(label_mask, 0), shard(example_mask, 0))
+    np.testing.assert_allclose(per_shard, np.full(4, whole_terms["bce_details"]), rtol=1e-6)

@@ -13,17 +13,23 @@ from configs import demo_scratch as demo
 from vkd_jax import inference, losses, sharding, train
 from vkd_jax.models import create_model
 
-BATCH, IMAGE, TOKENS, SAMPLES = 16, 32, 12, 2
+BATCH, IMAGE, TOKENS, SAMPLES, DETAILS = 16, 32, 12, 2, 7
 
 
 def _config(kind="vkd"):
-    """`kind`, or `vkd_control` (no report) or `image_only_aux` (the report-words task)."""
+    """`kind`, or `vkd_control` (no report), `image_only_aux` (the report-words task),
+    `image_only_details` (report details from the image), `vkd_details` (decoded from the
+    posterior) or `vkd_control_details` (the same without the report)."""
     cfg = demo.get_config()
-    cfg.model.kind = {"vkd_control": "vkd", "image_only_aux": "image_only"}.get(kind, kind)
-    if kind == "vkd_control":
+    base = kind.removesuffix("_details")
+    cfg.model.kind = {"vkd_control": "vkd", "image_only_aux": "image_only"}.get(base, base)
+    if base == "vkd_control":
         cfg.model.posterior_inputs = "none"
     if kind == "image_only_aux":
         cfg.train.report_aux_weight = 0.5
+    if kind.endswith("_details"):
+        cfg.model.details_from = "image" if base == "image_only" else "posterior"
+        cfg.train.details_weight = 0.7
     # Dropout masks are drawn per device, so they differ between device counts; the
     # equality tests switch dropout off (latent noise is keyed per example and stays on).
     cfg.model.dropout = 0.0
@@ -49,6 +55,8 @@ def _batch(seed):
         "labels": (r.random((BATCH, 14)) < 0.3).astype(np.float32),
         "label_mask": (r.random((BATCH, 14)) < 0.8).astype(np.float32),
         "mask": np.ones(BATCH, np.float32),
+        "report_details": (r.random((BATCH, DETAILS)) < 0.4).astype(np.float32),
+        "report_details_mask": (r.random((BATCH, DETAILS)) < 0.5).astype(np.float32),
     }
 
 
@@ -60,9 +68,13 @@ OBJECTIVE = losses.Objective(
 def _setup(cfg, num_devices, tx, kl_schedule=lambda step: jnp.float32(0.1)):
     mesh = sharding.make_mesh(num_devices)
     aux = cfg.train.report_aux_weight > 0
-    model = create_model(cfg.model, num_classes=14, vocab_size=64, axis_name=sharding.AXIS, report_aux=aux)
+    model = create_model(
+        cfg.model, num_classes=14, vocab_size=64, axis_name=sharding.AXIS, report_aux=aux, num_details=DETAILS
+    )
     state = train.create_train_state(model, tx, jax.random.key(0), mesh, image_size=IMAGE, max_length=TOKENS)
-    objective = dataclasses.replace(OBJECTIVE, report_aux_weight=cfg.train.report_aux_weight)
+    objective = dataclasses.replace(
+        OBJECTIVE, report_aux_weight=cfg.train.report_aux_weight, details_weight=cfg.train.details_weight
+    )
     step = train.make_train_step(
         model,
         mesh,
@@ -75,7 +87,20 @@ def _setup(cfg, num_devices, tx, kl_schedule=lambda step: jnp.float32(0.1)):
     return mesh, model, state, step
 
 
-@pytest.mark.parametrize("kind", ["vkd", "image_only", "text_only", "distill", "vkd_control", "image_only_aux"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "vkd",
+        "image_only",
+        "text_only",
+        "distill",
+        "vkd_control",
+        "image_only_aux",
+        "image_only_details",
+        "vkd_details",
+        "vkd_control_details",
+    ],
+)
 def test_eight_devices_match_one_device(kind):
     assert jax.device_count() >= 8, "tests/conftest.py should provide 8 CPU devices"
     cfg = _config(kind)
@@ -95,7 +120,8 @@ def test_eight_devices_match_one_device(kind):
     chex.assert_trees_all_close(bs8, bs1, rtol=1e-4, atol=1e-6)
     if kind != "text_only":
         assert jax.tree.leaves(bs1), "BatchNorm statistics should be updated"
-    if kind in ("vkd", "vkd_control"):  # the KL weight in force: beta times the schedule's 0.1
+    assert ("bce_details" in m1) == kind.endswith("_details")
+    if kind.startswith(("vkd", "vkd_control")):  # the KL weight in force: beta times the schedule's 0.1
         np.testing.assert_allclose(m1["beta"], OBJECTIVE.beta * 0.1, rtol=1e-6)
     else:  # no KL term, so no KL weight to report
         assert "beta" not in m1 and "kl" not in m1
@@ -219,3 +245,42 @@ def test_eval_step_reports_each_examples_kl_on_request():
         state, sharding.shard_batch(batch, mesh), jax.random.key(0)
     )
     assert not np.any(np.asarray(no_kl))
+
+
+@pytest.mark.parametrize(
+    "kind, reached",
+    [
+        # From the image: the head and the image encoder, nothing of the label path's classifier.
+        ("image_only_details", {"details_head", "image_encoder"}),
+        # Decoded from z ~ q(z|t): the decoder, the posterior and the text encoder; not the
+        # prior (the KL teaches it), the classifier, or the image encoder (q reads no image).
+        ("vkd_details", {"details_head", "posterior", "text_encoder"}),
+        # The control: the decoder and the constant-input posterior.
+        ("vkd_control_details", {"details_head", "posterior"}),
+    ],
+)
+def test_the_details_term_trains_only_the_path_it_is_predicted_from(kind, reached):
+    cfg = _config(kind)
+    model = create_model(cfg.model, num_classes=14, vocab_size=64, num_details=DETAILS)
+    batch = _batch(5)
+    noise = jax.random.normal(jax.random.key(2), (SAMPLES, BATCH, cfg.model.latent_dim))
+    inputs = (batch["image"], batch["input_ids"], batch["attention_mask"], noise)
+    variables = model.init(jax.random.key(0), *inputs, train=False)
+
+    def details_term(params):
+        out, _ = model.apply(
+            {"params": params, "batch_stats": variables["batch_stats"]}, *inputs, train=True, mutable=["batch_stats"]
+        )
+        out.update(report_details=batch["report_details"], report_details_mask=batch["report_details_mask"])
+        objective = losses.Objective(details_weight=1.0)
+        return losses.vkd_loss(out, batch["labels"], batch["label_mask"], batch["mask"], objective)[1]["bce_details"]
+
+    grads = jax.grad(details_term)(variables["params"])
+    nonzero = {part for part, g in grads.items() if any(np.any(np.asarray(x) != 0) for x in jax.tree.leaves(g))}
+    assert nonzero == reached
+    assert "details_head" in variables["params"]
+    # Prediction never reads the head: the image-only restore leaves it on disk.
+    predict_params = jax.eval_shape(
+        lambda: model.init(jax.random.key(0), batch["image"], None, None, noise, method=type(model).predict)
+    )["params"]
+    assert "details_head" not in predict_params

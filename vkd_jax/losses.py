@@ -102,6 +102,7 @@ class Objective:
     distill_weight: float = 0.0
     distill_temperature: float = 1.0
     report_aux_weight: float = 0.0
+    details_weight: float = 0.0
 
     @classmethod
     def from_config(cls, train_cfg) -> Objective:
@@ -169,8 +170,10 @@ def vkd_loss(
     `prior_logits` `[S, B, K]` (classifier on prior samples, weighted by `prior_weight`),
     `posterior` / `prior` `(mu, logvar)` pairs `[B, D]` (the KL term), `teacher_logits`
     `[B, K]` (`distill`: a report classifier, trained on the labels, whose tempered
-    predictions are the image path's soft targets) and `report_logits` `[B, V]` (the
-    auxiliary task: the image predicts the report's words). `example_mask` `[B]` is 0 on
+    predictions are the image path's soft targets), `report_logits` `[B, V]` (the
+    auxiliary task: the image predicts the report's words) and `details_logits` `[S, B, D]`
+    (the report's details, from the image or decoded from posterior samples, with their
+    targets `report_details` and `report_details_mask` `[B, D]`). `example_mask` `[B]` is 0 on
     padding rows. With `axis_name`, sums and counts are reduced over that mapped axis first,
     so every device returns the loss of the global batch.
 
@@ -181,6 +184,11 @@ def vkd_loss(
         loss = (NLL + beta * kl_scale * KL + prior_weight * NLL_prior + ...) / K
 
     `kl_scale` is the KL schedule's factor at this step (warm-up or cyclical annealing).
+    The details term, `details_weight * E[-log p(d | .)]`, is likewise the masked BCE summed
+    over an example's stated detail bits (unstated ones count 0), averaged over examples and
+    samples, and divided by K (the labels, not D): a weight of 1 makes a stated detail bit
+    cost what a label does, and with `details_from='posterior'` and beta = 1, K * loss is the
+    negative ELBO of the labels and the details together.
     """
     k = labels.shape[-1]
     num_examples = jnp.sum(example_mask)
@@ -219,5 +227,13 @@ def vkd_loss(
             total = lax.psum(total, axis_name)
         terms["bce_report"] = total / (num_examples * k)  # summed over the vocabulary, per label slot
         loss = loss + objective.report_aux_weight * terms["bce_report"]
+    if outputs.get("details_logits") is not None:
+        details = outputs["details_logits"]
+        details_mask = outputs["report_details_mask"] * example_mask[:, None]
+        total, _ = bce_with_logits(details, outputs["report_details"], mask=details_mask)
+        if axis_name is not None:
+            total = lax.psum(total, axis_name)
+        terms["bce_details"] = total / (num_examples * details.shape[0] * k)
+        loss = loss + objective.details_weight * terms["bce_details"]
     terms["loss"] = loss
     return loss, terms

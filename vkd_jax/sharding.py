@@ -15,7 +15,17 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 AXIS = "data"
 # Keys of a batch that go to the device; anything else (ids) stays on the host.
-DEVICE_KEYS = ("image", "input_ids", "attention_mask", "labels", "label_mask", "mask", "text_features")
+DEVICE_KEYS = (
+    "image",
+    "input_ids",
+    "attention_mask",
+    "labels",
+    "label_mask",
+    "mask",
+    "text_features",
+    "report_details",
+    "report_details_mask",
+)
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:

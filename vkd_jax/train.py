@@ -31,6 +31,7 @@ from flax import struct
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from data_pipelines import detail_parsers  # numpy only
 from vkd_jax import losses, optim, schedules
 from vkd_jax.models import create_model
 from vkd_jax.models.vkd import VKDModel
@@ -138,6 +139,14 @@ def make_train_step(
                 out["report_words"] = losses.report_words(
                     batch["input_ids"], batch["attention_mask"], model.report_vocab_size
                 )
+            if model.details_from != "none":
+                if "report_details" not in batch:
+                    raise ValueError(
+                        f"model.details_from={model.details_from!r}: the batches lack report_details and "
+                        "report_details_mask (the run's report-details table adds them)"
+                    )
+                out["report_details"] = batch["report_details"]
+                out["report_details_mask"] = batch["report_details_mask"]
             loss, terms = losses.vkd_loss(
                 out,
                 batch["labels"],
@@ -173,6 +182,30 @@ def seed_rngs(seed: int) -> tuple[jax.Array, jax.Array]:
     return init_rng, eval_rng
 
 
+def num_details(config) -> int:
+    """The width D of the report-details targets of `config` (its dataset's parser's), 0 when
+    `model.details_from` is 'none'."""
+    if config.model.details_from == "none":
+        return 0
+    return len(detail_parsers.parser(config.data.name).DETAIL_NAMES)
+
+
+def model_of(
+    config, *, num_classes: int, vocab_size: int, text_config: transformers.BertConfig | None = None
+) -> VKDModel:
+    """The model `config` describes, as training builds it and a restore rebuilds it (its
+    training-only heads included, so that the checkpoint's parameters fit)."""
+    return create_model(
+        config.model,
+        num_classes=num_classes,
+        vocab_size=vocab_size,
+        axis_name=AXIS,
+        text_config=text_config,
+        report_aux=config.train.report_aux_weight > 0,
+        num_details=num_details(config),
+    )
+
+
 def build_state(
     config,
     mesh: Mesh,
@@ -185,14 +218,7 @@ def build_state(
     """(model, lr_fn, state, eval_rng): the model of `config` and a fresh train state,
     replicated on `mesh` (what a checkpoint of this config restores into). `text_config`
     (a pretrained encoder's) replaces the config's BERT sizes."""
-    model = create_model(
-        config.model,
-        num_classes=num_classes,
-        vocab_size=vocab_size,
-        axis_name=AXIS,
-        text_config=text_config,
-        report_aux=config.train.report_aux_weight > 0,
-    )
+    model = model_of(config, num_classes=num_classes, vocab_size=vocab_size, text_config=text_config)
     init_rng, eval_rng = seed_rngs(config.seed)
     lr_fn = optim.create_learning_rate_fn(config.optim, schedule_steps)
     tx = optim.create_optimizer(config.optim, config.model, lr_fn)

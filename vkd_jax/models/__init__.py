@@ -10,9 +10,19 @@ import transformers
 
 from vkd_jax.models.bert import ATTENTION_IMPLS, Bert
 from vkd_jax.models.densenet import DenseNet
-from vkd_jax.models.vkd import KINDS, VKDModel, reads_report
+from vkd_jax.models.vkd import DETAILS_FROM, KINDS, VKDModel, reads_report
 
-__all__ = ["ATTENTION_IMPLS", "Bert", "DenseNet", "KINDS", "VKDModel", "create_model", "reads_report", "bert_config"]
+__all__ = [
+    "ATTENTION_IMPLS",
+    "Bert",
+    "DenseNet",
+    "DETAILS_FROM",
+    "KINDS",
+    "VKDModel",
+    "create_model",
+    "reads_report",
+    "bert_config",
+]
 
 # The auxiliary task's output size: token ids are hashed into this many buckets (see
 # `losses.report_words`), so a 30k-token vocabulary does not need a 30k-wide head.
@@ -48,6 +58,7 @@ def create_model(
     axis_name: str | None = None,
     text_config: transformers.BertConfig | None = None,
     report_aux: bool = False,
+    num_details: int = 0,
 ) -> VKDModel:
     """Builds the `VKDModel` of `model_cfg` (the config's `model` section).
 
@@ -55,6 +66,8 @@ def create_model(
     they are those of the global batch under `shard_map`. `text_config` (a pretrained
     checkpoint's) replaces the BERT sizes of the config. `report_aux` adds the auxiliary
     head that predicts the report's words (hashed into `REPORT_BUCKETS`) from the image features.
+    `num_details` is the width of the report-details head of `model_cfg.details_from` (its
+    dataset's parser's D; unused with `details_from='none'`).
     """
     dtype = compute_dtype(model_cfg.dtype)
     kind = model_cfg.kind
@@ -89,5 +102,7 @@ def create_model(
         freeze_image_encoder=model_cfg.image_encoder.train_mode == "frozen",
         freeze_text_encoder=model_cfg.text_encoder.train_mode == "frozen",
         report_vocab_size=min(vocab_size, REPORT_BUCKETS) if report_aux else 0,
+        details_from=model_cfg.details_from,
+        num_details=num_details if model_cfg.details_from != "none" else 0,
         dtype=dtype,
     )

@@ -16,6 +16,12 @@ Any kind with an image encoder can also predict the report's words from `h(x)` (
 auxiliary task; `report_vocab_size > 0`), and `posterior_inputs='none'` feeds the posterior
 a constant: VKD's stochastic bottleneck and prior-path loss with no report (the control).
 
+Report details (`details_from`, `num_details > 0`; the facts a report states, such as a
+finding's side or severity, parsed from its text) are predicted in training only, by an MLP
+(`details_head`): from `h(x)` (`'image'`, an auxiliary task, the positive control) or from
+the posterior's samples `z ~ q(z|x,t)` (`'posterior'`, a decoder: the ELBO's likelihood then
+covers the details, so the posterior must keep them and the KL teaches the prior them).
+
 Noise is an input (`noise`, standard normal `[S, B, D]`) rather than drawn inside, so the
 module is a pure function of its inputs and the train step decides how noise is keyed.
 """
@@ -34,6 +40,7 @@ KINDS = ("vkd", "image_only", "multimodal", "text_only", "distill")
 # Kinds whose test-time prediction reads the image alone.
 IMAGE_ONLY_AT_TEST = ("vkd", "image_only", "distill")
 POSTERIOR_INPUTS = ("text", "image_text", "none")
+DETAILS_FROM = ("none", "image", "posterior")
 TEXT_POOLING = ("cls", "mean")
 
 
@@ -42,6 +49,11 @@ def reads_report(kind: str, posterior_inputs: str) -> bool:
     if kind == "image_only":
         return False
     return kind == "distill" or posterior_inputs != "none"
+
+
+def has_posterior(kind: str) -> bool:
+    """Whether a model of this kind has the latent posterior q(z|...) (and samples it in training)."""
+    return kind not in ("image_only", "distill")
 
 
 class MLP(nn.Module):
@@ -105,6 +117,8 @@ class VKDModel(nn.Module):
     freeze_image_encoder: bool = False
     freeze_text_encoder: bool = False
     report_vocab_size: int = 0
+    details_from: str = "none"
+    num_details: int = 0
     dtype: Any = jnp.float32
 
     def setup(self):
@@ -119,11 +133,28 @@ class VKDModel(nn.Module):
             self.teacher = MLP(out_dim=self.num_classes, **head)
         if self.report_vocab_size:
             self.report_head = nn.Dense(self.report_vocab_size, dtype=self.dtype)
+        if self.details_from != "none":
+            self._check_details()
+            self.details_head = MLP(out_dim=self.num_details, **head)
         self.classifier = MLP(out_dim=self.num_classes, **head)
+
+    def _check_details(self):
+        if self.details_from not in DETAILS_FROM:
+            raise ValueError(f"model.details_from must be one of {DETAILS_FROM}, got {self.details_from!r}")
+        if self.num_details <= 0:
+            raise ValueError(f"model.details_from={self.details_from!r} needs num_details > 0, got {self.num_details}")
+        if self.details_from == "image" and not self.uses_image:
+            raise ValueError(f"model.details_from='image' needs a kind with an image encoder, got {self.kind!r}")
+        if self.details_from == "posterior" and not self.has_latent:
+            raise ValueError(f"model.details_from='posterior' needs a kind with a posterior, got {self.kind!r}")
+
+    def _details(self, x, *, train):
+        """Details logits float32 `[S, B, num_details]` of `x` `[S, B, F]` (training only)."""
+        return self.details_head(x.astype(self.dtype), train=train).astype(jnp.float32)
 
     @property
     def has_latent(self) -> bool:
-        return self.kind not in ("image_only", "distill")
+        return has_posterior(self.kind)
 
     @property
     def uses_image(self) -> bool:
@@ -176,12 +207,15 @@ class VKDModel(nn.Module):
         for `losses.vkd_loss`: `logits`
         `[S, B, K]` (posterior path; the image path for `image_only`), and for `vkd` also
         `prior_logits` `[S, B, K]` (classifier on prior samples drawn with the same noise,
-        common random numbers), `prior` and `posterior` `(mu, logvar)` pairs `[B, D]`.
+        common random numbers), `prior` and `posterior` `(mu, logvar)` pairs `[B, D]`; with
+        `details_from`, `details_logits` `[S, B, num_details]` (S = 1 from the image).
         """
         h = self.encode_image(images, train=train) if self.uses_image else None
         out = {}
         if self.report_vocab_size:
             out["report_logits"] = self.report_head(h).astype(jnp.float32)
+        if self.details_from == "image":
+            out["details_logits"] = self._details(h[None], train=train)
         if not self.has_latent:
             out["logits"] = self._classify(None, h, train=train)
             if self.kind == "distill":
@@ -192,6 +226,8 @@ class VKDModel(nn.Module):
         posterior = self._posterior(h, g, train=train)
         z_q = reparameterize(*posterior, noise)
         out.update(logits=self._classify(z_q, h, train=train), posterior=posterior)
+        if self.details_from == "posterior":
+            out["details_logits"] = self._details(z_q, train=train)
         if self.kind == "vkd":
             prior = self.prior(h, train=train)
             z_p = reparameterize(*prior, noise)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 import os
 
-from data_pipelines import labels, preprocess  # numpy only, no TensorFlow
+from data_pipelines import detail_parsers, labels, preprocess  # numpy only, no TensorFlow
 from data_pipelines.synthetic_cxr import generator as synthetic
 from data_pipelines.table import options as table_options
 from vkd_jax import optim, schedules
 from vkd_jax.errors import ConfigError
 from vkd_jax.models import ATTENTION_IMPLS, DTYPES
-from vkd_jax.models.vkd import KINDS, POSTERIOR_INPUTS, TEXT_POOLING, reads_report
+from vkd_jax.models.vkd import DETAILS_FROM, KINDS, POSTERIOR_INPUTS, TEXT_POOLING, has_posterior, reads_report
 
 POS_WEIGHTS = ("none", "balanced", "reference")
 THRESHOLD_METHODS = ("youden", "f1")
@@ -130,6 +130,7 @@ def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
     _choice(config, "model.kind", KINDS)
     _choice(config, "model.posterior_inputs", POSTERIOR_INPUTS)
     _choice(config, "model.text_pooling", TEXT_POOLING)
+    _choice(config, "model.details_from", DETAILS_FROM)
     _choice(config, "model.dtype", DTYPES)
     _choice(config, "model.text_encoder.attention_impl", ATTENTION_IMPLS)
     _choice(config, "train.kl_schedule", schedules.KL_SCHEDULES)
@@ -154,7 +155,7 @@ def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
         section, field = path.split(".")
         _positive(config[section][field], path)
     tr = config.train
-    for field in ("beta", "free_bits", "prior_weight", "report_aux_weight"):
+    for field in ("beta", "free_bits", "prior_weight", "report_aux_weight", "details_weight"):
         if not (isinstance(tr[field], (int, float)) and math.isfinite(tr[field]) and tr[field] >= 0):
             raise ConfigError(f"config.train.{field} must be a finite number >= 0, got {tr[field]!r}")
     if tr.kl_balance is not None and not 0 <= tr.kl_balance <= 1:
@@ -173,6 +174,7 @@ def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
             f"config.model.kind={config.model.kind!r} (report_aux_weight={tr.report_aux_weight}) learns from "
             f"reports, but {no_reports}: only model.kind='image_only' (report_aux_weight=0) can train on it"
         )
+    _check_details(config)
     img = config.model.image_encoder
     if not (isinstance(img.pool_grid, int) and img.pool_grid >= 1):
         raise ConfigError(f"config.model.image_encoder.pool_grid must be an int >= 1, got {img.pool_grid!r}")
@@ -223,6 +225,29 @@ def validate(config, *, num_devices: int, num_processes: int = 1) -> None:
         raise ConfigError(
             f"config.model.text_encoder.max_length={txt.max_length} exceeds "
             f"max_position_embeddings={txt.max_position_embeddings}"
+        )
+
+
+def _check_details(config) -> None:
+    """model.details_from and train.details_weight: both on or both off, on a kind that has
+    the path the details are predicted from, and a dataset whose reports have a parser."""
+    source, weight, kind = config.model.details_from, config.train.details_weight, config.model.kind
+    if (source != "none") != (weight > 0):
+        raise ConfigError(
+            f"config.train.details_weight={weight} and config.model.details_from={source!r} disagree: "
+            "set details_weight > 0 with details_from 'image' or 'posterior', or 0 with 'none'"
+        )
+    if source == "image" and kind == "text_only":
+        raise ConfigError("config.model.details_from='image' needs a kind with an image encoder, got 'text_only'")
+    if source == "posterior" and not has_posterior(kind):
+        with_posterior = tuple(k for k in KINDS if has_posterior(k))
+        raise ConfigError(
+            f"config.model.details_from='posterior' needs a kind with a posterior {with_posterior}, got {kind!r}"
+        )
+    if source != "none" and config.data.name not in detail_parsers.PARSERS:
+        raise ConfigError(
+            f"config.model.details_from={source!r} learns the reports' details, but config.data.name="
+            f"{config.data.name!r} has no report-details parser: only {tuple(detail_parsers.PARSERS)} do"
         )
 
 

@@ -20,10 +20,8 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vkd_jax import errors, inference, train
-from vkd_jax.models import create_model
 from vkd_jax.models.vkd import VKDModel
 from vkd_jax.runs import checkpoint, workdir as wd
-from vkd_jax.sharding import AXIS
 
 
 def restore_best(config, workdir: str, info: wd.ModelInfo, mesh: jax.sharding.Mesh, *, image_only: bool = False):
@@ -31,13 +29,8 @@ def restore_best(config, workdir: str, info: wd.ModelInfo, mesh: jax.sharding.Me
     none was validated) as an `inference.ModelState` replicated on `mesh`, for the model
     that `config` and `info` describe; with `image_only`, the prior path's variables alone.
     `eval_rng` is the one training evaluates with (`train.seed_rngs`)."""
-    model = create_model(
-        config.model,
-        num_classes=len(info.class_names),
-        vocab_size=info.vocab_size,
-        axis_name=AXIS,
-        text_config=info.text_config,
-        report_aux=config.train.report_aux_weight > 0,
+    model = train.model_of(
+        config, num_classes=len(info.class_names), vocab_size=info.vocab_size, text_config=info.text_config
     )
     _, eval_rng = train.seed_rngs(config.seed)
     logging.info("restoring the model of %s (%s)...", workdir, "the prior path" if image_only else "all parameters")

@@ -7,7 +7,9 @@ Training (`open_training`):
   from the pretrained files, which are read only for a fresh start) -> room for its
   checkpoints -> the newest good checkpoint of the workdir, else the pretrained weights ->
   only then `config.json` and `model_info.json` are written -> the text-feature cache, from
-  the state training starts with (one per machine, keyed by the reports and the encoder).
+  the state training starts with (one per machine, keyed by the reports and the encoder) ->
+  the report-details table of the training split, where the method learns the details
+  (`vkd_jax.runs.report_details`).
 
 Evaluation (`open_evaluation`):
   config checked -> `model_info.json` -> the workdir's lock (held until `Run.release`) ->
@@ -41,7 +43,17 @@ from data_pipelines.tokenizer import load_tokenizer
 from vkd_jax import errors, inference, sharding, train
 from vkd_jax.models import VKDModel, reads_report
 from vkd_jax.pretrained import encoders as pretrained
-from vkd_jax.runs import checkpoint, config_checks, lock, log, restore, text_cache, workdir as wd
+from vkd_jax.runs import (
+    checkpoint,
+    config_checks,
+    lock,
+    log,
+    report_details,
+    restore,
+    study_table,
+    text_cache,
+    workdir as wd,
+)
 
 
 @dataclasses.dataclass
@@ -60,6 +72,8 @@ class Run:
     eval_rng: jax.Array
     text_features: text_cache.TextFeatureCache | None
     workdir_lock: lock.WorkdirLock | None = None  # the command's hold on the workdir
+    # Training only, where the method learns them: the training split's report details.
+    report_details: study_table.StudyTable | None = None
 
     def eval_batches(self, split: str) -> Iterator[dict]:
         cfg = self.config
@@ -203,6 +217,8 @@ def _open_training(config, workdir: str, mesh: Mesh) -> tuple[Run, TrainingPlan]
             ),
         )
     run = _run(config, workdir, meta, mesh, tokenizer, model, state, manager, eval_rng)
+    if report_details.wanted(config):
+        run.report_details = report_details.build(config, meta.num_examples[config.data.train_split])
     return run, TrainingPlan(lr_fn, steps_per_epoch, schedule_steps, resumed)
 
 

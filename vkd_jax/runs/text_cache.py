@@ -20,13 +20,13 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 import jax
 import numpy as np
 from absl import logging
 
-from vkd_jax.runs import log
+from vkd_jax.runs import log, study_table
 
 # 1: keyed by token-row digests (no "format" entry in the file); 2: keyed by study keys;
 # 3: features by report digest, the file named by the reports and the encoder.
@@ -125,7 +125,7 @@ class FormatError(ValueError):
     """A cache file written in another format."""
 
 
-class TextFeatureCache:
+class TextFeatureCache(study_table.StudyTable):
     """Study key -> `[H]` float32 features; `add_to(batch)` adds `text_features` `[B, H]`.
 
     `keys` int64 `[N]` (distinct, N > 0), `rows` `[N]` their rows of `features` `[M, H]`
@@ -133,34 +133,12 @@ class TextFeatureCache:
     """
 
     def __init__(self, keys: np.ndarray, rows: np.ndarray, features: np.ndarray, path: str = ""):
-        order = np.argsort(keys, kind="stable")
-        self.keys = np.asarray(keys, np.int64)[order]
-        self.rows = np.asarray(rows, np.int64)[order]
-        self.features = np.asarray(features, np.float32)
-        self.path = path
+        features = np.asarray(features, np.float32)
+        super().__init__(keys, rows, {"text_features": features}, "text-feature cache", path)
 
-    def add_to(self, batch: dict) -> dict:
-        """`batch` plus the features of its `study_id`s. Padding rows (`mask` 0) whose key
-        is not cached (an eval batch layout the build did not see) get zeros."""
-        keys = np.asarray(batch["study_id"], np.int64)
-        pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-        found = self.keys[pos] == keys
-        features = self.features[self.rows[pos]]
-        if not found.all():
-            missing = np.flatnonzero(~found & (np.asarray(batch.get("mask", 1.0)) > 0))
-            if len(missing):
-                more = f", and {len(missing) - 1} more" if len(missing) > 1 else ""
-                raise KeyError(
-                    f"study key {int(keys[missing[0]])} (row {missing[0]} of the batch{more}) is not in the "
-                    f"text-feature cache {self.path or '(in memory)'}: the batches come from other data "
-                    "than the reports it read"
-                )
-            features[~found] = 0.0
-        return dict(batch, text_features=features)
-
-    def wrap(self, batches: Iterable[dict]) -> Iterator[dict]:
-        for batch in batches:
-            yield self.add_to(batch)
+    @property
+    def features(self) -> np.ndarray:
+        return self.columns["text_features"]
 
 
 def save(path: str, reports: Reports, features: np.ndarray) -> None:

@@ -125,6 +125,8 @@ def _train(config, workdir: str, run: sessions.Run, plan: sessions.TrainingPlan,
     )
     if run.text_features is not None:
         batches = run.text_features.wrap(batches)
+    if run.report_details is not None:
+        batches = run.report_details.wrap(batches)
     history, tick, tick_step, paused = [], time.time(), step, 0.0
     # The last logged training interval, {"step", "steps", "metrics" (means over it)}, and the
     # steps since: kept with each checkpoint, so a resumed run logs the same intervals.
