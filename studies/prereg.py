@@ -127,6 +127,9 @@ def summary(results: dict, config) -> dict:
         "final_train": results.get("final_train"),
         "checkpoint_step": results["checkpoint_step"],
         "elapsed_s": results["elapsed_s"],
+        # Where it ran (results.json's; None for one written before it was recorded): not
+        # fingerprinted, so the same config run elsewhere is the same run.
+        "environment": results.get("environment"),
     }
 
 
