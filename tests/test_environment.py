@@ -23,7 +23,8 @@ def test_the_environment_names_versions_cpu_and_devices_as_json():
     assert all(isinstance(v, str) for v in env["packages"].values())  # all installed here
     assert env["packages"]["jax"] == __import__("jax").__version__
     assert isinstance(env["platform"], str) and env["xla_flags"] == os.environ.get("XLA_FLAGS")
-    assert env["cpu"]["count"] == os.cpu_count() and isinstance(env["cpu"]["isa"], list)
+    assert env["cpu"]["count"] == os.cpu_count() and 1 <= env["cpu"]["usable"] <= os.cpu_count()
+    assert isinstance(env["cpu"]["isa"], list)
     assert env["cpu"]["model"] is None or isinstance(env["cpu"]["model"], str)
     assert env["devices"]["backend"] == "cpu" and env["devices"]["kinds"] and env["devices"]["count"] >= 1
     with open(environment.LOCKFILE, "rb") as f:  # this checkout's

@@ -30,7 +30,7 @@ PACKAGES = {
 # The lockfile of the test and benchmark environment, in a checkout (README, "Install").
 _CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LOCKFILE = os.path.join(_CHECKOUT, "requirements", "lock.txt")
-# The x86 instruction-set extensions that change XLA's CPU code (and so float reduction order).
+# The x86 instruction-set extensions XLA's CPU code generation may use (`--xla_cpu_max_isa` caps them).
 _ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
@@ -64,6 +64,15 @@ def _cpuinfo() -> tuple[str | None, list[str]]:
     return model, flags
 
 
+def _usable_cpus() -> int | None:
+    """The CPUs this process may run on (one instead of two changes a run's numbers:
+    docs/study.md, "Reproducibility")."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count()
+
+
 def _lockfile_sha256() -> str | None:
     try:
         with open(LOCKFILE, "rb") as f:
@@ -75,7 +84,7 @@ def _lockfile_sha256() -> str | None:
 def describe() -> dict:
     """The environment of this process, as JSON: Python, the versions of `PACKAGES` (None where
     not installed), the checkout's lockfile hash (None outside a checkout), the OS, the CPU
-    (model, logical count, instruction-set extensions), `XLA_FLAGS` and the JAX devices."""
+    (model, logical count, the count usable here, instruction-set extensions), `XLA_FLAGS` and the JAX devices."""
     import jax
 
     model, isa = _cpuinfo()
@@ -85,7 +94,12 @@ def describe() -> dict:
         "packages": {key: _version(names) for key, names in PACKAGES.items()},
         "lockfile_sha256": _lockfile_sha256(),
         "platform": platform.platform(),
-        "cpu": {"model": model or platform.processor() or None, "count": os.cpu_count(), "isa": isa},
+        "cpu": {
+            "model": model or platform.processor() or None,
+            "count": os.cpu_count(),
+            "usable": _usable_cpus(),
+            "isa": isa,
+        },
         "xla_flags": os.environ.get("XLA_FLAGS"),
         "devices": {
             "backend": jax.default_backend(),
