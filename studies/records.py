@@ -76,6 +76,9 @@ def summary(results: dict, config) -> dict:
         "final_train": results.get("final_train"),
         "checkpoint_step": results["checkpoint_step"],
         "elapsed_s": results["elapsed_s"],
+        # The machine and libraries that evaluated the run (`vkd_jax.runs.environment`);
+        # never part of the fingerprint.
+        "environment": results.get("environment"),
     }
 
 

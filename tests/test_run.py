@@ -31,6 +31,7 @@ def test_demo_trains_evaluates_and_writes_results(trained):
         "ranking",
         "calibration",
         "uncertainty",
+        "environment",
     ):
         assert key in results, key
     assert results["model"] == "vkd" and results["dataset"] == "synthetic_cxr" and results["split"] == "test"

@@ -19,7 +19,7 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from vkd_jax import metrics, sharding
-from vkd_jax.runs import checkpoint, log, workdir as wd
+from vkd_jax.runs import checkpoint, environment, log, workdir as wd
 
 if TYPE_CHECKING:
     from vkd_jax.runs.sessions import Run
@@ -137,6 +137,8 @@ def evaluate_best(run: Run, state, split: str, start_time: float, final_train: d
         "kl": float(pred["kl"].mean()),
         "final_train": final_train,
         "config": json.loads(config.to_json_best_effort()),
+        # Library versions, CPU and devices: what can change the numbers of the same config.
+        "environment": environment.describe(),
         "elapsed_s": round(time.time() - start_time, 2),
     }
     if jax.process_index() == 0:
