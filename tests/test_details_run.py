@@ -17,9 +17,8 @@ FEW_STEPS = [
     [
         ["--config.model.kind=image_only", "--config.model.details_from=image"],
         ["--config.model.kind=vkd", "--config.model.details_from=posterior"],
-        ["--config.model.kind=vkd", "--config.model.details_from=posterior", "--config.model.posterior_inputs=none"],
     ],
-    ids=["image_only_details", "vkd_details", "vkd_control_details"],
+    ids=["image_only_details", "vkd_details"],
 )
 def test_a_details_method_trains_logs_its_term_and_restores(method, data_dir, tmp_path):
     proc = run_py([*FEW_STEPS, *method, "--config.train.details_weight=0.5"], data_dir, tmp_path, devices=1)
@@ -30,6 +29,8 @@ def test_a_details_method_trains_logs_its_term_and_restores(method, data_dir, tm
     final = results["final_train"]["metrics"]
     assert final["bce_details"] > 0 and final["loss"] > 0, final
     assert 0 <= results["macro_auc"] <= 1
+    if "--config.model.kind=vkd" not in method:
+        return  # one restore is enough (the no-report control's paths: tests/test_train.py)
     # The model restored from the workdir's config is built with its training-only head, so
     # the checkpoint fits; evaluation reads the image alone.
     proc = run_mode([f"--workdir={tmp_path}", "--mode=eval", "--split=validation"], devices=1)
