@@ -3,16 +3,21 @@
     python -m studies.probe_latent --workdirs=RUN1,RUN2,...
 
 For each training workdir on `synthetic_cxr` (any kind with an image encoder), ridge
-readouts are fitted on the training split, their ridge strength chosen on validation, and
-scored on the test split (macro AUROC), from:
+readouts are fitted on the first half of the test split, their ridge strength chosen on the
+validation split, and scored on the second half of the test split (macro AUROC over the
+targets of a group), from:
 - `h(x)`, the image encoder's features (compare a `vkd` run with an `image_only` run of the
-  same seed: has distillation put more of the report into the image features?);
+  same seed: has training put more of the report into the image features?);
 - `mu_p(x)`, the prior's mean (vkd), the latent used at test time;
-- `mu_q(x, t)`, the posterior's mean (vkd): what the report gives the latent.
-Targets: the 14 labels (as trained on), and the report's details that are not labels, which
-the synthetic generator draws with every study (`findings.Detail`): the side (right or left)
-of each lateralised finding that is present, whether it is moderate or severe rather than
-mild, and which support devices are present. Prints a markdown table; writes nothing.
+- `mu_q(x, t)`, the posterior's mean (vkd): what the report gives the latent;
+- `g(t)`, the report features the posterior reads (a run with a text encoder): the ceiling,
+  what a readout of the report itself reaches.
+Targets: the 14 labels (as trained on), and the report's details as its text states them
+(`data_pipelines/synthetic_cxr/report_details.py`, the facts the details methods learn):
+the side of each finding, its lung zone, its severity, the fractured rib and the devices,
+each bit scored only on the examples whose report states it. The readouts are fitted on
+test images: the representations are frozen, and the training split of a small cell has
+too few stated ribs or zones to fit on. Prints a markdown table; writes nothing.
 """
 
 from __future__ import annotations
@@ -22,48 +27,42 @@ import numpy as np
 from absl import app, flags
 
 from data_pipelines import input_pipeline
-from data_pipelines.synthetic_cxr import findings, generator
+from data_pipelines.synthetic_cxr import report_details
 from data_pipelines.tokenizer import load_tokenizer
 from vkd_jax import metrics
 from vkd_jax.models.vkd import VKDModel
-from vkd_jax.runs import restore, workdir as wd
+from vkd_jax.runs import report_details as details_table, restore, workdir as wd
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("workdirs", None, "Training workdirs to probe.", required=True)
-flags.DEFINE_integer("max_train", 4000, "Training examples the readouts are fitted on.")
 RIDGE = (1e-1, 1e0, 1e1, 1e2, 1e3, 1e4)
-SIDED = tuple(name for name in findings.FINDINGS if set(findings.SIDES.get(name, ())) >= {"right", "left"})
+REPRESENTATIONS = ("h(x)", "mu_p(x)", "mu_q(x,t)", "g(t)")
 
 
-def detail_targets(image_ids, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(targets, mask, names) `[N, T]` of the report's details of each synthetic example."""
-    names = (
-        [f"{n}: right" for n in SIDED]
-        + [f"{n}: not mild" for n in findings.FINDINGS]
-        + [f"device: {d}" for d in findings.DEVICES]
-    )
-    y = np.zeros((len(image_ids), len(names)), np.float32)
-    m = np.zeros_like(y)
-    for i, image_id in enumerate(image_ids):
-        index = int(image_id.rsplit("-", 1)[1])
-        study = generator.study_of(index, seed=seed)
-        present = {n for n in findings.FINDINGS if study.labels[findings.labels_lib.CLASS_NAMES.index(n)] in (1, -1)}
-        col = 0
-        for n in SIDED:
-            side = study.details[n].side
-            y[i, col], m[i, col] = side == "right", n in present and side in ("right", "left")
-            col += 1
-        for n in findings.FINDINGS:
-            y[i, col], m[i, col] = study.details[n].severity > 0, n in present
-            col += 1
-        for d in findings.DEVICES:
-            y[i, col], m[i, col] = d in study.details["Support Devices"].devices, "Support Devices" in present
-            col += 1
-    return y, m, names
+def _group(name: str) -> str | None:
+    """The group of a detail of `report_details.DETAIL_NAMES` ("side", "zone", ...); None
+    for a finding's "present" bit (the labels' business)."""
+    fact = name.split(": ", 1)[1]
+    if fact == "present":
+        return None
+    if fact in ("right", "left"):
+        return "side"
+    if fact in ("upper", "lower"):
+        return "zone"
+    if fact.endswith(" rib"):
+        return "rib"
+    if name.startswith("Support Devices: "):
+        return "devices"
+    return "severity"
+
+
+GROUPS = ("side", "zone", "severity", "rib", "devices")
+COLUMNS = {g: np.array([_group(n) == g for n in report_details.DETAIL_NAMES]) for g in GROUPS}
 
 
 def features(workdir: str, split: str, limit: int | None = None) -> dict[str, np.ndarray]:
-    """The representations, labels and ids of up to `limit` examples of `split`."""
+    """The representations, labels, report details (`report_details`, `report_details_mask`)
+    and ids of up to `limit` examples of `split`."""
     config = wd.read_config(workdir)
     mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("data",))
     model, state, _, manager = restore.restore_best(config, workdir, wd.read_model_info(workdir), mesh)
@@ -83,7 +82,12 @@ def features(workdir: str, split: str, limit: int | None = None) -> dict[str, np
             if model.uses_text:
                 g = model.apply(variables, ids, attention, train=False, method=VKDModel.encode_text)
                 out["mu_q(x,t)"] = model.apply(variables, h, g, train=False, method=VKDModel._posterior)[0]
+        if model.uses_text:
+            out["g(t)"] = model.apply(variables, ids, attention, train=False, method=VKDModel.encode_text)
         return out
+
+    split_size = input_pipeline.prepare(config.data).num_examples[split]
+    stated = details_table.build(config, split_size, split)
 
     rows: dict[str, list] = {}
     seen = 0
@@ -91,25 +95,34 @@ def features(workdir: str, split: str, limit: int | None = None) -> dict[str, np
         config.data, split, batch_size=128, tokenizer=tokenizer, max_length=txt.max_length
     ):
         keep = batch["mask"].astype(bool)
+        batch = stated.add_to(batch)
         out = jax.device_get(represent(batch["image"], batch["input_ids"], batch["attention_mask"]))
-        out |= {"labels": batch["labels"], "label_mask": batch["label_mask"], "image_id": batch["image_id"]}
+        out |= {k: batch[k] for k in ("labels", "label_mask", "image_id", "report_details", "report_details_mask")}
         for k, v in out.items():
             rows.setdefault(k, []).append(np.asarray(v)[keep])
         seen += int(keep.sum())
         if limit and seen >= limit:
             break
-    data = {k: np.concatenate(v)[:limit] for k, v in rows.items()}
-    data["seed"] = config.data.synthetic.seed
-    return data
+    return {k: np.concatenate(v)[:limit] for k, v in rows.items()}
 
 
-def ridge_fit(x: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mean, scale, weights) of a ridge readout from standardised `x` to every column of `y`."""
+def ridge_fit(
+    x: np.ndarray, y: np.ndarray, lam: float, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, scale, weights) of a ridge readout from standardised `x` to every column of `y`;
+    with `mask` `[N, T]`, each column is fitted on its own unmasked rows only."""
     mean, scale = x.mean(0), x.std(0) + 1e-6
     z = np.concatenate([(x - mean) / scale, np.ones((len(x), 1))], axis=1)
     reg = lam * np.eye(z.shape[1])
     reg[-1, -1] = 0.0
-    return mean, scale, np.linalg.solve(z.T @ z + reg, z.T @ y)
+    if mask is None:
+        return mean, scale, np.linalg.solve(z.T @ z + reg, z.T @ y)
+    weights = np.zeros((z.shape[1], y.shape[1]))
+    for t in range(y.shape[1]):
+        m = mask[:, t] > 0
+        if m.any():
+            weights[:, t] = np.linalg.solve(z[m].T @ z[m] + reg, z[m].T @ y[m, t])
+    return mean, scale, weights
 
 
 def ridge_predict(fit, x: np.ndarray) -> np.ndarray:
@@ -117,41 +130,58 @@ def ridge_predict(fit, x: np.ndarray) -> np.ndarray:
     return np.concatenate([(x - mean) / scale, np.ones((len(x), 1))], axis=1) @ w
 
 
-def probe(train, val, test, key: str, targets) -> float | None:
-    """Test macro AUROC of the ridge readout of `key`, its strength chosen on validation."""
-    (ytr, mtr), (yva, mva), (yte, mte) = (targets(d) for d in (train, val, test))
+def probe(fit_on, val, score_on, key: str, targets) -> float | None:
+    """Macro AUROC on `score_on` of the ridge readout of `key` fitted on `fit_on`, its strength
+    chosen on `val`; `targets(data)` gives (targets, mask) `[N, T]`."""
+    (yf, mf), (yv, mv), (ys, ms) = (targets(d) for d in (fit_on, val, score_on))
+    names = [str(i) for i in range(yf.shape[1])]
     best = None
     for lam in RIDGE:
-        fit = ridge_fit(train[key], ytr * mtr, lam)
-        auc = metrics.auroc_summary(yva, ridge_predict(fit, val[key]), [str(i) for i in range(yva.shape[1])], mva)[
-            "macro_auc"
-        ]
+        fit = ridge_fit(fit_on[key], yf, lam, mf)
+        auc = metrics.auroc_summary(yv, ridge_predict(fit, val[key]), names, mv)["macro_auc"]
         if auc is not None and (best is None or auc > best[0]):
             best = (auc, fit)
     if best is None:
         return None
-    return metrics.auroc_summary(yte, ridge_predict(best[1], test[key]), [str(i) for i in range(yte.shape[1])], mte)[
-        "macro_auc"
+    return metrics.auroc_summary(ys, ridge_predict(best[1], score_on[key]), names, ms)["macro_auc"]
+
+
+def halves(data: dict) -> tuple[dict, dict]:
+    """The first and second half of a split's rows."""
+    n = len(data["image_id"]) // 2
+    return ({k: v[:n] for k, v in data.items()}, {k: v[n:] for k, v in data.items()})
+
+
+def targets_of(group: str):
+    """(targets, mask) of `group`: the labels, or one group of the report's details."""
+    if group == "labels":
+        return lambda d: (d["labels"], d["label_mask"])
+    cols = COLUMNS[group]
+    return lambda d: (d["report_details"][:, cols], d["report_details_mask"][:, cols])
+
+
+def probe_table(workdirs) -> str:
+    """The markdown table of every representation of every workdir."""
+    groups = ("labels", *GROUPS)
+    lines = [
+        "| workdir | representation | " + " | ".join(groups) + " |",
+        "|---" * (len(groups) + 2) + "|",
     ]
+    for workdir in workdirs:
+        val = features(workdir, "validation")
+        fit_on, score_on = halves(features(workdir, "test"))
+        for key in REPRESENTATIONS:
+            if key in val:
+                aucs = [probe(fit_on, val, score_on, key, targets_of(g)) for g in groups]
+                cells = " | ".join("n/a" if a is None else f"{a:.3f}" for a in aucs)
+                lines.append(f"| {workdir} | {key} | {cells} |")
+                print(lines[-1], flush=True)
+    return "\n".join(lines)
 
 
 def main(argv):
     del argv
-    lines = [
-        "| workdir | representation | labels: test macro AUROC | report details: test macro AUROC |",
-        "|---|---|---|---|",
-    ]
-    for workdir in FLAGS.workdirs:
-        train = features(workdir, "train", FLAGS.max_train)
-        val, test = features(workdir, "validation"), features(workdir, "test")
-        labels = lambda d: (d["labels"], d["label_mask"])  # noqa: E731
-        details = lambda d: detail_targets(d["image_id"], d["seed"])[:2]  # noqa: E731
-        for key in ("h(x)", "mu_p(x)", "mu_q(x,t)"):
-            if key in train:
-                a, b = probe(train, val, test, key, labels), probe(train, val, test, key, details)
-                lines.append(f"| {workdir} | {key} | {a:.4f} | {b:.4f} |")
-        print(lines[-1], flush=True)
-    print("\n".join(lines))
+    print(probe_table(FLAGS.workdirs))
 
 
 if __name__ == "__main__":

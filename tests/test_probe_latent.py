@@ -1,11 +1,10 @@
-"""The latent probe's pieces: the ridge readout against scikit-learn, the detail targets
-against the synthetic generator's own studies."""
+"""The latent probe's pieces: the ridge readout against scikit-learn, the detail groups, and
+the representations and parsed details of a trained run."""
 
 import numpy as np
 from sklearn.linear_model import Ridge
 
-from data_pipelines import labels as L
-from data_pipelines.synthetic_cxr import findings, generator
+from data_pipelines.synthetic_cxr import report_details
 from studies import probe_latent
 
 
@@ -19,28 +18,29 @@ def test_ridge_readout_matches_sklearn():
     np.testing.assert_allclose(probe_latent.ridge_predict(fit, x), ref.predict(z), rtol=1e-6, atol=1e-8)
 
 
-def test_detail_targets_are_the_studys_details():
-    ids, studies = [], []
-    for index in range(60):
-        ex = generator.generate_example(index, seed=2, image_size=8)
-        ids.append(ex["image_id"])
-        studies.append(findings.sample_study(np.random.default_rng(np.random.SeedSequence([2, index]).spawn(3)[0])))
-    y, m, names = probe_latent.detail_targets(ids, seed=2)
-    assert y.shape == m.shape == (60, len(names))
-    col = names.index("Pleural Effusion: right")
-    for i, study in enumerate(studies):
-        present = study.labels[L.CLASS_NAMES.index("Pleural Effusion")] in (1, -1)
-        side = study.details["Pleural Effusion"].side
-        assert m[i, col] == (present and side != "bilateral")
-        if m[i, col]:
-            assert y[i, col] == (side == "right")
-    devices = [names.index(f"device: {d}") for d in findings.DEVICES]
-    with_devices = m[:, devices[0]].astype(bool)
-    assert with_devices.any()
-    assert np.all(y[with_devices][:, devices].sum(1) >= 1)  # a present "Support Devices" has some device
-    assert m[:, names.index("Edema: not mild")].sum() == sum(
-        s.labels[L.CLASS_NAMES.index("Edema")] in (1, -1) for s in studies
-    )
+def test_a_masked_readout_fits_each_column_on_its_stated_rows_only():
+    r = np.random.default_rng(1)
+    x = r.normal(size=(300, 5))
+    y = (r.normal(size=(300, 2)) > 0).astype(float)
+    mask = np.stack([r.random(300) < 0.3, np.ones(300, bool)], axis=1).astype(float)
+    fit = probe_latent.ridge_fit(x, y, 2.0, mask)
+    z = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    for t in range(2):
+        rows = mask[:, t] > 0
+        ref = Ridge(alpha=2.0).fit(z[rows], y[rows, t])
+        np.testing.assert_allclose(probe_latent.ridge_predict(fit, x)[:, t], ref.predict(z), rtol=1e-6, atol=1e-8)
+
+
+def test_the_detail_groups_are_the_parsed_details_but_presence():
+    names = report_details.DETAIL_NAMES
+    grouped = np.sum([probe_latent.COLUMNS[g] for g in probe_latent.GROUPS], axis=0)
+    assert grouped.max() == 1  # no detail in two groups
+    assert [n for n, g in zip(names, grouped) if not g] == [n for n in names if n.endswith(": present")]
+    assert {names[i] for i in np.flatnonzero(probe_latent.COLUMNS["zone"])} >= {
+        "Lung Lesion: upper",
+        "Lung Lesion: lower",
+    }
+    assert probe_latent.COLUMNS["rib"].sum() == 5 and probe_latent.COLUMNS["devices"].sum() == 4
 
 
 def test_features_of_a_trained_run(trained):
@@ -52,3 +52,7 @@ def test_features_of_a_trained_run(trained):
     assert data["mu_p(x)"].shape == data["mu_q(x,t)"].shape == (n, 8)  # latent_dim 8
     assert data["h(x)"].shape[0] == n and data["labels"].shape == (n, 14)
     assert not np.allclose(data["mu_p(x)"], data["mu_q(x,t)"])
+    assert data["g(t)"].shape[0] == n  # the report features: the probe's ceiling
+    d = len(report_details.DETAIL_NAMES)
+    assert data["report_details"].shape == data["report_details_mask"].shape == (n, d)
+    assert (data["report_details_mask"][:, report_details.DETAIL_NAMES.index("Edema: present")] == 1).all()

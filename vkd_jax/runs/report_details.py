@@ -29,12 +29,12 @@ def table(studies: dict[int, tuple[np.ndarray, np.ndarray]], path: str = "") -> 
     return study_table.StudyTable(keys, np.arange(len(keys)), columns, "report-details table", path)
 
 
-def build(config, num_examples: int) -> study_table.StudyTable:
-    """The details of every report of the training split (`num_examples` of them), parsed
-    with progress lines in the log. A study key with two reports that state different
-    details is a `ValueError`: the table holds one row per study."""
+def build(config, num_examples: int, split: str | None = None) -> study_table.StudyTable:
+    """The details of every report of `split` (default: the training split; `num_examples`
+    of them), parsed with progress lines in the log. A study key with two reports that state
+    different details is a `ValueError`: the table holds one row per study."""
     parse = detail_parsers.parser(config.data.name).parse
-    split = config.data.train_split
+    split = split or config.data.train_split
     logging.info("report details: parsing the %d reports of %s...", num_examples, split)
     progress = log.progress(f"report details parsed ({split})", num_examples, "reports")
     studies: dict[int, tuple[np.ndarray, np.ndarray]] = {}
