@@ -119,18 +119,28 @@ def per_class_table(cells: dict[str, dict[str, list[dict]]], baseline: str = "im
     return "\n".join(lines)
 
 
+def final_train(rec: dict, key: str) -> float | None:
+    """The last logged training value of `key` in a record (None where not logged)."""
+    metrics = rec.get("final_train") or {}
+    return metrics.get("metrics", metrics).get(key)
+
+
 def kl_table(cells: dict[str, dict[str, list[dict]]]) -> str:
-    """The latent's KL(q || p) per cell and method with a latent: on test, and in the last
-    logged training steps (nats, mean ± sd over seeds)."""
-    lines = ["| cell | method | test KL (nats) | final training KL (nats) |", "|---|---|---|---|"]
+    """Per cell and method with a latent or a details term: the latent's KL(q || p) on test
+    and in the last logged training steps, the KL weight reached then, and the details' BCE
+    (mean ± sd over seeds)."""
+    keys = ("kl", "beta", "bce_details")
+    lines = [
+        "| cell | method | test KL (nats) | final training KL (nats) | final KL weight | final details BCE |",
+        "|---|---|---|---|---|---|",
+    ]
     for cell, runs in cells.items():
         for method, rs in runs.items():
             test = [r["test_kl"] for r in rs if r.get("test_kl")]
-            train = [r["final_train"]["kl"] for r in rs if "kl" in (r.get("final_train") or {})]
-            if test or train:
-                lines.append(
-                    f"| {cell} | {method} | {mean_sd(test) if test else ''} | {mean_sd(train) if train else ''} |"
-                )
+            train = {k: [v for r in rs if (v := final_train(r, k)) is not None] for k in keys}
+            if test or train["bce_details"]:
+                cols = [mean_sd(v) if v else "" for v in (test, *train.values())]
+                lines.append(f"| {cell} | {method} | " + " | ".join(cols) + " |")
     return "\n".join(lines)
 
 

@@ -123,3 +123,13 @@ def test_a_misspelt_field_of_a_grid_is_an_error_not_a_new_field():
     grid = dataclasses.replace(design.GRID, methods={"image_only": {"model.knid": "image_only"}})
     with pytest.raises(ValueError, match="model.knid is not a field of the config"):
         grid.get_config("cell=small,method=image_only,seed=0")
+
+
+def test_the_kl_table_reads_both_record_formats_of_the_final_training_terms():
+    old = dict(_rec(0.7, 0, kl=0.5), final_train={"kl": 0.4, "beta": 0.3})
+    new = dict(_rec(0.7, 1, kl=0.7), final_train={"metrics": {"kl": 0.6, "beta": 0.3, "bce_details": 0.2}, "step": 9})
+    assert details.final_train(old, "kl") == 0.4 and details.final_train(new, "kl") == 0.6
+    assert details.final_train(old, "bce_details") is None
+    table = details.kl_table({"small": {"vkd_details": [old, new], "image_only": [_rec(0.7, 0)]}})
+    assert "| small | vkd_details | 0.6000 ± 0.1414 | 0.5000 ± 0.1414 | 0.3000 ± 0.0000 | 0.2000 ± 0.0000 |" in table
+    assert "image_only" not in table
