@@ -200,6 +200,9 @@ def get_config() -> ml_collections.ConfigDict:
     # sigmoid(logits / temperature)), the teacher a report classifier trained alongside.
     train.distill_weight = 0.5
     train.distill_temperature = 2.0
+    # True: a positive label's soft target stays 1 (max(teacher, label)), so the teacher only
+    # adds to the labels; False (the pre-registered study's distill) lets it lower positives.
+    train.distill_keep_positives = False
     # > 0 adds an auxiliary task to any kind with an image encoder: predict which tokens the
     # report contains from h(x) (multi-label BCE summed over the vocabulary, per label slot).
     train.report_aux_weight = 0.0

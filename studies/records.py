@@ -26,6 +26,7 @@ _ADDED = {
     ("data", "synthetic", "mild_drop"): 0.0,
     ("model", "details_from"): "none",
     ("train", "details_weight"): 0.0,
+    ("train", "distill_keep_positives"): False,
 }
 
 

@@ -190,6 +190,17 @@ def test_fields_added_later_change_a_fingerprint_only_when_switched_on():
     ]
 
 
+def test_distill_keep_positives_keeps_the_recorded_distill_runs_and_is_a_change_when_on():
+    config = design.get_config("cell=base,method=distill,seed=0")
+    with open(records.record_path(RECORD, "base", "distill", "seed0")) as f:
+        assert json.load(f)["fingerprint"] == records.fingerprint(config)
+    on = config.copy_and_resolve_references()
+    on.train.distill_keep_positives = True
+    assert records.config_changes(records.fingerprinted(config), records.fingerprinted(on)) == [
+        "train.distill_keep_positives: '<absent>' -> True"
+    ]
+
+
 def test_prereg_plan_runs_the_later_methods_last_and_every_config_validates():
     """The paper's settings (`design.LATER`) run after every cell's other methods, with their
     own changes and no tuned setting; every planned config passes the config checks."""

@@ -366,3 +366,60 @@ def test_details_term_over_a_mapped_axis_equals_the_whole_batch():
     )
     per_shard = mapped(sharded, shard(labels, 0), shard(label_mask, 0), shard(example_mask, 0))
     np.testing.assert_allclose(per_shard, np.full(4, whole_terms["bce_details"]), rtol=1e-6)
+
+
+def test_distill_keep_positives_floors_the_soft_targets_at_the_labels():
+    """With `distill_keep_positives` the soft target is max(sigmoid(teacher / T), label): a
+    positive's is 1, a 0 label's the teacher's; label and example masks apply as before."""
+    # By hand, one example, two slots at student logit 1 and teacher logit 0 (soft 0.5 at any T):
+    # label 1 -> target 1, label 0 -> target 0.5.
+    s = 1.0
+    log_p, log_not_p = -np.log1p(np.exp(-s)), -np.log1p(np.exp(s))
+    hard = (-log_p - log_not_p) / 2  # BCE to the labels (1, 0), per slot
+    soft = (-log_p - 0.5 * (log_p + log_not_p)) / 2  # to the targets (1, 0.5)
+    out = {"logits": jnp.full((1, 1, 2), s), "teacher_logits": jnp.zeros((1, 2))}
+    objective = losses.Objective(distill_weight=0.3, distill_temperature=2.0, distill_keep_positives=True)
+    _, terms = losses.vkd_loss(out, jnp.array([[1.0, 0.0]]), jnp.ones((1, 2)), jnp.ones(1), objective)
+    np.testing.assert_allclose(terms["bce"], hard, rtol=1e-6)
+    np.testing.assert_allclose(terms["bce_soft"], soft, rtol=1e-6)
+    np.testing.assert_allclose(terms["loss"], terms["bce_teacher"] + 0.7 * hard + 0.3 * soft, rtol=1e-6)
+
+    r = np.random.default_rng(13)
+    student = jnp.asarray(r.normal(size=(1, 6, 14)), jnp.float32)
+    teacher = jnp.asarray(r.normal(size=(1, 6, 14)) * 3, jnp.float32)
+    labels = jnp.asarray(r.random((6, 14)) < 0.3, jnp.float32)
+    label_mask = jnp.asarray(r.random((6, 14)) < 0.8, jnp.float32)
+    example_mask = jnp.array([1, 1, 1, 1, 1, 0], jnp.float32)
+
+    def loss(student, teacher, keep=True):
+        objective = losses.Objective(distill_weight=0.3, distill_temperature=2.0, distill_keep_positives=keep)
+        out = {"logits": student, "teacher_logits": teacher}
+        return losses.vkd_loss(out, labels, label_mask, example_mask, objective)
+
+    _, terms = loss(student, teacher)
+    target = np.maximum(1 / (1 + np.exp(-np.asarray(teacher, np.float64) / 2.0)), np.asarray(labels))
+    mask = np.asarray(label_mask * example_mask[:, None])
+    expected = np.sum(_numpy_bce(np.asarray(student), target) * mask) / (5 * 14)
+    np.testing.assert_allclose(terms["bce_soft"], expected, rtol=1e-5)
+    # Off, the pre-registered study's soft term (positives take the teacher's target too).
+    _, old = loss(student, teacher, keep=False)
+    assert float(old["bce_soft"]) != pytest.approx(float(terms["bce_soft"]))
+    np.testing.assert_allclose(old["bce_teacher"], terms["bce_teacher"])
+
+    # Gradient paths: the teacher learns from the labels alone (its gradient is that of its own
+    # BCE); on a positive the student's gradient is image_only's (the label's), on a 0 label
+    # the mix of the label and the teacher.
+    def plain_bce(logits):  # image_only's loss
+        return losses.vkd_loss({"logits": logits}, labels, label_mask, example_mask, losses.Objective())[0]
+
+    g_teacher = jax.grad(lambda t: loss(student, t)[0])(teacher)
+    g_alone = jax.grad(plain_bce)(teacher)
+    np.testing.assert_allclose(g_teacher, g_alone, rtol=1e-5)
+    g_student = np.asarray(jax.grad(lambda x: loss(x, teacher)[0])(student))
+    g_hard = np.asarray(jax.grad(plain_bce)(student))
+    pos, neg = np.asarray(labels * mask) > 0, np.asarray((1 - labels) * mask) > 0
+    np.testing.assert_allclose(g_student[0][pos], g_hard[0][pos], rtol=1e-5)
+    sig = 1 / (1 + np.exp(-np.asarray(student[0], np.float64)))
+    mixed = (sig - 0.3 * target[0]) / (5 * 14)  # labels are 0 here: sigmoid(s) - (0.7 * 0 + 0.3 * q)
+    np.testing.assert_allclose(g_student[0][neg], mixed[neg], rtol=1e-4)
+    assert np.all(g_student[0][mask == 0] == 0)

@@ -101,6 +101,7 @@ class Objective:
     prior_weight: float = 0.0
     distill_weight: float = 0.0
     distill_temperature: float = 1.0
+    distill_keep_positives: bool = False
     report_aux_weight: float = 0.0
     details_weight: float = 0.0
 
@@ -216,6 +217,11 @@ def vkd_loss(
         teacher = outputs["teacher_logits"]
         terms["bce_teacher"] = per_slot(teacher, labels)
         soft = jax.nn.sigmoid(lax.stop_gradient(teacher) / objective.distill_temperature)
+        if objective.distill_keep_positives:
+            # The teacher learns the labels from the report they were read from, so it has no
+            # evidence against a positive label: it may raise a 0 label's target (an uncertain
+            # or unlabelled mention), never lower a positive's (docs/study.md, "Why distill lost").
+            soft = jnp.maximum(soft, labels)
         terms["bce_soft"] = per_slot(outputs["logits"], soft)
         lam = objective.distill_weight
         # The image path: (1 - lambda) on the labels, lambda on the teacher's soft labels.
