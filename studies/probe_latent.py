@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
-from data_pipelines import input_pipeline
+from data_pipelines import input_pipeline, progress as progress_lib
 from data_pipelines.synthetic_cxr import report_details
 from data_pipelines.tokenizer import load_tokenizer
 from vkd_jax import metrics
 from vkd_jax.models.vkd import VKDModel
-from vkd_jax.runs import report_details as details_table, restore, workdir as wd
+from vkd_jax.runs import log, report_details as details_table, restore, workdir as wd
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("workdirs", None, "Training workdirs to probe.", required=True)
@@ -91,9 +91,11 @@ def features(workdir: str, split: str, limit: int | None = None) -> dict[str, np
 
     rows: dict[str, list] = {}
     seen = 0
-    for batch in input_pipeline.eval_batches(
+    batches = input_pipeline.eval_batches(
         config.data, split, batch_size=128, tokenizer=tokenizer, max_length=txt.max_length
-    ):
+    )
+    total = -(-min(split_size, limit or split_size) // 128)
+    for batch in progress_lib.track(batches, log.progress(f"represented {split}", total, "batches")):
         keep = batch["mask"].astype(bool)
         batch = stated.add_to(batch)
         out = jax.device_get(represent(batch["image"], batch["input_ids"], batch["attention_mask"]))
@@ -120,9 +122,21 @@ def ridge_fit(
     weights = np.zeros((z.shape[1], y.shape[1]))
     for t in range(y.shape[1]):
         m = mask[:, t] > 0
-        if m.any():
+        if m.sum() >= z.shape[1]:
             weights[:, t] = np.linalg.solve(z[m].T @ z[m] + reg, z[m].T @ y[m, t])
+        elif m.any():  # fewer rows than features: the same ridge solved in its n x n dual
+            weights[:, t] = _dual_ridge(z[m], y[m, t], lam)
     return mean, scale, weights
+
+
+def _dual_ridge(z: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
+    """The primal ridge solution (last column of `z` the unpenalised intercept) from an n x n
+    solve: centring removes the intercept, `w = Z^T (Z Z^T + lam I)^-1 y` gives the rest."""
+    x = z[:, :-1]
+    x_mean, y_mean = x.mean(0), y.mean()
+    xc = x - x_mean
+    w = xc.T @ np.linalg.solve(xc @ xc.T + lam * np.eye(len(xc)), y - y_mean)
+    return np.concatenate([w, [y_mean - x_mean @ w]])
 
 
 def ridge_predict(fit, x: np.ndarray) -> np.ndarray:
@@ -168,10 +182,12 @@ def probe_table(workdirs) -> str:
         "|---" * (len(groups) + 2) + "|",
     ]
     for workdir in workdirs:
+        logging.info("probing %s: the representations of the validation and test splits...", workdir)
         val = features(workdir, "validation")
         fit_on, score_on = halves(features(workdir, "test"))
         for key in REPRESENTATIONS:
             if key in val:
+                logging.info("probing %s: readouts of %s (%d features)...", workdir, key, val[key].shape[1])
                 aucs = [probe(fit_on, val, score_on, key, targets_of(g)) for g in groups]
                 cells = " | ".join("n/a" if a is None else f"{a:.3f}" for a in aucs)
                 lines.append(f"| {workdir} | {key} | {cells} |")

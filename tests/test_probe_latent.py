@@ -31,6 +31,17 @@ def test_a_masked_readout_fits_each_column_on_its_stated_rows_only():
         np.testing.assert_allclose(probe_latent.ridge_predict(fit, x)[:, t], ref.predict(z), rtol=1e-6, atol=1e-8)
 
 
+def test_a_column_with_fewer_stated_rows_than_features_is_the_same_ridge_in_its_dual():
+    r = np.random.default_rng(2)
+    x = r.normal(size=(200, 30))
+    y = r.normal(size=(200, 1))
+    mask = (np.arange(200) < 12)[:, None].astype(float)  # 12 stated rows, 30 features
+    fit = probe_latent.ridge_fit(x, y, 3.0, mask)
+    z = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    ref = Ridge(alpha=3.0).fit(z[:12], y[:12, 0])
+    np.testing.assert_allclose(probe_latent.ridge_predict(fit, x)[:, 0], ref.predict(z), rtol=1e-6, atol=1e-8)
+
+
 def test_the_detail_groups_are_the_parsed_details_but_presence():
     names = report_details.DETAIL_NAMES
     grouped = np.sum([probe_latent.COLUMNS[g] for g in probe_latent.GROUPS], axis=0)
