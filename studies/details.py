@@ -107,12 +107,9 @@ def per_class_table(cells: dict[str, dict[str, list[dict]]], baseline: str = "im
         for method, rs in runs.items():
             row = []
             for name in names:
-                value = np.mean([r["per_class_auc"][name] for r in rs])
-                a, b = paired(
-                    [dict(r, x=r["per_class_auc"][name]) for r in rs],
-                    [dict(r, x=r["per_class_auc"][name]) for r in base],
-                    "x",
-                )
+                auc = lambda r, name=name: r["per_class_auc"][name]  # noqa: E731
+                value = np.mean([auc(r) for r in rs])
+                a, b = paired(rs, base, auc)
                 diff = f" ({np.mean(np.subtract(a, b)):+.3f})" if method != baseline and a else ""
                 row.append(f"{value:.3f}{diff}")
             lines.append(f"| {cell} | {method} | " + " | ".join(row) + " |")

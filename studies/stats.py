@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
+
 import numpy as np
 from scipy import stats
 
@@ -15,12 +18,16 @@ def paired_interval(a, b, confidence: float = 0.95) -> tuple[float, float, float
     return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
 
 
-def paired(a: list[dict], b: list[dict], key: str = "macro_auc") -> tuple[list[float], list[float]]:
-    """`key` of the runs of `a` and of `b` with the same training seed (runs without a "seed"
-    are paired by position), in seed order: the pairs a paired difference is taken over."""
+def paired(
+    a: list[dict], b: list[dict], key: str | Callable[[dict], float] = "macro_auc"
+) -> tuple[list[float], list[float]]:
+    """`key` (a field, or a function of a run) of the runs of `a` and of `b` with the same
+    training seed (runs without a "seed" are paired by position), in seed order: the pairs a
+    paired difference is taken over."""
+    value = key if callable(key) else operator.itemgetter(key)
 
     def by_seed(runs):
-        return {r.get("seed", i): r[key] for i, r in enumerate(runs)}
+        return {r.get("seed", i): value(r) for i, r in enumerate(runs)}
 
     x, y = by_seed(a), by_seed(b)
     seeds = sorted(set(x) & set(y))

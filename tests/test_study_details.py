@@ -3,25 +3,9 @@
 import numpy as np
 import pytest
 
+from data_pipelines.labels import CLASS_NAMES as CLASSES
 from studies import details, plan
 from studies.configs import details as design
-
-CLASSES = (
-    "Atelectasis",
-    "Cardiomegaly",
-    "Consolidation",
-    "Edema",
-    "Enlarged Cardiomediastinum",
-    "Fracture",
-    "Lung Lesion",
-    "Lung Opacity",
-    "No Finding",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Pneumonia",
-    "Pneumothorax",
-    "Support Devices",
-)
 
 
 def _rec(auc, seed, kl=None, secondary=None):
