@@ -45,6 +45,11 @@ def read_csv(path: str, required: Sequence[str], aliases: dict[str, str] | None 
     'Patient Sex' -> 'Patient Gender'). Raises ValueError naming the file and the missing
     columns if any of `required` is absent. Extra columns, including an empty trailing
     one, are kept under their names and ignored by callers.
+
+    A row must have as many cells as the header (it may leave out the header's trailing
+    empty-named columns): a dataset's own table with a ragged row is damaged, and reading it
+    by position would give one row's cells to another's columns, so it raises ValueError
+    naming the file, the line and both widths rather than building on shifted labels.
     """
     aliases = aliases or {}
     opener = gzip.open if path.endswith(".gz") else open
@@ -58,4 +63,19 @@ def read_csv(path: str, required: Sequence[str], aliases: dict[str, str] | None 
         missing = [c for c in required if c not in header]
         if missing:
             raise ValueError(f"{path} lacks the required columns {missing} (its header: {header})")
-        return [dict(zip(header, row)) for row in reader if row]
+        named = len(header)
+        while named and not header[named - 1]:
+            named -= 1  # A trailing comma in the header names no column; rows may leave it out.
+        rows, start = [], reader.line_num + 1
+        for row in reader:
+            if row:
+                if not named <= len(row) <= len(header):
+                    width = f"{len(header)}" if named == len(header) else f"{named} to {len(header)}"
+                    why = "an unquoted comma in a cell?" if len(row) > len(header) else "cells missing?"
+                    raise ValueError(
+                        f"{path} line {start}: expected {width} cells as in the header, got {len(row)} ({why}); "
+                        "the file looks damaged: fetch it again from the dataset's source"
+                    )
+                rows.append(dict(zip(header, row)))
+            start = reader.line_num + 1
+        return rows

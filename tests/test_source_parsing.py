@@ -137,6 +137,21 @@ def test_csv_reader_handles_aliases_and_names_missing_columns(tmp_path):
         source_files.read_csv(str(path), ["A", "B", "C"])
 
 
+@pytest.mark.parametrize(
+    "row, width, why",
+    [("2,F,10,20,,extra", "4 to 5", "unquoted comma"), ("2,F,10", "4 to 5", "cells missing")],
+)
+def test_csv_reader_refuses_a_ragged_row_naming_its_line(tmp_path, row, width, why):
+    path = tmp_path / "t.csv"
+    path.write_text(f'A,Patient Sex,OriginalImage[Width,Height],\n1,F,10,20\n"3\nx",M,1,2,\n{row}\n')
+    # Rows may leave out the header's trailing empty column (line 2); a quoted cell spans lines 3-4.
+    with pytest.raises(ValueError, match=rf"t\.csv line 5: expected {width} cells as in the header, got \d+ \(.*{why}"):
+        source_files.read_csv(str(path), ["A"])
+    path.write_text("A,B\n1,2\n1,2,3\n")
+    with pytest.raises(ValueError, match=r"t\.csv line 3: expected 2 cells as in the header, got 3"):
+        source_files.read_csv(str(path), ["A"])
+
+
 def test_seeded_split_is_stable_and_near_its_fractions():
     fractions = {"train": 0.7, "validation": 0.1, "test": 0.2}
     splits = [manual_builder.seeded_split(f"p{i}", 0, fractions) for i in range(3000)]
