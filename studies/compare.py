@@ -153,7 +153,7 @@ def run_one(workdir: str, config) -> dict:
             return results
         logging.info("evaluating %s again (its results.json predates the full metrics)", workdir)
         return training.evaluate_checkpoint(config, workdir)
-    logging.info("training %s, seed %d, in %s", config.model.kind, config.seed, workdir)
+    logging.info("training (model kind %s, seed %d) in %s", config.model.kind, config.seed, workdir)
     return training.train_and_evaluate(config, workdir)
 
 
