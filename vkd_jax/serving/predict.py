@@ -15,17 +15,15 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
-import time
 
 import numpy as np
 from absl import logging
 
-from data_pipelines import user_images
+from data_pipelines import progress as progress_lib, user_images
 from vkd_jax import errors
 from vkd_jax.serving import predictor as predictor_lib
 
 CHUNK = predictor_lib.CHUNK  # files decoded at a time (bounds host memory on large folders)
-PROGRESS_EVERY_S = 10.0  # at most one progress line per interval
 # A cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -83,20 +81,6 @@ def _is_file(path: str, target: os.stat_result) -> bool:
         return False
 
 
-class Progress:
-    """`update(done)` logs `done/total` files and the rate at most once per `every_s`."""
-
-    def __init__(self, total: int, every_s: float = PROGRESS_EVERY_S, clock=time.monotonic, log=logging.info):
-        self.total, self.every_s, self.clock, self.log = total, every_s, clock, log
-        self.start = self.last = clock()
-
-    def update(self, done: int) -> None:
-        now = self.clock()
-        if now - self.last >= self.every_s:
-            self.log("predicted %d/%d file(s), %.1f file(s)/s", done, self.total, done / (now - self.start))
-            self.last = now
-
-
 def csv_writer(f):
     """Numbers bare, every text cell quoted (`_text_cell` escapes formulas)."""
     return csv.writer(f, quoting=csv.QUOTE_NONNUMERIC)
@@ -117,7 +101,8 @@ def _predict(model: predictor_lib.Predictor, paths, out_path) -> tuple[int, list
         skipped.append((path, reason))
 
     logging.info("predicting %d file(s) with %d prior samples each", len(paths), model.num_samples)
-    num_done, progress = 0, Progress(len(paths))
+    num_done = 0
+    progress = progress_lib.Progress("predicting", len(paths), "file(s)", emit=logging.info)
     with open(out_path, "w", newline="") as f:
         writer = csv_writer(f)
         header = ["path", *class_names, *(f"{c}_sd" for c in class_names), *(f"{c}_call" for c in class_names)]
@@ -129,7 +114,8 @@ def _predict(model: predictor_lib.Predictor, paths, out_path) -> tuple[int, list
                 mean, std = model.probabilities(loaded.stored[rows])
                 for path, m, s, c, w in zip(loaded.names[rows], mean, std, model.calls(mean), loaded.warnings[rows]):
                     writer.writerow([_text_cell(path), *_numbers(m), *_numbers(s), *c.tolist(), ";".join(w)])
-                progress.update(num_done + min(start + model.batch_size, len(loaded.names)) + len(skipped))
+                done = num_done + min(start + model.batch_size, len(loaded.names)) + len(skipped)
+                progress.update(done - progress.done)
             num_done += len(loaded.names)
     return num_done, skipped
 
