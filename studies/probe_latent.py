@@ -22,6 +22,8 @@ too few stated ribs or zones to fit on. Prints a markdown table; writes nothing.
 
 from __future__ import annotations
 
+import time
+
 import jax
 import numpy as np
 from absl import app, flags, logging
@@ -113,30 +115,47 @@ def ridge_fit(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mean, scale, weights) of a ridge readout from standardised `x` to every column of `y`;
     with `mask` `[N, T]`, each column is fitted on its own unmasked rows only."""
+    return ridge_fits(x, y, (lam,), mask)[0]
+
+
+def ridge_fits(
+    x: np.ndarray, y: np.ndarray, lams, mask: np.ndarray | None = None
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """`ridge_fit` at every strength of `lams`, sharing the work: the columns stated on the
+    same rows (a finding's two sides, its two zones) are one multi-column solve, and each
+    set of rows builds its Gram matrix once for all strengths."""
     mean, scale = x.mean(0), x.std(0) + 1e-6
     z = np.concatenate([(x - mean) / scale, np.ones((len(x), 1))], axis=1)
-    reg = lam * np.eye(z.shape[1])
-    reg[-1, -1] = 0.0
-    if mask is None:
-        return mean, scale, np.linalg.solve(z.T @ z + reg, z.T @ y)
-    weights = np.zeros((z.shape[1], y.shape[1]))
+    mask = np.ones(y.shape, bool) if mask is None else mask > 0
+    weights = [np.zeros((z.shape[1], y.shape[1])) for _ in lams]
+    by_rows: dict[bytes, list[int]] = {}
     for t in range(y.shape[1]):
-        m = mask[:, t] > 0
-        if m.sum() >= z.shape[1]:
-            weights[:, t] = np.linalg.solve(z[m].T @ z[m] + reg, z[m].T @ y[m, t])
-        elif m.any():  # fewer rows than features: the same ridge solved in its n x n dual
-            weights[:, t] = _dual_ridge(z[m], y[m, t], lam)
-    return mean, scale, weights
+        if mask[:, t].any():
+            by_rows.setdefault(np.packbits(mask[:, t]).tobytes(), []).append(t)
+    for cols in by_rows.values():
+        m = mask[:, cols[0]]
+        zm, ym = z[m], y[m][:, cols]
+        if len(zm) >= z.shape[1]:
+            gram, zty = zm.T @ zm, zm.T @ ym
+            for w, lam in zip(weights, lams):
+                reg = lam * np.eye(z.shape[1])
+                reg[-1, -1] = 0.0  # the intercept is not penalised
+                w[:, cols] = np.linalg.solve(gram + reg, zty)
+        else:  # fewer rows than features: the same ridge solved in its n x n dual
+            for w, lam in zip(weights, lams):
+                w[:, cols] = _dual_ridge(zm, ym, lam)
+    return [(mean, scale, w) for w in weights]
 
 
 def _dual_ridge(z: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
     """The primal ridge solution (last column of `z` the unpenalised intercept) from an n x n
-    solve: centring removes the intercept, `w = Z^T (Z Z^T + lam I)^-1 y` gives the rest."""
+    solve: centring removes the intercept, `w = Z^T (Z Z^T + lam I)^-1 y` gives the rest.
+    `y` is `[n]` or `[n, T]` (T columns on the same rows)."""
     x = z[:, :-1]
-    x_mean, y_mean = x.mean(0), y.mean()
+    x_mean, y_mean = x.mean(0), y.mean(0)
     xc = x - x_mean
     w = xc.T @ np.linalg.solve(xc @ xc.T + lam * np.eye(len(xc)), y - y_mean)
-    return np.concatenate([w, [y_mean - x_mean @ w]])
+    return np.concatenate([w, (y_mean - x_mean @ w)[None]])
 
 
 def ridge_predict(fit, x: np.ndarray) -> np.ndarray:
@@ -150,8 +169,7 @@ def probe(fit_on, val, score_on, key: str, targets) -> float | None:
     (yf, mf), (yv, mv), (ys, ms) = (targets(d) for d in (fit_on, val, score_on))
     names = [str(i) for i in range(yf.shape[1])]
     best = None
-    for lam in RIDGE:
-        fit = ridge_fit(fit_on[key], yf, lam, mf)
+    for fit in ridge_fits(fit_on[key], yf, RIDGE, mf):
         auc = metrics.auroc_summary(yv, ridge_predict(fit, val[key]), names, mv)["macro_auc"]
         if auc is not None and (best is None or auc > best[0]):
             best = (auc, fit)
@@ -188,7 +206,16 @@ def probe_table(workdirs) -> str:
         for key in REPRESENTATIONS:
             if key in val:
                 logging.info("probing %s: readouts of %s (%d features)...", workdir, key, val[key].shape[1])
-                aucs = [probe(fit_on, val, score_on, key, targets_of(g)) for g in groups]
+                aucs = []
+                for g in groups:
+                    start = time.monotonic()
+                    aucs.append(probe(fit_on, val, score_on, key, targets_of(g)))
+                    logging.info(
+                        "  %s: %s in %.1fs",
+                        g,
+                        "n/a" if aucs[-1] is None else f"{aucs[-1]:.3f}",
+                        time.monotonic() - start,
+                    )
                 cells = " | ".join("n/a" if a is None else f"{a:.3f}" for a in aucs)
                 lines.append(f"| {workdir} | {key} | {cells} |")
                 print(lines[-1], flush=True)

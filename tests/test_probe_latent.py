@@ -42,6 +42,25 @@ def test_a_column_with_fewer_stated_rows_than_features_is_the_same_ridge_in_its_
     np.testing.assert_allclose(probe_latent.ridge_predict(fit, x)[:, 0], ref.predict(z), rtol=1e-6, atol=1e-8)
 
 
+def test_readouts_at_several_strengths_share_rows_and_each_is_sklearns():
+    """Columns stated on the same rows are solved together, in the primal (many rows) and in
+    the dual (few), once per strength: each readout is still that column's own ridge."""
+    r = np.random.default_rng(3)
+    x = r.normal(size=(120, 9)) * r.uniform(0.5, 2, 9)
+    y = r.normal(size=(120, 5))
+    many, few = r.random(120) < 0.6, np.arange(120) < 6  # 6 stated rows < 9 features
+    mask = np.stack([many, many, few, few, np.zeros(120, bool)], axis=1).astype(float)
+    z = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    lams = (0.5, 4.0)
+    for lam, fit in zip(lams, probe_latent.ridge_fits(x, y, lams, mask)):
+        predicted = probe_latent.ridge_predict(fit, x)
+        for t in range(4):
+            rows = mask[:, t] > 0
+            ref = Ridge(alpha=lam).fit(z[rows], y[rows, t])
+            np.testing.assert_allclose(predicted[:, t], ref.predict(z), rtol=1e-6, atol=1e-8, err_msg=f"{lam} {t}")
+        np.testing.assert_array_equal(fit[2][:, 4], 0.0)  # a column stated nowhere is not fitted
+
+
 def test_the_detail_groups_are_the_parsed_details_but_presence():
     names = report_details.DETAIL_NAMES
     grouped = np.sum([probe_latent.COLUMNS[g] for g in probe_latent.GROUPS], axis=0)
