@@ -128,6 +128,9 @@ def ridge_fits(
     z = np.concatenate([(x - mean) / scale, np.ones((len(x), 1))], axis=1)
     mask = np.ones(y.shape, bool) if mask is None else mask > 0
     weights = [np.zeros((z.shape[1], y.shape[1])) for _ in lams]
+    regs = [lam * np.eye(z.shape[1]) for lam in lams]
+    for reg in regs:
+        reg[-1, -1] = 0.0  # the intercept is not penalised
     by_rows: dict[bytes, list[int]] = {}
     for t in range(y.shape[1]):
         if mask[:, t].any():
@@ -137,9 +140,7 @@ def ridge_fits(
         zm, ym = z[m], y[m][:, cols]
         if len(zm) >= z.shape[1]:
             gram, zty = zm.T @ zm, zm.T @ ym
-            for w, lam in zip(weights, lams):
-                reg = lam * np.eye(z.shape[1])
-                reg[-1, -1] = 0.0  # the intercept is not penalised
+            for w, reg in zip(weights, regs):
                 w[:, cols] = np.linalg.solve(gram + reg, zty)
         else:  # fewer rows than features: the same ridge solved in its n x n dual
             for w, lam in zip(weights, lams):
@@ -206,17 +207,13 @@ def probe_table(workdirs) -> str:
         for key in REPRESENTATIONS:
             if key in val:
                 logging.info("probing %s: readouts of %s (%d features)...", workdir, key, val[key].shape[1])
-                aucs = []
+                cells = []
                 for g in groups:
                     start = time.monotonic()
-                    aucs.append(probe(fit_on, val, score_on, key, targets_of(g)))
-                    logging.info(
-                        "  %s: %s in %.1fs",
-                        g,
-                        "n/a" if aucs[-1] is None else f"{aucs[-1]:.3f}",
-                        time.monotonic() - start,
-                    )
-                cells = " | ".join("n/a" if a is None else f"{a:.3f}" for a in aucs)
+                    auc = probe(fit_on, val, score_on, key, targets_of(g))
+                    cells.append("n/a" if auc is None else f"{auc:.3f}")
+                    logging.info("  %s: %s in %.1fs", g, cells[-1], time.monotonic() - start)
+                cells = " | ".join(cells)
                 lines.append(f"| {workdir} | {key} | {cells} |")
                 print(lines[-1], flush=True)
     return "\n".join(lines)

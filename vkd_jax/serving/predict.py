@@ -19,8 +19,9 @@ import tempfile
 import numpy as np
 from absl import logging
 
-from data_pipelines import progress as progress_lib, user_images
+from data_pipelines import user_images
 from vkd_jax import errors
+from vkd_jax.runs import log
 from vkd_jax.serving import predictor as predictor_lib
 
 CHUNK = predictor_lib.CHUNK  # files decoded at a time (bounds host memory on large folders)
@@ -102,7 +103,7 @@ def _predict(model: predictor_lib.Predictor, paths, out_path) -> tuple[int, list
 
     logging.info("predicting %d file(s) with %d prior samples each", len(paths), model.num_samples)
     num_done = 0
-    progress = progress_lib.Progress("predicting", len(paths), "file(s)", emit=logging.info)
+    progress = log.progress("predicting", len(paths), "file(s)")
     with open(out_path, "w", newline="") as f:
         writer = csv_writer(f)
         header = ["path", *class_names, *(f"{c}_sd" for c in class_names), *(f"{c}_call" for c in class_names)]
